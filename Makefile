@@ -1,0 +1,28 @@
+# `make demo` and `make test` set up everything themselves in .venv.
+# torch==2.13.0 is installed first so that pip never resolves a CUDA build.
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+READY  := $(VENV)/.ready
+
+.PHONY: demo test lint bench clean
+
+$(READY): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet torch==2.13.0
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $(READY)
+
+demo: $(READY)
+	$(VENV)/bin/nce demo --out demo-output
+
+test: $(READY)
+	$(PYTHON) -m pytest -q -n 2
+
+lint: $(READY)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: $(READY)
+	$(PYTHON) benchmarks/bench_losses.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

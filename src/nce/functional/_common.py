@@ -1,0 +1,44 @@
+"""Small pieces shared by the loss functions: reduction, compute dtype, temperature, normalization."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nce._validation import check_positive
+
+
+def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Apply ``reduction`` ("mean" | "sum" | "none") to per-example losses."""
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """Half-precision inputs are computed in float32; float32 and float64 stay as they are."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def upcast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Cast half-precision tensors to float32 (a no-op otherwise)."""
+    return tuple(t.to(compute_dtype(t)) for t in tensors)
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """``x / max(||x||, eps)`` along the last dimension: zero vectors stay zero, gradients finite."""
+    return F.normalize(x, dim=-1, eps=1e-12 if x.dtype == torch.float64 else 1e-6)
+
+
+def check_temperature(temperature) -> None:
+    """A temperature is a finite number > 0, or a scalar tensor (possibly learnable) > 0."""
+    check_positive("temperature", temperature, allow_tensor=True)
+
+
+def as_scale(temperature, like: torch.Tensor):
+    """``1 / temperature`` as a Python float, or as a 0-dim tensor in ``like``'s dtype."""
+    if isinstance(temperature, torch.Tensor):
+        return 1.0 / temperature.to(like.dtype).reshape(())
+    return 1.0 / float(temperature)

@@ -1,0 +1,194 @@
+r"""InfoNCE (van den Oord et al., 2018, arXiv:1807.03748): ranking noise-contrastive estimation.
+
+Each query :math:`q_i` has one positive key :math:`k_i` among negatives :math:`n_{ij}`; the loss is
+the cross-entropy of picking the positive,
+
+.. math:: \ell_i = -\log \frac{e^{s(q_i, k_i)/\tau}}
+          {e^{s(q_i, k_i)/\tau} + \sum_j e^{s(q_i, n_{ij})/\tau - \log Q_{ij}}},
+
+with :math:`s` the dot product (the cosine when ``normalize``), :math:`\tau` the temperature and
+:math:`\log Q` an optional sampled-softmax correction (Jean et al., 2015, arXiv:1412.2007): the log
+expected count of each negative under the sampler that drew it. The optimal critic is the log
+density ratio :math:`\log p(k|q)/p(k)` up to a constant, which is why minimizing the loss maximizes
+the bound :math:`I(q; k) \ge \log N - \ell`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nce._validation import (
+    check_compatible,
+    check_ids,
+    check_int,
+    check_reduction,
+    check_same_size,
+    check_tensor,
+    shape_str,
+)
+from nce.functional._common import (
+    as_scale,
+    check_temperature,
+    compute_dtype,
+    l2_normalize,
+    reduce,
+)
+from nce.functional._tiled_softmax import PairedSoftmaxCE, default_rows
+
+
+def info_nce(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    negatives: torch.Tensor | None = None,
+    *,
+    temperature: float | torch.Tensor = 0.1,
+    normalize: bool = True,
+    symmetric: bool = False,
+    reduction: str = "mean",
+    chunk_size: int | None = None,
+    log_q: torch.Tensor | None = None,
+    remove_accidental_hits: bool = False,
+    key_ids: torch.Tensor | None = None,
+    negative_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""InfoNCE loss with in-batch, shared or per-query negatives.
+
+    .. math:: \ell_i = \log\Big(e^{s_{ii}} + \sum_j e^{s_{ij} - \log Q_j}\Big) - s_{ii},
+              \qquad s = \langle q, k\rangle / \tau.
+
+    * ``negatives=None``: the other keys of the batch are the negatives (query i's positive is key
+      i); the similarity matrix is never stored whole (see ``chunk_size``).
+    * ``negatives`` of shape (M, D): shared by every query ("unpaired").
+    * ``negatives`` of shape (N, K, D): K negatives per query ("paired").
+
+    Args:
+        query: queries (anchors).
+        key: their positive keys.
+        negatives: explicit negatives, replacing the in-batch ones.
+        temperature: :math:`\tau > 0`, a number or a scalar tensor (e.g. learned).
+        normalize: L2-normalize the embeddings first (cosine similarity); zero vectors stay finite.
+        symmetric: CLIP's loss, the mean of the query→key and key→query losses (in-batch only).
+        reduction: "mean" | "sum" | "none" (shape (N,)).
+        chunk_size: rows of the similarity matrix held at once on the in-batch path; memory
+            O(N·D + N·chunk_size). Changes memory, never the result. Default: a cache-sized tile.
+        log_q: log expected count of each negative under its sampler, subtracted from its logit:
+            (M,) for shared negatives, (N, K) for per-query ones, (N,) for in-batch keys.
+        remove_accidental_hits: mask negatives whose id equals the positive's id (sampled
+            negatives can hit the positive). Needs ``key_ids`` and, with explicit negatives,
+            ``negative_ids``. Masked logits get the dtype's finite minimum, never -inf.
+        key_ids: class id of each positive key.
+        negative_ids: class id of each negative, (M,) or (N, K).
+
+    Shape:
+        - query, key: (N, D)
+        - negatives: (M, D) or (N, K, D)
+        - output: () or (N,) for reduction="none"
+
+    The in-batch path computes its gradient in a custom autograd function: first-order only.
+
+    Example:
+        >>> import torch, nce
+        >>> q, k = torch.randn(8, 16), torch.randn(8, 16)
+        >>> nce.info_nce(q, k, temperature=0.1).shape
+        torch.Size([])
+    """
+    check_reduction(reduction)
+    check_temperature(temperature)
+    check_tensor("query", query, 2)
+    check_tensor("key", key, 2)
+    if query.shape != key.shape:
+        raise ValueError(f"query has shape {shape_str(query)} but key has {shape_str(key)}")
+    check_compatible(query=query, key=key)
+    if chunk_size is not None:
+        check_int("chunk_size", chunk_size, minimum=1)
+    n = query.shape[0]
+    if negatives is not None:
+        check_tensor("negatives", negatives, (2, 3))
+        check_compatible(query=query, negatives=negatives)
+        check_same_size(-1, "dimension", query=query, negatives=negatives)
+        if negatives.dim() == 3:
+            check_same_size(0, "batch", query=query, negatives=negatives)
+        if symmetric:
+            raise ValueError("symmetric=True needs in-batch negatives (negatives=None)")
+    elif n < 2:
+        raise ValueError(
+            "in-batch negatives need a batch of at least 2 (with N = 1 the loss is identically 0), "
+            f"got query of shape {shape_str(query)}"
+        )
+    neg_shape = _negative_shape(n, negatives)
+    if log_q is not None:
+        if symmetric:
+            raise ValueError("log_q corrects sampled keys; it is undefined with symmetric=True")
+        check_tensor("log_q", log_q, len(neg_shape))
+        if log_q.shape != neg_shape:
+            raise ValueError(
+                f"log_q must have shape {tuple(neg_shape)} (one per negative), "
+                f"got {shape_str(log_q)}"
+            )
+    if remove_accidental_hits:
+        if key_ids is None or (negatives is not None and negative_ids is None):
+            raise ValueError(
+                "remove_accidental_hits=True needs key_ids"
+                + (" and negative_ids" if negatives is not None else "")
+            )
+        check_ids("key_ids", key_ids, shape=torch.Size([n]))
+        if negatives is not None:
+            check_ids("negative_ids", negative_ids, shape=neg_shape)
+
+    out_dtype = query.dtype
+    dtype = compute_dtype(query)
+    q, k = query.to(dtype), key.to(dtype)
+    if normalize:
+        q, k = l2_normalize(q), l2_normalize(k)
+    q = q * as_scale(temperature, q)
+
+    if negatives is None and log_q is None and not remove_accidental_hits:
+        chunk = chunk_size or default_rows(n)
+        loss = PairedSoftmaxCE.apply(q, k, symmetric, chunk)
+        return reduce(loss, reduction).to(out_dtype)
+
+    positive = (q * k).sum(-1)
+    if negatives is None:
+        logits = _masked_in_batch_logits(q, k, log_q, key_ids if remove_accidental_hits else None)
+        loss = torch.logsumexp(logits, 1) - positive
+        if symmetric:
+            loss_t = torch.logsumexp(logits, 0) - positive
+            loss = 0.5 * (loss + loss_t)
+        return reduce(loss, reduction).to(out_dtype)
+
+    neg = negatives.to(dtype)
+    if normalize:
+        neg = l2_normalize(neg)
+    neg_logits = q @ neg.T if neg.dim() == 2 else torch.einsum("nd,nkd->nk", q, neg)
+    if log_q is not None:
+        neg_logits = neg_logits - log_q.to(dtype)
+    if remove_accidental_hits:
+        ids = negative_ids if negative_ids.dim() == 2 else negative_ids.unsqueeze(0)
+        hit = ids == key_ids.unsqueeze(1)
+        neg_logits = neg_logits.masked_fill(hit, torch.finfo(dtype).min)
+    logits = torch.cat([positive.unsqueeze(1), neg_logits], 1)
+    loss = torch.logsumexp(logits, 1) - positive
+    return reduce(loss, reduction).to(out_dtype)
+
+
+def _negative_shape(n: int, negatives: torch.Tensor | None) -> torch.Size:
+    """Shape of the per-negative tensors (log_q, negative_ids)."""
+    if negatives is None:
+        return torch.Size([n])
+    if negatives.dim() == 2:
+        return torch.Size([negatives.shape[0]])
+    return negatives.shape[:2]
+
+
+def _masked_in_batch_logits(
+    q: torch.Tensor, k: torch.Tensor, log_q: torch.Tensor | None, key_ids: torch.Tensor | None
+) -> torch.Tensor:
+    """(N, N) logits with ``log_q`` subtracted off the diagonal and accidental hits masked."""
+    logits = q @ k.T
+    off_diagonal = ~torch.eye(q.shape[0], dtype=torch.bool, device=q.device)
+    if log_q is not None:
+        logits = logits - log_q.to(q.dtype).unsqueeze(0) * off_diagonal
+    if key_ids is not None:
+        hit = (key_ids.unsqueeze(0) == key_ids.unsqueeze(1)) & off_diagonal
+        logits = logits.masked_fill(hit, torch.finfo(q.dtype).min)
+    return logits

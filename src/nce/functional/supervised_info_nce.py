@@ -1,0 +1,87 @@
+r"""Supervised contrastive loss, SupCon (Khosla et al., 2020, arXiv:2004.11362), the
+:math:`\mathcal{L}^{sup}_{out}` form.
+
+Labels say which pairs are positive: every other sample of the anchor's class. With L2-normalized
+embeddings :math:`z`, positives :math:`P(i) = \{p \ne i: y_p = y_i\}` and
+:math:`A(i) = \{a \ne i\}`,
+
+.. math:: \ell_i = -\frac{1}{|P(i)|} \sum_{p \in P(i)}
+          \log \frac{e^{z_i \cdot z_p / \tau}}{\sum_{a \in A(i)} e^{z_i \cdot z_a/\tau}}.
+
+Anchors without a positive have no term; the mean runs over the anchors that have one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nce._validation import check_ids, check_reduction, check_tensor
+from nce.functional._common import as_scale, check_temperature, compute_dtype, l2_normalize, reduce
+
+
+def supervised_info_nce(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 0.1,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""SupCon loss (Khosla et al. 2020, eq. 2, :math:`\mathcal{L}^{sup}_{out}`).
+
+    .. math:: \ell_i = \log\sum_{a \ne i} e^{s_{ia}}
+              - \frac{1}{|P(i)|}\sum_{p \in P(i)} s_{ip}, \qquad s = z z^\top / \tau.
+
+    Equals pytorch-metric-learning's ``SupConLoss``.
+
+    Args:
+        embeddings: one embedding per sample (all views stacked), L2-normalized inside.
+        labels: integer class of each row.
+        temperature: :math:`\tau > 0`, a number or a scalar tensor.
+        reduction: "mean" over anchors with at least one positive, "sum" over them, or "none":
+            shape (N,), 0 for anchors without a positive.
+
+    Shape:
+        - embeddings: (N, D)
+        - labels: (N,)
+        - output: () or (N,) for reduction="none"
+
+    Raises:
+        ValueError: if no anchor has a positive (every label occurs once): the loss is undefined.
+
+    Example:
+        >>> import torch, nce
+        >>> z, y = torch.randn(6, 8), torch.tensor([0, 0, 1, 1, 2, 2])
+        >>> nce.supervised_info_nce(z, y).shape
+        torch.Size([])
+    """
+    check_reduction(reduction)
+    check_temperature(temperature)
+    check_tensor("embeddings", embeddings, 2)
+    n = embeddings.shape[0]
+    check_ids("labels", labels, shape=torch.Size([n]))
+    if labels.device != embeddings.device:
+        raise ValueError(
+            f"device mismatch: embeddings is on {embeddings.device} but labels is on {labels.device}"
+        )
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    self_mask = torch.eye(n, dtype=torch.bool, device=embeddings.device)
+    positive = same & ~self_mask
+    n_positive = positive.sum(1)
+    has_positive = n_positive > 0
+    if not bool(has_positive.any()):
+        raise ValueError(
+            "supervised_info_nce needs at least one anchor with a positive, but every label in "
+            f"labels occurs once (N = {n})"
+        )
+
+    out_dtype = embeddings.dtype
+    z = l2_normalize(embeddings.to(compute_dtype(embeddings)))
+    logits = (z * as_scale(temperature, z)) @ z.T
+    log_denominator = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), 1)
+    mean_positive = (logits * positive).sum(1) / n_positive.clamp(min=1)
+    loss = torch.where(has_positive, log_denominator - mean_positive, torch.zeros_like(mean_positive))
+    if reduction == "mean":
+        loss = loss.sum() / has_positive.sum()
+    else:
+        loss = reduce(loss, reduction)
+    return loss.to(out_dtype)

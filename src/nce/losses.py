@@ -1,0 +1,231 @@
+r"""Module wrappers of :mod:`nce.functional`: they hold hyperparameters and learned parameters.
+
+As :class:`torch.nn.CrossEntropyLoss` wraps :func:`torch.nn.functional.cross_entropy`, each module
+here validates its hyperparameters at construction and calls its function in ``forward``.
+
+A learnable temperature is stored as a log scale :math:`\log(1/\tau)` and clamped to at most
+``log(max_scale)`` (CLIP, Radford et al. 2021, arXiv:2103.00020, uses a maximum scale of 100).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from nce._validation import check_in_range, check_positive, check_reduction
+from nce.functional import (
+    binary_nce,
+    debiased_info_nce,
+    info_nce,
+    nt_xent,
+    soft_info_nce,
+    supervised_info_nce,
+)
+
+
+class Temperature(nn.Module):
+    r"""A temperature :math:`\tau`, fixed or learned as a clamped log scale.
+
+    ``forward()`` returns :math:`\tau = 1/\exp(\min(\log s, \log s_{max}))` where :math:`\log s` is
+    the parameter ``log_scale`` (learned) or a buffer (fixed).
+
+    Example:
+        >>> t = Temperature(0.07, learnable=True)
+        >>> round(float(t()), 4)
+        0.07
+    """
+
+    def __init__(self, temperature: float, learnable: bool = False, max_scale: float = 100.0):
+        super().__init__()
+        check_positive("temperature", temperature)
+        check_positive("max_scale", max_scale)
+        if 1.0 / temperature > max_scale:
+            raise ValueError(
+                f"temperature {temperature} is below 1 / max_scale = {1.0 / max_scale:.6g}"
+            )
+        log_scale = torch.tensor(-math.log(temperature))
+        if learnable:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+        self.max_log_scale = math.log(max_scale)
+
+    def forward(self) -> torch.Tensor:
+        return torch.exp(-self.log_scale.clamp(max=self.max_log_scale))
+
+    def extra_repr(self) -> str:
+        learn = isinstance(self.log_scale, nn.Parameter)
+        return f"temperature={float(self()):.4g}, learnable={learn}"
+
+
+class _ContrastiveLoss(nn.Module):
+    def __init__(self, temperature, learn_temperature, max_scale, reduction):
+        super().__init__()
+        check_reduction(reduction)
+        self.temperature = Temperature(temperature, learn_temperature, max_scale)
+        self.reduction = reduction
+
+
+class InfoNCE(_ContrastiveLoss):
+    """Module form of :func:`nce.info_nce`; ``forward(query, key, negatives=None, **kwargs)``."""
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        *,
+        learn_temperature: bool = False,
+        max_scale: float = 100.0,
+        normalize: bool = True,
+        symmetric: bool = False,
+        reduction: str = "mean",
+        chunk_size: int | None = None,
+    ):
+        super().__init__(temperature, learn_temperature, max_scale, reduction)
+        self.normalize, self.symmetric, self.chunk_size = normalize, symmetric, chunk_size
+
+    def forward(self, query, key, negatives=None, **kwargs):
+        return info_nce(
+            query, key, negatives, temperature=self.temperature(), normalize=self.normalize,
+            symmetric=self.symmetric, reduction=self.reduction, chunk_size=self.chunk_size,
+            **kwargs,
+        )
+
+
+class CLIPLoss(InfoNCE):
+    """CLIP's symmetric InfoNCE with a learned temperature (initial 0.07, maximum scale 100)."""
+
+    def __init__(self, temperature: float = 0.07, *, learn_temperature: bool = True, **kwargs):
+        super().__init__(temperature, learn_temperature=learn_temperature, symmetric=True, **kwargs)
+
+
+class NTXent(_ContrastiveLoss):
+    """Module form of :func:`nce.nt_xent`; ``forward(view1, view2)``."""
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        *,
+        learn_temperature: bool = False,
+        max_scale: float = 100.0,
+        reduction: str = "mean",
+        chunk_size: int | None = None,
+    ):
+        super().__init__(temperature, learn_temperature, max_scale, reduction)
+        self.chunk_size = chunk_size
+
+    def forward(self, view1, view2):
+        return nt_xent(
+            view1, view2, temperature=self.temperature(), reduction=self.reduction,
+            chunk_size=self.chunk_size,
+        )
+
+
+class SupervisedInfoNCE(_ContrastiveLoss):
+    """Module form of :func:`nce.supervised_info_nce`; ``forward(embeddings, labels)``."""
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        *,
+        learn_temperature: bool = False,
+        max_scale: float = 100.0,
+        reduction: str = "mean",
+    ):
+        super().__init__(temperature, learn_temperature, max_scale, reduction)
+
+    def forward(self, embeddings, labels):
+        return supervised_info_nce(
+            embeddings, labels, temperature=self.temperature(), reduction=self.reduction
+        )
+
+
+class DebiasedInfoNCE(_ContrastiveLoss):
+    """Module form of :func:`nce.debiased_info_nce`; ``forward(query, key)``."""
+
+    def __init__(
+        self,
+        tau_plus: float,
+        beta: float = 0.0,
+        temperature: float = 0.5,
+        *,
+        learn_temperature: bool = False,
+        max_scale: float = 100.0,
+        reduction: str = "mean",
+    ):
+        super().__init__(temperature, learn_temperature, max_scale, reduction)
+        check_in_range("tau_plus", tau_plus, 0.0, 1.0)
+        check_in_range("beta", beta, 0.0, math.inf)
+        self.tau_plus, self.beta = tau_plus, beta
+
+    def forward(self, query, key):
+        return debiased_info_nce(
+            query, key, tau_plus=self.tau_plus, beta=self.beta, temperature=self.temperature(),
+            reduction=self.reduction,
+        )
+
+
+class SoftInfoNCE(_ContrastiveLoss):
+    """Module form of :func:`nce.soft_info_nce`; ``forward(query, key, targets)``."""
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        *,
+        learn_temperature: bool = False,
+        max_scale: float = 100.0,
+        normalize: bool = True,
+        reduction: str = "mean",
+    ):
+        super().__init__(temperature, learn_temperature, max_scale, reduction)
+        self.normalize = normalize
+
+    def forward(self, query, key, targets):
+        return soft_info_nce(
+            query, key, targets, temperature=self.temperature(), normalize=self.normalize,
+            reduction=self.reduction,
+        )
+
+
+class BinaryNCE(nn.Module):
+    r"""Module form of :func:`nce.binary_nce` for an unnormalized model with a log-partition.
+
+    ``forward(model_data, noise_data, model_noise, noise_noise)`` takes the model's
+    *unnormalized* log densities :math:`f(u)` and uses :math:`\log p_m = f - \log Z`, where
+    :math:`\log Z` is the parameter ``log_z`` (``log_z="learned"``, initialised at 0) or a fixed
+    number (0 is self-normalization).
+
+    Example:
+        >>> loss = BinaryNCE()  # log Z learned
+        >>> [name for name, _ in loss.named_parameters()]
+        ['log_z']
+    """
+
+    def __init__(
+        self,
+        log_z: str | float = "learned",
+        *,
+        noise_ratio: float | None = None,
+        reduction: str = "mean",
+    ):
+        super().__init__()
+        check_reduction(reduction)
+        if noise_ratio is not None:
+            check_positive("noise_ratio", noise_ratio)
+        if log_z == "learned":
+            self.log_z = nn.Parameter(torch.zeros(()))
+        elif isinstance(log_z, (int, float)) and not isinstance(log_z, bool) and math.isfinite(
+            log_z
+        ):
+            self.register_buffer("log_z", torch.tensor(float(log_z)))
+        else:
+            raise ValueError(f"log_z must be 'learned' or a finite number, got {log_z!r}")
+        self.noise_ratio, self.reduction = noise_ratio, reduction
+
+    def forward(self, model_data, noise_data, model_noise, noise_noise):
+        log_z = self.log_z.to(model_data.dtype)
+        return binary_nce(
+            model_data - log_z, noise_data, model_noise - log_z, noise_noise,
+            noise_ratio=self.noise_ratio, reduction=self.reduction,
+        )

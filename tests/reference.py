@@ -1,0 +1,122 @@
+"""Naive loop references, written from each paper's equation, one scalar term at a time.
+
+They are slow and obviously correct; the tests compare the library against them in value and
+gradient (autograd flows through these loops too).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _cos(a, b):
+    return (a @ b) / (a.norm() * b.norm())
+
+
+def _sim(a, b, normalize):
+    return _cos(a, b) if normalize else a @ b
+
+
+def _logsigmoid(x):
+    return -torch.log1p(torch.exp(-x)) if x >= 0 else x - torch.log1p(torch.exp(x))
+
+
+def binary_nce(lm_x, ln_x, lm_y, ln_y, nu=None):
+    """Gutmann & Hyvarinen 2012, eq. 8: -J_T, h(u) = 1 / (1 + nu exp(-(lm - ln)))."""
+    n = lm_x.shape[0]
+    if nu is None:
+        nu = lm_y.shape[1] if lm_y.dim() == 2 else lm_y.numel() / n
+    total = 0.0
+    for i in range(n):
+        h = 1 / (1 + nu * torch.exp(ln_x[i] - lm_x[i]))
+        total = total + torch.log(h)
+    for y_m, y_n in zip(lm_y.reshape(-1), ln_y.reshape(-1), strict=True):
+        h = 1 / (1 + nu * torch.exp(y_n - y_m))
+        total = total + torch.log(1 - h)
+    return -total / n
+
+
+def info_nce_terms(q, k, negatives=None, tau=0.1, normalize=True, log_q=None, hits=None):
+    """Per-query -log softmax of the positive among [positive, negatives]."""
+    n = q.shape[0]
+    out = []
+    for i in range(n):
+        pos = _sim(q[i], k[i], normalize) / tau
+        logits = [pos]
+        if negatives is None:
+            cands = [(j, k[j]) for j in range(n) if j != i]
+        elif negatives.dim() == 2:
+            cands = list(enumerate(negatives))
+        else:
+            cands = list(enumerate(negatives[i]))
+        for j, neg in cands:
+            if hits is not None and hits(i, j):
+                continue
+            s = _sim(q[i], neg, normalize) / tau
+            if log_q is not None:
+                s = s - (log_q[i, j] if log_q.dim() == 2 else log_q[j])
+            logits.append(s)
+        denom = sum(torch.exp(s) for s in logits)
+        out.append(-(pos - torch.log(denom)))
+    return torch.stack(out)
+
+
+def clip_terms(q, k, tau=0.1, normalize=True):
+    """CLIP: mean of the image->text and text->image cross-entropies, per pair."""
+    return 0.5 * (info_nce_terms(q, k, None, tau, normalize) + info_nce_terms(k, q, None, tau, normalize))
+
+
+def nt_xent_terms(v1, v2, tau=0.5):
+    """SimCLR eq. 1 for each of the 2N anchors: -log exp(s_ij/t) / sum_{k != i} exp(s_ik/t)."""
+    z = torch.cat([v1, v2])
+    n2 = z.shape[0]
+    out = []
+    for i in range(n2):
+        j = (i + n2 // 2) % n2
+        denom = sum(torch.exp(_cos(z[i], z[a]) / tau) for a in range(n2) if a != i)
+        out.append(-torch.log(torch.exp(_cos(z[i], z[j]) / tau) / denom))
+    return torch.stack(out)
+
+
+def supcon_terms(z, labels, tau=0.1):
+    """Khosla et al. 2020, eq. 2 (L_out), per anchor; None for anchors without a positive."""
+    n = z.shape[0]
+    out = []
+    for i in range(n):
+        pos = [p for p in range(n) if p != i and labels[p] == labels[i]]
+        if not pos:
+            out.append(None)
+            continue
+        denom = sum(torch.exp(_cos(z[i], z[a]) / tau) for a in range(n) if a != i)
+        terms = [torch.log(torch.exp(_cos(z[i], z[p]) / tau) / denom) for p in pos]
+        out.append(-sum(terms) / len(pos))
+    return out
+
+
+def debiased_terms(q, k, tau_plus, beta, t):
+    """Chuang et al. 2020 / Robinson et al. 2021, computed in exp space as their equations read."""
+    n = q.shape[0]
+    m = n - 1
+    out = []
+    for i in range(n):
+        pos = torch.exp(_cos(q[i], k[i]) / t)
+        negs = [torch.exp(_cos(q[i], k[j]) / t) for j in range(n) if j != i]
+        imp = [x**beta for x in negs]
+        mean_imp = sum(imp) / m
+        reweighted = sum(w * x for w, x in zip(imp, negs, strict=True)) / mean_imp
+        ng = (-tau_plus * m * pos + reweighted) / (1 - tau_plus)
+        ng = torch.clamp(ng, min=m * math.exp(-1 / t))
+        out.append(-torch.log(pos / (pos + ng)))
+    return torch.stack(out)
+
+
+def soft_terms(q, k, targets, tau=0.1, normalize=True):
+    """-sum_j t_ij log softmax_j(s_ij)."""
+    out = []
+    for i in range(q.shape[0]):
+        s = [_sim(q[i], k[j], normalize) / tau for j in range(k.shape[0])]
+        log_den = torch.log(sum(torch.exp(x) for x in s))
+        out.append(-sum(targets[i, j] * (s[j] - log_den) for j in range(k.shape[0])))
+    return torch.stack(out)
