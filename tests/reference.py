@@ -65,7 +65,9 @@ def info_nce_terms(q, k, negatives=None, tau=0.1, normalize=True, log_q=None, hi
 
 def clip_terms(q, k, tau=0.1, normalize=True):
     """CLIP: mean of the image->text and text->image cross-entropies, per pair."""
-    return 0.5 * (info_nce_terms(q, k, None, tau, normalize) + info_nce_terms(k, q, None, tau, normalize))
+    return 0.5 * (
+        info_nce_terms(q, k, None, tau, normalize) + info_nce_terms(k, q, None, tau, normalize)
+    )
 
 
 def nt_xent_terms(v1, v2, tau=0.5):

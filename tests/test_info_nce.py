@@ -2,12 +2,13 @@ import math
 
 import pytest
 import torch
-from conftest import assert_close_grads, randn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nce
+
 import reference as ref
+from conftest import assert_close_grads, randn
 
 TOL64 = dict(rtol=1e-10, atol=1e-10)
 TOL32 = dict(rtol=1e-5, atol=1e-5)
@@ -30,7 +31,11 @@ def test_in_batch_matches_reference(normalize, temperature):
 @pytest.mark.parametrize("kind", ["shared", "paired"])
 def test_explicit_negatives_match_reference(kind, dtype, tol):
     q, k = _pair(dtype=dtype)
-    neg = randn(11, 5, dtype=dtype, seed=9) if kind == "shared" else randn(7, 4, 5, dtype=dtype, seed=9)
+    neg = (
+        randn(11, 5, dtype=dtype, seed=9)
+        if kind == "shared"
+        else randn(7, 4, 5, dtype=dtype, seed=9)
+    )
     got = nce.info_nce(q, k, neg, temperature=0.2)
     q64, k64, n64 = (x.detach().double().requires_grad_() for x in (q, k, neg))
     want = ref.info_nce_terms(q64, k64, n64, 0.2, True).mean()
@@ -60,7 +65,9 @@ def test_log_q_and_accidental_hits_in_batch():
     log_q = randn(6, seed=5, requires_grad=False)
     ids = torch.tensor([0, 1, 2, 1, 3, 0])
     got = nce.info_nce(q, k, temperature=0.3, log_q=log_q, remove_accidental_hits=True, key_ids=ids)
-    want = ref.info_nce_terms(q, k, None, 0.3, True, log_q=log_q, hits=lambda i, j: ids[i] == ids[j]).mean()
+    want = ref.info_nce_terms(
+        q, k, None, 0.3, True, log_q=log_q, hits=lambda i, j: ids[i] == ids[j]
+    ).mean()
     assert_close_grads(got, want, (q, k), (q, k), **TOL64)
 
 
@@ -71,15 +78,26 @@ def test_log_q_and_accidental_hits_sampled(kind):
         neg, neg_ids = randn(8, 5, seed=3), torch.tensor([0, 1, 2, 3, 4, 5, 1, 1])
         log_q = randn(8, seed=4, requires_grad=False)
     else:
-        neg, neg_ids = randn(5, 3, 5, seed=3), torch.randint(0, 4, (5, 3), generator=torch.Generator().manual_seed(1))
+        neg, neg_ids = (
+            randn(5, 3, 5, seed=3),
+            torch.randint(0, 4, (5, 3), generator=torch.Generator().manual_seed(1)),
+        )
         log_q = randn(5, 3, seed=4, requires_grad=False)
     key_ids = torch.tensor([0, 1, 2, 3, 1])
 
     def hit(i, j):
         return (neg_ids[j] if neg_ids.dim() == 1 else neg_ids[i, j]) == key_ids[i]
 
-    got = nce.info_nce(q, k, neg, temperature=0.5, log_q=log_q, remove_accidental_hits=True,
-                       key_ids=key_ids, negative_ids=neg_ids)
+    got = nce.info_nce(
+        q,
+        k,
+        neg,
+        temperature=0.5,
+        log_q=log_q,
+        remove_accidental_hits=True,
+        key_ids=key_ids,
+        negative_ids=neg_ids,
+    )
     want = ref.info_nce_terms(q, k, neg, 0.5, True, log_q=log_q, hits=hit).mean()
     assert_close_grads(got, want, (q, k, neg), (q, k, neg), **TOL64)
 
@@ -88,26 +106,31 @@ def test_accidental_hit_mask_is_finite_even_when_all_negatives_hit():
     q, k = _pair(n=3)
     neg, neg_ids = randn(4, 5, seed=3), torch.zeros(4, dtype=torch.long)
     key_ids = torch.zeros(3, dtype=torch.long)
-    loss = nce.info_nce(q, k, neg, remove_accidental_hits=True, key_ids=key_ids, negative_ids=neg_ids)
+    loss = nce.info_nce(
+        q, k, neg, remove_accidental_hits=True, key_ids=key_ids, negative_ids=neg_ids
+    )
     assert torch.isfinite(loss) and abs(loss.item()) < 1e-10  # only the positive remains
     (g,) = torch.autograd.grad(loss, q)
     assert torch.isfinite(g).all()
 
 
-def test_gradcheck_in_batch_and_symmetric():
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_gradcheck_in_batch_and_symmetric(symmetric):
     q, k = _pair(n=5, d=3)
     t = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
-    for symmetric in (False, True):
-        assert torch.autograd.gradcheck(
-            lambda a, b, t: nce.info_nce(a, b, temperature=t, symmetric=symmetric, reduction="none"),
-            (q, k, t),
-        )
+
+    def loss(a, b, t):
+        return nce.info_nce(a, b, temperature=t, symmetric=symmetric, reduction="none")
+
+    assert torch.autograd.gradcheck(loss, (q, k, t))
 
 
 def test_gradcheck_explicit_negatives():
     q, k = _pair(n=4, d=3)
     neg = randn(4, 2, 3, seed=7)
-    assert torch.autograd.gradcheck(lambda a, b, c: nce.info_nce(a, b, c, temperature=0.5), (q, k, neg))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: nce.info_nce(a, b, c, temperature=0.5), (q, k, neg)
+    )
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -117,11 +140,15 @@ def test_chunked_equals_dense(chunk, symmetric):
     t = torch.tensor(0.2, requires_grad=True)
     w = torch.rand(13, generator=torch.Generator().manual_seed(3))
     dense = nce.info_nce(q, k, temperature=t, symmetric=symmetric, reduction="none", chunk_size=13)
-    tiled = nce.info_nce(q, k, temperature=t, symmetric=symmetric, reduction="none", chunk_size=chunk)
+    tiled = nce.info_nce(
+        q, k, temperature=t, symmetric=symmetric, reduction="none", chunk_size=chunk
+    )
     torch.testing.assert_close(tiled, dense, rtol=1e-5, atol=1e-6)
     for reduction_weights in (None, w):  # uniform and non-uniform upstream gradients
+
         def total(loss, rw=reduction_weights):
             return loss.mean() if rw is None else (loss * rw).sum()
+
         g_dense = torch.autograd.grad(total(dense), (q, k, t), retain_graph=True)
         g_tiled = torch.autograd.grad(total(tiled), (q, k, t), retain_graph=True)
         for a, b in zip(g_tiled, g_dense, strict=True):
@@ -171,14 +198,18 @@ def test_half_precision_computed_in_float32(dtype):
     g = torch.Generator().manual_seed(0)
     q = (torch.randn(16, 8, generator=g) * 4).to(dtype).requires_grad_()
     k = (torch.randn(16, 8, generator=g) * 4).to(dtype).requires_grad_()
-    assert float((q.detach().float() @ k.detach().float().T).abs().max()) / 0.01 > 5e3  # logits up to ~1e4
+    assert (
+        float((q.detach().float() @ k.detach().float().T).abs().max()) / 0.01 > 5e3
+    )  # logits up to ~1e4
     for normalize in (True, False):
         loss = nce.info_nce(q, k, temperature=0.01, normalize=normalize)
         assert loss.dtype == dtype and torch.isfinite(loss)
         gq, gk = torch.autograd.grad(loss, (q, k))
         assert gq.dtype == dtype and torch.isfinite(gq).all() and torch.isfinite(gk).all()
     want = nce.info_nce(q.float(), k.float(), temperature=0.01)
-    torch.testing.assert_close(nce.info_nce(q, k, temperature=0.01).float(), want, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(
+        nce.info_nce(q, k, temperature=0.01).float(), want, rtol=1e-2, atol=1e-2
+    )
 
 
 def test_reductions():

@@ -87,8 +87,14 @@ class InfoNCE(_ContrastiveLoss):
 
     def forward(self, query, key, negatives=None, **kwargs):
         return info_nce(
-            query, key, negatives, temperature=self.temperature(), normalize=self.normalize,
-            symmetric=self.symmetric, reduction=self.reduction, chunk_size=self.chunk_size,
+            query,
+            key,
+            negatives,
+            temperature=self.temperature(),
+            normalize=self.normalize,
+            symmetric=self.symmetric,
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
             **kwargs,
         )
 
@@ -117,7 +123,10 @@ class NTXent(_ContrastiveLoss):
 
     def forward(self, view1, view2):
         return nt_xent(
-            view1, view2, temperature=self.temperature(), reduction=self.reduction,
+            view1,
+            view2,
+            temperature=self.temperature(),
+            reduction=self.reduction,
             chunk_size=self.chunk_size,
         )
 
@@ -161,7 +170,11 @@ class DebiasedInfoNCE(_ContrastiveLoss):
 
     def forward(self, query, key):
         return debiased_info_nce(
-            query, key, tau_plus=self.tau_plus, beta=self.beta, temperature=self.temperature(),
+            query,
+            key,
+            tau_plus=self.tau_plus,
+            beta=self.beta,
+            temperature=self.temperature(),
             reduction=self.reduction,
         )
 
@@ -183,7 +196,11 @@ class SoftInfoNCE(_ContrastiveLoss):
 
     def forward(self, query, key, targets):
         return soft_info_nce(
-            query, key, targets, temperature=self.temperature(), normalize=self.normalize,
+            query,
+            key,
+            targets,
+            temperature=self.temperature(),
+            normalize=self.normalize,
             reduction=self.reduction,
         )
 
@@ -215,8 +232,8 @@ class BinaryNCE(nn.Module):
             check_positive("noise_ratio", noise_ratio)
         if log_z == "learned":
             self.log_z = nn.Parameter(torch.zeros(()))
-        elif isinstance(log_z, (int, float)) and not isinstance(log_z, bool) and math.isfinite(
-            log_z
+        elif (
+            isinstance(log_z, (int, float)) and not isinstance(log_z, bool) and math.isfinite(log_z)
         ):
             self.register_buffer("log_z", torch.tensor(float(log_z)))
         else:
@@ -226,6 +243,10 @@ class BinaryNCE(nn.Module):
     def forward(self, model_data, noise_data, model_noise, noise_noise):
         log_z = self.log_z.to(model_data.dtype)
         return binary_nce(
-            model_data - log_z, noise_data, model_noise - log_z, noise_noise,
-            noise_ratio=self.noise_ratio, reduction=self.reduction,
+            model_data - log_z,
+            noise_data,
+            model_noise - log_z,
+            noise_noise,
+            noise_ratio=self.noise_ratio,
+            reduction=self.reduction,
         )

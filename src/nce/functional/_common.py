@@ -1,4 +1,4 @@
-"""Small pieces shared by the loss functions: reduction, compute dtype, temperature, normalization."""
+"""Pieces shared by the loss functions: reduction, compute dtype, temperature, normalization."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def upcast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
-    """``x / max(||x||, eps)`` along the last dimension: zero vectors stay zero, gradients finite."""
+    """``x / max(||x||, eps)`` along the last dimension: zero vectors stay zero, finite gradient."""
     return F.normalize(x, dim=-1, eps=1e-12 if x.dtype == torch.float64 else 1e-6)
 
 

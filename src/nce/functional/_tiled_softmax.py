@@ -18,7 +18,8 @@ With :math:`G = \partial\ell/\partial S`, the input gradients are :math:`G B` an
   upstream gradient is not the same for every example.
 * Self-similarity: :math:`S` is symmetric, so only tiles on and above the diagonal are computed;
   the row log-sum-exp is accumulated online over them, and the backward pass uses
-  :math:`\partial\ell/\partial Z = (G + G^\top) Z` with :math:`(G^\top)_{ij}` read from the same tile.
+  :math:`\partial\ell/\partial Z = (G + G^\top) Z` with :math:`(G^\top)_{ij}` read from the same
+  tile.
   Two products' worth of work in all.
 
 Results equal the dense computation up to floating-point summation order.
@@ -42,9 +43,7 @@ def _spans(n: int, chunk: int) -> list[tuple[int, int]]:
     return [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
 
 
-def _merge_lse(
-    run_max: torch.Tensor, run_sum: torch.Tensor, tile: torch.Tensor, dim: int
-) -> None:
+def _merge_lse(run_max: torch.Tensor, run_sum: torch.Tensor, tile: torch.Tensor, dim: int) -> None:
     """Fold ``tile``'s log-sum-exp along ``dim`` into a running (max, sum of exp) pair, in place."""
     new_max = torch.maximum(run_max, tile.amax(dim))
     run_sum.mul_(torch.exp(run_max - new_max))

@@ -54,7 +54,8 @@ def binary_nce(
         log_noise_data: :math:`\log p_n(x_i)`, the noise log density of each datum.
         log_model_noise: :math:`\log p_m(y)` for the noise samples: per datum (N, K) or shared (M,).
         log_noise_noise: :math:`\log p_n(y)`, same shape as ``log_model_noise``.
-        noise_ratio: :math:`\nu`, noise samples per datum. Defaults to K (per datum) or M / N (shared).
+        noise_ratio: :math:`\nu`, noise samples per datum. Defaults to K (per datum) or M / N
+            (shared).
         reduction: "mean" (the formula above), "sum" (N times it) or "none": shape (N,), each
             datum's term plus its own noise terms; with shared noise, each datum carries 1/N of the
             shared noise terms, so that "mean" is always the mean of "none".
@@ -68,7 +69,8 @@ def binary_nce(
         >>> import torch, nce
         >>> x, y = torch.randn(100), torch.randn(100, 5)
         >>> std = torch.distributions.Normal(0.0, 1.0)
-        >>> loss = nce.binary_nce(std.log_prob(x), std.log_prob(x), std.log_prob(y), std.log_prob(y))
+        >>> lp = std.log_prob
+        >>> loss = nce.binary_nce(lp(x), lp(x), lp(y), lp(y))
         >>> round(float(loss), 4)  # model == noise: every logit is -log 5
         1.0852
     """
@@ -90,12 +92,16 @@ def binary_nce(
         check_same_size(0, "batch", log_model_data=log_model_data, log_model_noise=log_model_noise)
     n_data = log_model_data.shape[0]
     if noise_ratio is None:
-        noise_ratio = log_model_noise.shape[-1] if per_datum_noise else log_model_noise.numel() / n_data
+        noise_ratio = (
+            log_model_noise.shape[-1] if per_datum_noise else log_model_noise.numel() / n_data
+        )
     else:
         check_positive("noise_ratio", noise_ratio)
 
     out_dtype = log_model_data.dtype
-    lm_x, ln_x, lm_y, ln_y = upcast(log_model_data, log_noise_data, log_model_noise, log_noise_noise)
+    lm_x, ln_x, lm_y, ln_y = upcast(
+        log_model_data, log_noise_data, log_model_noise, log_noise_noise
+    )
     log_nu = math.log(noise_ratio)
     data_term = F.logsigmoid(lm_x - log_nu - ln_x)
     noise_term = F.logsigmoid(-(lm_y - log_nu - ln_y))

@@ -3,8 +3,8 @@ arXiv:2010.04592) contrastive losses.
 
 In-batch negatives are drawn from the data, so with class prior :math:`\tau^+` a fraction of them
 are false negatives. With :math:`M = N - 1` negatives of query :math:`i`, positive score
-:math:`e^{s_{ii}}` and negative scores :math:`e^{s_{ij}}` (:math:`s = \cos/t`), Chuang et al. estimate
-the true-negative mass as
+:math:`e^{s_{ii}}` and negative scores :math:`e^{s_{ij}}` (:math:`s = \cos/t`), Chuang et al.
+estimate the true-negative mass as
 
 .. math:: N_g = \max\Big(\frac{\sum_j w_j e^{s_{ij}} - \tau^+ M e^{s_{ii}}}{1 - \tau^+},
           \; M e^{-1/t}\Big),
@@ -22,8 +22,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from nce._validation import check_compatible, check_in_range, check_reduction, check_tensor
-from nce._validation import shape_str
+from nce._validation import (
+    check_compatible,
+    check_in_range,
+    check_reduction,
+    check_tensor,
+    shape_str,
+)
 from nce.functional._common import as_scale, check_temperature, compute_dtype, l2_normalize, reduce
 
 

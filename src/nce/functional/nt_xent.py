@@ -41,7 +41,8 @@ def nt_xent(
         view1: embeddings of the first view of each sample.
         view2: embeddings of the second view; row i is the twin of ``view1`` row i.
         temperature: :math:`\tau > 0`, a number or a scalar tensor.
-        reduction: "mean" | "sum" | "none" (shape (2N,): anchors of ``view1`` first, then ``view2``).
+        reduction: "mean" | "sum" | "none" (shape (2N,): the anchors of ``view1`` first, then
+            those of ``view2``).
         chunk_size: side of the square tiles of the (2N, 2N) similarity matrix held at once;
             memory O(N·D + chunk_size²). Changes memory, never the result.
 

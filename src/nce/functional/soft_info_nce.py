@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import torch
 
-from nce._validation import check_compatible, check_reduction, check_same_size, check_tensor
-from nce._validation import shape_str
+from nce._validation import (
+    check_compatible,
+    check_reduction,
+    check_same_size,
+    check_tensor,
+    shape_str,
+)
 from nce.functional._common import (
     as_scale,
     check_temperature,

@@ -61,7 +61,8 @@ def supervised_info_nce(
     check_ids("labels", labels, shape=torch.Size([n]))
     if labels.device != embeddings.device:
         raise ValueError(
-            f"device mismatch: embeddings is on {embeddings.device} but labels is on {labels.device}"
+            f"device mismatch: embeddings is on {embeddings.device} "
+            f"but labels is on {labels.device}"
         )
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
     self_mask = torch.eye(n, dtype=torch.bool, device=embeddings.device)
@@ -79,7 +80,9 @@ def supervised_info_nce(
     logits = (z * as_scale(temperature, z)) @ z.T
     log_denominator = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), 1)
     mean_positive = (logits * positive).sum(1) / n_positive.clamp(min=1)
-    loss = torch.where(has_positive, log_denominator - mean_positive, torch.zeros_like(mean_positive))
+    loss = torch.where(
+        has_positive, log_denominator - mean_positive, torch.zeros_like(mean_positive)
+    )
     if reduction == "mean":
         loss = loss.sum() / has_positive.sum()
     else:

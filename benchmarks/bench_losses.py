@@ -1,0 +1,180 @@
+"""Forward+backward time of nt_xent and info_nce against a three-matrix-product floor.
+
+For in-batch InfoNCE over N pairs the exact gradient needs three (N, D)x(D, N)-sized products:
+the similarity Q K^T and the two backward products G K and G^T Q. That is the floor ("3 matmul").
+NT-Xent works on 2N views, so its floor is three products of the 2N-view shapes; its similarity
+matrix is symmetric, so an exact implementation can get by with fewer.
+
+Each row reports the median time over repeats and ratios to the floor measured in the same run,
+next to a straightforward PyTorch implementation and, where installed, pytorch-metric-learning.
+
+    python benchmarks/bench_losses.py            # prints and updates BENCHMARKS.md
+    python benchmarks/bench_losses.py --quick    # smaller sizes, prints only
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nce  # noqa: E402
+
+import _report  # noqa: E402
+
+D = 128
+TEMPERATURE = 0.1
+
+
+def median_time(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def three_matmuls(a, b):
+    def run():
+        s = a @ b.T
+        s @ b
+        s.T @ a
+
+    return run
+
+
+def forward_backward(loss_fn, *inputs):
+    leaves = [x.detach().requires_grad_() for x in inputs]
+
+    def run():
+        loss = loss_fn(*leaves)
+        loss.backward()
+        for x in leaves:
+            x.grad = None
+
+    return run
+
+
+def plain_info_nce(q, k):
+    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    logits = q @ k.T / TEMPERATURE
+    return F.cross_entropy(logits, torch.arange(q.shape[0]))
+
+
+def plain_nt_xent(v1, v2):
+    z = F.normalize(torch.cat([v1, v2]), dim=1)
+    logits = (z @ z.T / TEMPERATURE).fill_diagonal_(float("-inf"))
+    n = v1.shape[0]
+    return F.cross_entropy(logits, torch.arange(2 * n).roll(n))
+
+
+def pml_nt_xent():
+    try:
+        from pytorch_metric_learning.losses import NTXentLoss
+    except ImportError:
+        return None
+    loss = NTXentLoss(temperature=TEMPERATURE)
+
+    def fn(v1, v2):
+        labels = torch.arange(v1.shape[0]).repeat(2)
+        return loss(torch.cat([v1, v2]), labels)
+
+    return fn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument(
+        "--pml-max",
+        type=int,
+        default=512,
+        help="largest N to run pytorch-metric-learning at (its memory grows as N^3)",
+    )
+    parser.add_argument("--quick", action="store_true", help="N in {256, 1024}, no file written")
+    args = parser.parse_args()
+    sizes = [256, 1024] if args.quick else args.sizes
+    g = torch.Generator().manual_seed(0)
+    pml = pml_nt_xent()
+
+    rows = []
+    for n in sizes:
+        repeats = args.repeats if n <= 1024 else max(5, args.repeats // 2)
+        q, k = torch.randn(n, D, generator=g), torch.randn(n, D, generator=g)
+        z = torch.cat([q, k])
+        floor_pairs = median_time(three_matmuls(q, k), repeats)
+        floor_views = median_time(three_matmuls(z, z), repeats)
+        t = {
+            "info_nce": median_time(
+                forward_backward(lambda a, b: nce.info_nce(a, b, temperature=TEMPERATURE), q, k),
+                repeats,
+            ),
+            "info_nce plain": median_time(forward_backward(plain_info_nce, q, k), repeats),
+            "nt_xent": median_time(
+                forward_backward(lambda a, b: nce.nt_xent(a, b, temperature=TEMPERATURE), q, k),
+                repeats,
+            ),
+            "nt_xent plain": median_time(forward_backward(plain_nt_xent, q, k), repeats),
+        }
+        if pml is not None and n <= args.pml_max:
+            t["nt_xent pml"] = median_time(forward_backward(pml, q, k), max(3, repeats // 3), 1)
+        row = {"n": n, "floor_pairs": floor_pairs, "floor_views": floor_views, **t}
+        rows.append(row)
+        print(
+            f"N={n:5d}  floor(N)={floor_pairs * 1e3:8.2f} ms  "
+            f"floor(2N)={floor_views * 1e3:8.2f} ms  "
+            + "  ".join(
+                f"{name}={v * 1e3:.2f} ms "
+                f"({v / (floor_pairs if 'info' in name else floor_views):.2f}x)"
+                for name, v in t.items()
+            ),
+            flush=True,
+        )
+
+    table = [
+        "| N | 3-matmul floor | `info_nce` | plain PyTorch InfoNCE | 3-matmul floor (2N views) "
+        "| `nt_xent` | plain PyTorch NT-Xent | pytorch-metric-learning NTXentLoss |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+
+        def cell(key, floor, r=r):
+            return f"{r[key] * 1e3:.1f} ms (**{r[key] / floor:.2f}×**)" if key in r else "not run"
+
+        table.append(
+            f"| {r['n']} | {r['floor_pairs'] * 1e3:.1f} ms | {cell('info_nce', r['floor_pairs'])} "
+            f"| {cell('info_nce plain', r['floor_pairs'])} | {r['floor_views'] * 1e3:.1f} ms "
+            f"| {cell('nt_xent', r['floor_views'])} | {cell('nt_xent plain', r['floor_views'])} "
+            f"| {cell('nt_xent pml', r['floor_views'])} |"
+        )
+    text = "\n".join(table)
+    print(text)
+    if not args.quick:
+        _report.write_section(
+            "bench_losses",
+            (
+                "### Loss speed: forward + backward on CPU (D = 128, float32, τ = 0.1)\n\n"
+                f"Command: `python benchmarks/bench_losses.py` — commit `{_report.commit()}` — "
+                f"{_report.machine()}. Median of repeats; ratios are to the three-matrix-product "
+                "floor "
+                "of the same shapes measured in the same run (N pairs for InfoNCE, 2N views for "
+                "NT-Xent). pytorch-metric-learning builds N³-sized tensors and is run only up to "
+                f"N = {args.pml_max}.\n\n" + text
+            ),
+        )
+
+
+if __name__ == "__main__":
+    main()

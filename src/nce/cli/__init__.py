@@ -1,0 +1,1 @@
+"""The ``nce`` command line: thin commands over the public API."""

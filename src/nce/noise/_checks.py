@@ -1,0 +1,72 @@
+"""Argument checks shared by the noise distributions: sample shapes, data, query points."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nce._validation import check_tensor, shape_str
+
+
+def as_sample_shape(shape) -> torch.Size:
+    """``5 -> (5,)``; a tuple, list or :class:`torch.Size` of sizes >= 0 is kept."""
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in shape
+    ):
+        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}")
+    if any(s < 0 for s in shape):
+        raise ValueError(f"shape must hold sizes >= 0, got {tuple(shape)}")
+    return torch.Size(shape)
+
+
+def check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+
+
+def as_data(name: str, X, *, min_rows: int, purpose: str) -> torch.Tensor:
+    """A finite, floating (N, D) tensor with N >= ``min_rows``.
+
+    Tensors keep their dtype (and must be floating); numpy float32 (and float16) arrays become
+    float32, every other numeric array float64.
+    """
+    if not isinstance(X, torch.Tensor):
+        try:
+            array = np.asarray(X)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"{name} must be a tensor or an array of numbers, got {type(X).__name__}"
+            ) from error
+        if array.dtype.kind == "f":
+            dtype = np.float32 if array.dtype.itemsize <= 4 else np.float64
+        elif array.dtype.kind in "iub":
+            dtype = np.float64
+        else:
+            raise TypeError(f"{name} must hold numbers, got an array of dtype {array.dtype}")
+        X = torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
+    check_tensor(name, X, ndim=2)
+    if X.shape[0] < min_rows:
+        raise ValueError(
+            f"{name} has {X.shape[0]} row(s) but {purpose} needs at least {min_rows} "
+            f"(shape {shape_str(X)})"
+        )
+    return X
+
+
+def check_points(x, dim: int, device: torch.device) -> torch.Tensor:
+    """Points ``x`` of shape (*, D) for a continuous noise of dimension ``dim``."""
+    check_tensor("x", x, finite=False, nonempty=False)
+    if x.dim() == 0:
+        raise ValueError(f"x must have a last dimension of size {dim}, got shape ()")
+    if x.shape[-1] != dim:
+        raise ValueError(
+            f"x has {x.shape[-1]} columns but the noise has dimension {dim} "
+            f"(x has shape {shape_str(x)})"
+        )
+    if x.device != device:
+        raise ValueError(f"device mismatch: x is on {x.device} but the noise is on {device}")
+    return x
