@@ -33,23 +33,30 @@ D = 128
 TEMPERATURE = 0.1
 
 
-def median_time(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def median_times(candidates: dict, repeats: int, warmup: int = 2) -> dict:
+    """Median seconds of each candidate, timed round-robin so that drift hits all alike."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in candidates}
     for _ in range(repeats):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in candidates.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def three_matmuls(a, b):
+    """The floor: S = A Bᵀ, S B and Sᵀ A into preallocated outputs (pure arithmetic)."""
+    s = a.new_empty(a.shape[0], b.shape[0])
+    da, db = torch.empty_like(a), torch.empty_like(b)
+
     def run():
-        s = a @ b.T
-        s @ b
-        s.T @ a
+        torch.matmul(a, b.T, out=s)
+        torch.matmul(s, b, out=da)
+        torch.matmul(s.T, a, out=db)
 
     return run
 
@@ -96,7 +103,7 @@ def pml_nt_xent():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument(
         "--pml-max",
         type=int,
@@ -105,7 +112,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="N in {256, 1024}, no file written")
     args = parser.parse_args()
-    sizes = [256, 1024] if args.quick else args.sizes
+    sizes = args.sizes[:2] if args.quick else args.sizes
     g = torch.Generator().manual_seed(0)
     pml = pml_nt_xent()
 
@@ -114,22 +121,22 @@ def main() -> None:
         repeats = args.repeats if n <= 1024 else max(5, args.repeats // 2)
         q, k = torch.randn(n, D, generator=g), torch.randn(n, D, generator=g)
         z = torch.cat([q, k])
-        floor_pairs = median_time(three_matmuls(q, k), repeats)
-        floor_views = median_time(three_matmuls(z, z), repeats)
-        t = {
-            "info_nce": median_time(
-                forward_backward(lambda a, b: nce.info_nce(a, b, temperature=TEMPERATURE), q, k),
-                repeats,
+        candidates = {
+            "floor_pairs": three_matmuls(q, k),
+            "floor_views": three_matmuls(z, z),
+            "info_nce": forward_backward(
+                lambda a, b: nce.info_nce(a, b, temperature=TEMPERATURE), q, k
             ),
-            "info_nce plain": median_time(forward_backward(plain_info_nce, q, k), repeats),
-            "nt_xent": median_time(
-                forward_backward(lambda a, b: nce.nt_xent(a, b, temperature=TEMPERATURE), q, k),
-                repeats,
+            "info_nce plain": forward_backward(plain_info_nce, q, k),
+            "nt_xent": forward_backward(
+                lambda a, b: nce.nt_xent(a, b, temperature=TEMPERATURE), q, k
             ),
-            "nt_xent plain": median_time(forward_backward(plain_nt_xent, q, k), repeats),
+            "nt_xent plain": forward_backward(plain_nt_xent, q, k),
         }
+        t = median_times(candidates, repeats)
+        floor_pairs, floor_views = t.pop("floor_pairs"), t.pop("floor_views")
         if pml is not None and n <= args.pml_max:
-            t["nt_xent pml"] = median_time(forward_backward(pml, q, k), max(3, repeats // 3), 1)
+            t["nt_xent pml"] = median_times({"pml": forward_backward(pml, q, k)}, 3, 1)["pml"]
         row = {"n": n, "floor_pairs": floor_pairs, "floor_views": floor_views, **t}
         rows.append(row)
         print(

@@ -155,6 +155,27 @@ def test_chunked_equals_dense(chunk, symmetric):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_tiled_path_equals_autograd_path_with_zero_and_tiny_rows(normalize, symmetric):
+    # A zero log_q sends the same loss through the plain autograd path.
+    q, k = _pair(n=6, d=4)
+    q = q.detach().clone()
+    q[0], q[3] = 0.0, 1e-14
+    q.requires_grad_()
+    t = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    kw = dict(temperature=t, normalize=normalize, reduction="none")
+    tiled = nce.info_nce(q, k, symmetric=symmetric, **kw)
+    if symmetric:
+        plain = nce.info_nce(
+            q, k, symmetric=True, key_ids=torch.arange(6), remove_accidental_hits=True, **kw
+        )
+    else:
+        plain = nce.info_nce(q, k, log_q=torch.zeros(6, dtype=torch.float64), **kw)
+    w = torch.linspace(0.5, 1.5, 6, dtype=torch.float64)
+    assert_close_grads((tiled * w).sum(), (plain * w).sum(), (q, k, t), (q, k, t), **TOL64)
+
+
 def test_no_grad_path_matches():
     q, k = _pair(dtype=torch.float32)
     with torch.no_grad():

@@ -6,7 +6,7 @@ import torch
 import nce
 
 import reference as ref
-from conftest import randn
+from conftest import assert_close_grads, randn
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
@@ -61,15 +61,19 @@ def test_equals_pytorch_metric_learning():
     torch.testing.assert_close(nce.nt_xent(v1, v2, temperature=0.2), want)
 
 
-def test_equals_info_nce_over_2n_views_with_self_masked():
-    # NT-Xent is InfoNCE whose candidates are the 2N-1 other views.
+def test_equals_cross_entropy_over_2n_views_in_value_and_gradient():
+    # NT-Xent is InfoNCE whose candidates are the 2N - 1 other views; a zero row and a learned
+    # temperature included.
     v1, v2 = randn(5, 3), randn(5, 3, seed=1)
+    v1 = v1.detach().clone()
+    v1[2] = 0.0
+    v1.requires_grad_()
+    t = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
     z = torch.nn.functional.normalize(torch.cat([v1, v2]), dim=1)
-    logits = z @ z.T / 0.5
-    logits.fill_diagonal_(float("-inf"))
-    target = torch.arange(10).roll(5)
-    want = torch.nn.functional.cross_entropy(logits, target)
-    torch.testing.assert_close(nce.nt_xent(v1, v2), want)
+    logits = (z @ z.T / t).fill_diagonal_(float("-inf"))
+    want = torch.nn.functional.cross_entropy(logits, torch.arange(10).roll(5))
+    got = nce.nt_xent(v1, v2, temperature=t)
+    assert_close_grads(got, want, (v1, v2, t), (v1, v2, t), rtol=1e-10, atol=1e-10)
 
 
 def test_invariances():

@@ -46,10 +46,19 @@ def check_tensor(
         raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
     if nonempty and x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {shape_str(x)})")
-    if finite and x.is_floating_point() and not x.is_meta and not bool(torch.isfinite(x).all()):
+    if finite and x.is_floating_point() and not x.is_meta and not _all_finite(x):
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} contains {bad} NaN or Inf value(s)")
     return x
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """True when no element is NaN or ±Inf. A finite sum proves it with one fast reduction; only a
+    non-finite sum (a bad element, or an overflow of large finite ones) needs the elementwise test.
+    """
+    if bool(torch.isfinite(x.detach().sum(dtype=torch.float64))):
+        return True
+    return bool(torch.isfinite(x).all())
 
 
 def check_same_size(dim: int, what: str, **tensors: torch.Tensor) -> None:

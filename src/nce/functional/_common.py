@@ -27,9 +27,14 @@ def upcast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(t.to(compute_dtype(t)) for t in tensors)
 
 
+def normalize_eps(dtype: torch.dtype) -> float:
+    """The smallest norm divided by when normalizing: ``x / max(||x||, eps)``."""
+    return 1e-12 if dtype == torch.float64 else 1e-6
+
+
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     """``x / max(||x||, eps)`` along the last dimension: zero vectors stay zero, finite gradient."""
-    return F.normalize(x, dim=-1, eps=1e-12 if x.dtype == torch.float64 else 1e-6)
+    return F.normalize(x, dim=-1, eps=normalize_eps(x.dtype))
 
 
 def check_temperature(temperature) -> None:

@@ -1,173 +1,284 @@
-r"""Tiled softmax cross-entropy over similarity matrices that are never materialized.
+r"""Tiled softmax cross-entropy over similarity matrices that are never materialized whole.
 
 Two autograd functions carry the in-batch losses:
 
 * :class:`PairedSoftmaxCE` — rows of :math:`S = A B^\top` (N, N) with the diagonal as target,
   optionally also its columns (the symmetric, CLIP form). Per example,
   :math:`\ell_i = \operatorname{lse}_j S_{ij} - S_{ii}`.
-* :class:`SelfSoftmaxCE` — rows of the symmetric :math:`S = Z Z^\top` (2N, 2N) without its diagonal,
-  row :math:`i` targeting its twin :math:`i \pm N` (SimCLR's NT-Xent).
+* :class:`SelfSoftmaxCE` — rows of the symmetric :math:`S = Z Z^\top` (2N, 2N) without its
+  diagonal, row :math:`i` targeting its twin :math:`i \pm N` (SimCLR's NT-Xent).
 
-Both walk over tiles of rows small enough to stay in cache, so the elementwise work (max, exp,
-sum) costs little next to the matrix products, and memory is O(N·D + N·chunk).
-With :math:`G = \partial\ell/\partial S`, the input gradients are :math:`G B` and :math:`G^\top A`.
+Both walk over tiles of :math:`S`, reusing one buffer, so memory is O(N·D + tile). With
+:math:`G = \partial\ell/\partial S`, the input gradients are :math:`G B` and :math:`G^\top A`.
 
-* Paired, one direction: each row's log-sum-exp is known inside its tile, so the forward pass
-  computes the gradients of the unit-weighted loss in the same sweep (three products in all, the
-  minimum for an exact gradient); the backward pass rescales them, or sweeps again if the
-  upstream gradient is not the same for every example.
+* Paired, one direction: each row's log-sum-exp is known inside its tile of rows, so the forward
+  pass computes the gradients of the unit-weighted loss in the same sweep — three products in
+  all, the minimum for an exact gradient — and the backward pass rescales them, or sweeps again
+  when the upstream gradient differs between examples.
 * Self-similarity: :math:`S` is symmetric, so only tiles on and above the diagonal are computed;
   the row log-sum-exp is accumulated online over them, and the backward pass uses
-  :math:`\partial\ell/\partial Z = (G + G^\top) Z` with :math:`(G^\top)_{ij}` read from the same
-  tile.
-  Two products' worth of work in all.
+  :math:`\partial\ell/\partial Z = (G + G^\top) Z`, with :math:`(G^\top)_{ij}` read from the same
+  tile. Two products' worth of work in all.
 
-Results equal the dense computation up to floating-point summation order.
+Exponentials are taken in base 2 (:math:`e^x = 2^{x \log_2 e}`, the :math:`\log_2 e` folded into
+one factor of the product), which is several times cheaper than ``exp`` on CPUs. Results equal the
+dense computation up to floating-point rounding.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+
 import torch
 from torch.autograd.function import once_differentiable
 
-TILE_ELEMENTS = 1 << 18  # a (rows x columns) tile of this many floats stays in cache
+from nce.functional._common import normalize_eps
+
+LOG2E = 1.0 / math.log(2.0)
+LN2 = math.log(2.0)
+TILE_ELEMENTS = 1 << 21  # the most values a (rows x N) tile holds by default
 SELF_TILE = 512  # side of a square tile of the self-similarity matrix
 
 
 def default_rows(n_cols: int) -> int:
-    """Rows per tile so that a tile holds about ``TILE_ELEMENTS`` values."""
-    return max(16, TILE_ELEMENTS // max(n_cols, 1))
+    """Rows per tile so that a tile holds at most about ``TILE_ELEMENTS`` values (>= 128 rows)."""
+    return max(128, TILE_ELEMENTS // max(n_cols, 1))
 
 
 def _spans(n: int, chunk: int) -> list[tuple[int, int]]:
     return [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
 
 
-def _merge_lse(run_max: torch.Tensor, run_sum: torch.Tensor, tile: torch.Tensor, dim: int) -> None:
-    """Fold ``tile``'s log-sum-exp along ``dim`` into a running (max, sum of exp) pair, in place."""
-    new_max = torch.maximum(run_max, tile.amax(dim))
-    run_sum.mul_(torch.exp(run_max - new_max))
-    run_sum.add_(torch.exp(tile - new_max.unsqueeze(dim)).sum(dim))
-    run_max.copy_(new_max)
+_cpu_workspace = threading.local()
+
+
+class _TileBuffers:
+    """Scratch storage for tiles, reused across tiles and, on the CPU, across calls.
+
+    Fresh CPU allocations of a megabyte or more are mapped anew by the C allocator and page-fault
+    on first touch, which costs as much as the arithmetic on small batches; so each thread keeps
+    its largest CPU tiles (``count`` per dtype) for the next call. CUDA has a caching allocator.
+    """
+
+    def __init__(self, like: torch.Tensor, rows: int, cols: int, count: int):
+        numel = rows * cols
+        if like.device.type != "cpu":
+            self._flat = [like.new_empty(numel) for _ in range(count)]
+            return
+        cache = _cpu_workspace.__dict__.setdefault("buffers", {})
+        self._flat = []
+        for slot in range(count):
+            buffer = cache.get((like.dtype, slot))
+            if buffer is None or buffer.numel() < numel:
+                buffer = cache[(like.dtype, slot)] = like.new_empty(numel)
+            self._flat.append(buffer)
+
+    def get(self, which: int, rows: int, cols: int) -> torch.Tensor:
+        return self._flat[which][: rows * cols].view(rows, cols)
 
 
 def _running(n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """An empty running log-sum-exp: the finite minimum keeps all-masked tiles NaN-free."""
+    """An empty running log-sum-exp; the finite minimum keeps all-masked tiles NaN-free."""
     return like.new_full((n,), torch.finfo(like.dtype).min), like.new_zeros(n)
 
 
-def _paired_lse(a: torch.Tensor, b: torch.Tensor, chunk: int, columns: bool):
-    """Row (and column) log-sum-exp and the diagonal of :math:`A B^\top`."""
-    n = a.shape[0]
-    lse_row, diag = a.new_empty(n), a.new_empty(n)
-    col_max, col_sum = _running(n, a)
+def _merge_lse2(run_max, run_sum, tile: torch.Tensor, dim: int, scratch: torch.Tensor) -> None:
+    """Fold ``tile``'s base-2 log-sum-exp along ``dim`` into a running (max, sum), in place."""
+    new_max = torch.maximum(run_max, tile.amax(dim))
+    run_sum.mul_(torch.exp2(run_max - new_max))
+    run_sum.add_(torch.sub(tile, new_max.unsqueeze(dim), out=scratch).exp2_().sum(dim))
+    run_max.copy_(new_max)
+
+
+def _paired_lse2(a2, b, chunk: int, columns: bool):
+    r"""Base-2 row (and column) log-sum-exp and diagonal of :math:`S_2 = A_2 B^\top`."""
+    n = a2.shape[0]
+    lse2_row, diag2 = a2.new_empty(n), a2.new_empty(n)
+    col_max, col_sum = _running(n, a2)
+    buffers = _TileBuffers(a2, min(chunk, n), n, count=2)
     for r0, r1 in _spans(n, chunk):
-        s = a[r0:r1] @ b.T
-        diag[r0:r1] = s.diagonal(r0)
-        lse_row[r0:r1] = torch.logsumexp(s, 1)
+        s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, n))
+        diag2[r0:r1] = s2.diagonal(r0)
         if columns:
-            _merge_lse(col_max, col_sum, s, 0)
-    lse_col = col_max + torch.log(col_sum) if columns else None
-    return lse_row, lse_col, diag
+            _merge_lse2(col_max, col_sum, s2, 0, buffers.get(1, r1 - r0, n))
+        row_max = s2.amax(1, keepdim=True)
+        row_sum = s2.sub_(row_max).exp2_().sum(1)
+        lse2_row[r0:r1] = row_max.squeeze(1) + torch.log2(row_sum)
+    lse2_col = col_max + torch.log2(col_sum) if columns else None
+    return lse2_row, lse2_col, diag2
 
 
-def _paired_grad(a, b, chunk, g_row, lse_row=None, g_col=None, lse_col=None):
+def _paired_grad(a2, b, chunk, g_row, lse2_row=None, g_col=None, lse2_col=None):
     r"""Gradients of :math:`\sum_i g^r_i(\operatorname{lse}^r_i - S_{ii}) + \sum_j g^c_j
-    (\operatorname{lse}^c_j - S_{jj})` with respect to A and B.
+    (\operatorname{lse}^c_j - S_{jj})` with respect to A and B, where :math:`S = A B^\top` and
+    :math:`A_2 = A \log_2 e` is given.
 
-    When ``lse_row`` is None it is computed tile by tile in the same sweep (rows only), and
-    returned with the diagonal so that the forward pass needs no other sweep.
+    With :math:`E = e^{S - \operatorname{lse}^r}` (rows), the row part of :math:`G` is
+    :math:`\operatorname{diag}(g^r) E`; the row weights are applied to the (·, D) factors of the
+    products rather than to the tile. The diagonal (target) part,
+    :math:`-\operatorname{diag}(g^r + g^c)`, is added once at the end.
+
+    When ``lse2_row`` is None it is computed tile by tile in the same sweep (rows only) and
+    returned with the diagonal, so that the forward pass needs no other sweep.
     """
-    n = a.shape[0]
-    fused = lse_row is None
+    n = a2.shape[0]
+    fused = lse2_row is None
     if fused:
-        lse_row, diag = a.new_empty(n), a.new_empty(n)
-    da, db = torch.empty_like(a), torch.zeros_like(b)
+        lse2_row, diag2 = a2.new_empty(n), a2.new_empty(n)
+    da, db = torch.empty_like(a2), torch.zeros_like(b)
+    buffers = _TileBuffers(a2, min(chunk, n), n, count=1 if lse2_col is None else 2)
     for r0, r1 in _spans(n, chunk):
-        s = a[r0:r1] @ b.T
+        s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, n))
         if fused:
-            diag[r0:r1] = s.diagonal(r0)
-            lse_row[r0:r1] = torch.logsumexp(s, 1)
-        grad = torch.exp(s - lse_row[r0:r1, None]).mul_(g_row[r0:r1, None])
-        grad.diagonal(r0).sub_(g_row[r0:r1])
-        if lse_col is not None:
-            grad.add_(torch.exp(s.sub_(lse_col)).mul_(g_col))
-            grad.diagonal(r0).sub_(g_col[r0:r1])
-        torch.matmul(grad, b, out=da[r0:r1])
-        db.addmm_(grad.T, a[r0:r1])
-    return (da, db, lse_row, diag) if fused else (da, db)
+            diag2[r0:r1] = s2.diagonal(r0)
+            row_max = s2.amax(1, keepdim=True)
+            e = s2.sub_(row_max).exp2_()
+            row_sum = e.sum(1)
+            lse2_row[r0:r1] = row_max.squeeze(1) + torch.log2(row_sum)
+            weight = (g_row[r0:r1] / row_sum).unsqueeze(1)
+        else:
+            weight = g_row[r0:r1].unsqueeze(1)
+            if lse2_col is not None:
+                e_col = torch.sub(s2, lse2_col, out=buffers.get(1, r1 - r0, n)).exp2_()
+                e = s2.sub_(lse2_row[r0:r1, None]).exp2_().mul_(weight).add_(e_col.mul_(g_col))
+                weight = None
+            else:
+                e = s2.sub_(lse2_row[r0:r1, None]).exp2_()
+        # dA = G B and dB = Gᵀ A = ln 2 · Gᵀ A₂, the row weights folded into the thin factors.
+        torch.matmul(e, b, out=da[r0:r1])
+        if weight is None:
+            db.addmm_(e.T, a2[r0:r1], alpha=LN2)
+        else:
+            da[r0:r1].mul_(weight)
+            db.addmm_(e.T, a2[r0:r1] * (weight * LN2))
+    target = (g_row if g_col is None else g_row + g_col).unsqueeze(1)
+    da.addcmul_(b, target, value=-1.0)
+    db.addcmul_(a2, target, value=-LN2)
+    return (da, db, lse2_row, diag2) if fused else (da, db)
+
+
+class _UnitRows:
+    r"""Rows scaled to unit length, :math:`\hat x = x / \max(\lVert x\rVert, \epsilon)`, with the
+    backward pass done by hand (fewer temporaries than autograd's):
+    :math:`\partial x = (\partial\hat x - \hat x\,\langle\hat x, \partial\hat x\rangle) /
+    \lVert x\rVert`, without the projection where the norm is clamped to :math:`\epsilon`.
+    With ``normalize=False`` it is the identity.
+    """
+
+    def __init__(self, x: torch.Tensor, normalize: bool):
+        self.normalize = normalize
+        if not normalize:
+            self.unit = x
+            return
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        self.clamped = norm < normalize_eps(x.dtype)
+        self.inv_norm = 1.0 / norm.clamp_min_(normalize_eps(x.dtype))
+        self.unit = x * self.inv_norm
+
+    def backward(self, grad_unit: torch.Tensor) -> torch.Tensor:
+        """Gradient with respect to x from the gradient with respect to the unit rows (in place)."""
+        if not self.normalize:
+            return grad_unit
+        radial = (grad_unit * self.unit).sum(1, keepdim=True).masked_fill_(self.clamped, 0.0)
+        return grad_unit.addcmul_(self.unit, radial, value=-1.0).mul_(self.inv_norm)
 
 
 class PairedSoftmaxCE(torch.autograd.Function):
-    r"""Per-example in-batch InfoNCE on logits :math:`S = A B^\top`: returns (N,)
+    r"""Per-example in-batch InfoNCE of queries Q and keys K: returns (N,)
 
-    :math:`\ell_i = \operatorname{lse}_j S_{ij} - S_{ii}`, or with ``symmetric``
-    :math:`\tfrac12(\ell_i + \operatorname{lse}_j S_{ji} - S_{ii})`.
+    With :math:`\hat Q, \hat K` the (optionally) unit rows and scale :math:`s = 1/\tau`, the logits
+    are :math:`S = s \hat Q \hat K^\top` and :math:`\ell_i = \operatorname{lse}_j S_{ij} - S_{ii}`,
+    or with ``symmetric`` :math:`\tfrac12(\ell_i + \operatorname{lse}_j S_{ji} - S_{ii})`.
+    The gradient flows to Q, K and the scale (a 0-dim tensor).
     """
 
     @staticmethod
-    def forward(ctx, a, b, symmetric: bool, chunk: int):
-        ctx.symmetric, ctx.chunk = symmetric, chunk
-        ctx.eager = not symmetric and any(ctx.needs_input_grad[:2])
+    def forward(ctx, query, key, scale, normalize: bool, symmetric: bool, chunk: int):
+        q, k = _UnitRows(query, normalize), _UnitRows(key, normalize)
+        a2 = q.unit * (scale * LOG2E)
+        ctx.q, ctx.k, ctx.symmetric, ctx.chunk = q, k, symmetric, chunk
         if symmetric:
-            lse_row, lse_col, diag = _paired_lse(a, b, chunk, columns=True)
-            ctx.save_for_backward(a, b, lse_row, lse_col)
-            return 0.5 * ((lse_row - diag) + (lse_col - diag))
-        if ctx.eager:
-            ones = a.new_ones(a.shape[0])
-            da, db, lse_row, diag = _paired_grad(a, b, chunk, ones)
-            ctx.save_for_backward(a, b, lse_row, da, db)
+            lse2_row, lse2_col, diag2 = _paired_lse2(a2, k.unit, chunk, columns=True)
+            ctx.save_for_backward(a2, scale, lse2_row, lse2_col)
+            return LN2 * (0.5 * (lse2_row + lse2_col) - diag2)
+        if any(ctx.needs_input_grad[:3]):
+            da, db, lse2_row, diag2 = _paired_grad(a2, k.unit, chunk, a2.new_ones(a2.shape[0]))
+            ctx.save_for_backward(a2, scale, lse2_row, da, db)
         else:
-            lse_row, _, diag = _paired_lse(a, b, chunk, columns=False)
-        return lse_row - diag
+            lse2_row, _, diag2 = _paired_lse2(a2, k.unit, chunk, columns=False)
+        return LN2 * (lse2_row - diag2)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
         g = g.contiguous()
+        q, k = ctx.q, ctx.k
         if ctx.symmetric:
-            a, b, lse_row, lse_col = ctx.saved_tensors
+            a2, scale, lse2_row, lse2_col = ctx.saved_tensors
             half = 0.5 * g
-            da, db = _paired_grad(a, b, ctx.chunk, half, lse_row, half, lse_col)
-            return da, db, None, None
-        a, b, lse_row, da, db = ctx.saved_tensors
-        if bool((g == g[0]).all()):
-            return da * g[0], db * g[0], None, None
-        da, db = _paired_grad(a, b, ctx.chunk, g, lse_row)
-        return da, db, None, None
+            da, db = _paired_grad(a2, k.unit, ctx.chunk, half, lse2_row, half, lse2_col)
+        else:
+            a2, scale, lse2_row, da, db = ctx.saved_tensors
+            if bool((g == g[0]).all()):
+                da, db = da * g[0], db * g[0]
+            else:
+                da, db = _paired_grad(a2, k.unit, ctx.chunk, g, lse2_row)
+        # da is dℓ/dA for A = s·Q̂: dℓ/ds = <da, Q̂>, dℓ/dQ̂ = s·da.
+        d_scale = None
+        if ctx.needs_input_grad[2]:
+            d_scale = torch.dot(da.reshape(-1), q.unit.reshape(-1)).reshape(scale.shape)
+        d_query = q.backward(da.mul_(scale)) if ctx.needs_input_grad[0] else None
+        d_key = k.backward(db) if ctx.needs_input_grad[1] else None
+        return d_query, d_key, d_scale, None, None, None
 
 
-def _self_lse(z: torch.Tensor, tile: int) -> torch.Tensor:
-    """Row log-sum-exp of :math:`Z Z^\top` without its diagonal, from tiles on and above it."""
-    run_max, run_sum = _running(z.shape[0], z)
-    spans = _spans(z.shape[0], tile)
+def _self_lse2(z2: torch.Tensor, tile: int) -> torch.Tensor:
+    r"""Base-2 row log-sum-exp of :math:`Z_2 Z_2^\top` without its diagonal, from the tiles on and
+    above the diagonal."""
+    n = z2.shape[0]
+    run_max, run_sum = _running(n, z2)
+    spans = _spans(n, tile)
+    buffers = _TileBuffers(z2, min(tile, n), min(tile, n), count=2)
     for bi, (i0, i1) in enumerate(spans):
         for j0, j1 in spans[bi:]:
-            s = z[i0:i1] @ z[j0:j1].T
+            s2 = torch.matmul(z2[i0:i1], z2[j0:j1].T, out=buffers.get(0, i1 - i0, j1 - j0))
+            scratch = buffers.get(1, i1 - i0, j1 - j0)
             if i0 == j0:
-                s.diagonal().fill_(float("-inf"))
-            _merge_lse(run_max[i0:i1], run_sum[i0:i1], s, 1)
+                s2.diagonal().fill_(float("-inf"))
+            _merge_lse2(run_max[i0:i1], run_sum[i0:i1], s2, 1, scratch)
             if i0 != j0:
-                _merge_lse(run_max[j0:j1], run_sum[j0:j1], s, 0)
-    return run_max + torch.log(run_sum)
+                _merge_lse2(run_max[j0:j1], run_sum[j0:j1], s2, 0, scratch)
+    return run_max + torch.log2(run_sum)
 
 
-def _self_grad(z: torch.Tensor, lse: torch.Tensor, g: torch.Tensor, tile: int) -> torch.Tensor:
+def _self_grad(z, z2, lse2, g, tile: int) -> torch.Tensor:
     r""":math:`(G + G^\top) Z` with :math:`G_{ij} = g_i\, \mathrm{softmax}_{j \ne i}(S_i)_j`,
-    the softmax part of the NT-Xent gradient (the target part is added by the caller)."""
+    the softmax part of the NT-Xent gradient (the caller adds the target part).
+
+    :math:`(G^\top)_{ij} = g_j e^{S_{ij} - \operatorname{lse}_j}` comes from the same tile, as
+    :math:`S` is symmetric. Uniform weights :math:`g` are applied once, at the end.
+    """
+    n = z.shape[0]
+    uniform = bool((g == g[0]).all())
     dz = torch.zeros_like(z)
-    spans = _spans(z.shape[0], tile)
+    spans = _spans(n, tile)
+    buffers = _TileBuffers(z, min(tile, n), min(tile, n), count=2)
     for bi, (i0, i1) in enumerate(spans):
         for j0, j1 in spans[bi:]:
-            s = z[i0:i1] @ z[j0:j1].T
-            h = torch.exp(s - lse[i0:i1, None]).mul_(g[i0:i1, None])
-            h.add_(torch.exp(s.sub_(lse[j0:j1])).mul_(g[j0:j1]))
+            s2 = torch.matmul(z2[i0:i1], z2[j0:j1].T, out=buffers.get(0, i1 - i0, j1 - j0))
+            h_t = torch.sub(s2, lse2[j0:j1], out=buffers.get(1, i1 - i0, j1 - j0)).exp2_()
+            h = s2.sub_(lse2[i0:i1, None]).exp2_()
+            if not uniform:
+                h.mul_(g[i0:i1, None])
+                h_t.mul_(g[j0:j1])
+            h.add_(h_t)
             if i0 == j0:
                 h.diagonal().zero_()
             dz[i0:i1].addmm_(h, z[j0:j1])
             if i0 != j0:
                 dz[j0:j1].addmm_(h.T, z[i0:i1])
-    return dz
+    return dz.mul_(g[0]) if uniform else dz
 
 
 def _twin(n2: int, device) -> torch.Tensor:
@@ -176,26 +287,34 @@ def _twin(n2: int, device) -> torch.Tensor:
 
 
 class SelfSoftmaxCE(torch.autograd.Function):
-    r"""Per-view NT-Xent on :math:`S = Z Z^\top` (views i and i ± N are twins): returns (2N,)
+    r"""Per-view NT-Xent of 2N views Z (views i and i ± N are twins): returns (2N,)
 
-    :math:`\ell_i = \operatorname{lse}_{j \ne i} S_{ij} - S_{i,\mathrm{twin}(i)}`.
+    With :math:`\hat Z` the unit rows and scale :math:`s = 1/\tau`, :math:`S = s \hat Z \hat Z^\top`
+    and :math:`\ell_i = \operatorname{lse}_{j \ne i} S_{ij} - S_{i,\mathrm{twin}(i)}`.
+    The gradient flows to Z and the scale (a 0-dim tensor).
     """
 
     @staticmethod
-    def forward(ctx, z, tile: int):
-        lse = _self_lse(z, tile)
-        twin = _twin(z.shape[0], z.device)
-        positive = (z * z[twin]).sum(1)
-        ctx.tile = tile
-        ctx.save_for_backward(z, lse)
-        return lse - positive
+    def forward(ctx, views, scale, tile: int):
+        z = _UnitRows(views, normalize=True)
+        z2 = z.unit * (scale * LOG2E).sqrt()
+        lse2 = _self_lse2(z2, tile)
+        twin = _twin(z2.shape[0], z2.device)
+        positive = scale * (z.unit * z.unit[twin]).sum(1)
+        ctx.z, ctx.tile = z, tile
+        ctx.save_for_backward(z2, scale, lse2)
+        return LN2 * lse2 - positive
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
-        z, lse = ctx.saved_tensors
-        g = g.contiguous()
-        twin = _twin(z.shape[0], z.device)
-        dz = _self_grad(z, lse, g, ctx.tile)
-        dz.sub_((g + g[twin]).unsqueeze(1) * z[twin])
-        return dz, None
+        z2, scale, lse2 = ctx.saved_tensors
+        z, g = ctx.z, g.contiguous()
+        twin = _twin(z2.shape[0], z2.device)
+        # (G + Gᵀ) Ẑ, whose inner product with Ẑ is twice dℓ/ds.
+        dz = _self_grad(z.unit, z2, lse2, g, ctx.tile)
+        dz.sub_((g + g[twin]).unsqueeze(1) * z.unit[twin])
+        d_scale = None
+        if ctx.needs_input_grad[1]:
+            d_scale = 0.5 * (dz * z.unit).sum().reshape(scale.shape)
+        return z.backward(dz.mul_(scale)), d_scale, None

@@ -138,14 +138,15 @@ def info_nce(
     out_dtype = query.dtype
     dtype = compute_dtype(query)
     q, k = query.to(dtype), key.to(dtype)
+    if negatives is None and log_q is None and not remove_accidental_hits:
+        scale = torch.as_tensor(as_scale(temperature, q), dtype=dtype, device=q.device)
+        chunk = chunk_size or default_rows(n)
+        loss = PairedSoftmaxCE.apply(q, k, scale, normalize, symmetric, chunk)
+        return reduce(loss, reduction).to(out_dtype)
+
     if normalize:
         q, k = l2_normalize(q), l2_normalize(k)
     q = q * as_scale(temperature, q)
-
-    if negatives is None and log_q is None and not remove_accidental_hits:
-        chunk = chunk_size or default_rows(n)
-        loss = PairedSoftmaxCE.apply(q, k, symmetric, chunk)
-        return reduce(loss, reduction).to(out_dtype)
 
     positive = (q * k).sum(-1)
     if negatives is None:

@@ -13,12 +13,10 @@ matrix products a gradient needs (see :mod:`nce.functional._tiled_softmax`).
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from nce._validation import check_compatible, check_int, check_reduction, check_tensor, shape_str
-from nce.functional._common import as_scale, check_temperature, compute_dtype, l2_normalize, reduce
+from nce.functional._common import as_scale, check_temperature, compute_dtype, reduce
 from nce.functional._tiled_softmax import SELF_TILE, SelfSoftmaxCE
 
 
@@ -69,8 +67,7 @@ def nt_xent(
         check_int("chunk_size", chunk_size, minimum=1)
     out_dtype = view1.dtype
     dtype = compute_dtype(view1)
-    z = l2_normalize(torch.cat([view1, view2]).to(dtype))
-    scale = as_scale(temperature, z)
-    z = z * (scale.sqrt() if isinstance(scale, torch.Tensor) else math.sqrt(scale))
-    loss = SelfSoftmaxCE.apply(z, chunk_size or SELF_TILE)
+    views = torch.cat([view1, view2]).to(dtype)
+    scale = torch.as_tensor(as_scale(temperature, views), dtype=dtype, device=views.device)
+    loss = SelfSoftmaxCE.apply(views, scale, chunk_size or SELF_TILE)
     return reduce(loss, reduction).to(out_dtype)
