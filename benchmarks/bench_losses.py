@@ -9,13 +9,19 @@ Each row reports the median time over repeats and ratios to the floor measured i
 next to a straightforward PyTorch implementation and, where installed, pytorch-metric-learning.
 
     python benchmarks/bench_losses.py            # prints and updates BENCHMARKS.md
-    python benchmarks/bench_losses.py --quick    # smaller sizes, prints only
+    python benchmarks/bench_losses.py --quick    # the two smallest sizes, prints only
+
+glibc returns freed blocks of a few hundred kilobytes and more to the OS, and every new tensor of
+that size then page-faults afresh; the time this takes depends on what ran before, and it blurs
+the comparison by ±50 % at N = 1024. The script therefore re-runs itself with glibc's mmap and
+trim thresholds raised (the same for every candidate), unless ``--system-allocator`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import time
@@ -31,6 +37,7 @@ import _report  # noqa: E402
 
 D = 128
 TEMPERATURE = 0.1
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
 
 
 def median_times(candidates: dict, repeats: int, warmup: int = 2) -> dict:
@@ -110,8 +117,13 @@ def main() -> None:
         default=512,
         help="largest N to run pytorch-metric-learning at (its memory grows as N^3)",
     )
-    parser.add_argument("--quick", action="store_true", help="N in {256, 1024}, no file written")
+    parser.add_argument("--quick", action="store_true", help="two smallest N, no file written")
+    parser.add_argument(
+        "--system-allocator", action="store_true", help="keep glibc's default malloc thresholds"
+    )
     args = parser.parse_args()
+    if not args.system_allocator and STEADY_MALLOC.keys() - os.environ.keys():
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STEADY_MALLOC})
     sizes = args.sizes[:2] if args.quick else args.sizes
     g = torch.Generator().manual_seed(0)
     pml = pml_nt_xent()
@@ -174,10 +186,12 @@ def main() -> None:
             (
                 "### Loss speed: forward + backward on CPU (D = 128, float32, τ = 0.1)\n\n"
                 f"Command: `python benchmarks/bench_losses.py` — commit `{_report.commit()}` — "
-                f"{_report.machine()}. Median of repeats; ratios are to the three-matrix-product "
-                "floor "
-                "of the same shapes measured in the same run (N pairs for InfoNCE, 2N views for "
-                "NT-Xent). pytorch-metric-learning builds N³-sized tensors and is run only up to "
+                f"{_report.machine()}; glibc malloc thresholds "
+                f"{'as installed' if args.system_allocator else 'raised (see the script)'}. "
+                "Median of repeats, candidates timed round-robin; ratios are to the "
+                "three-matrix-product floor of the same shapes measured in the same run "
+                "(N pairs for InfoNCE, 2N views for NT-Xent). pytorch-metric-learning builds "
+                "N³-sized tensors and is run only up to "
                 f"N = {args.pml_max}.\n\n" + text
             ),
         )

@@ -56,7 +56,7 @@ def _all_finite(x: torch.Tensor) -> bool:
     """True when no element is NaN or ±Inf. A finite sum proves it with one fast reduction; only a
     non-finite sum (a bad element, or an overflow of large finite ones) needs the elementwise test.
     """
-    if bool(torch.isfinite(x.detach().sum(dtype=torch.float64))):
+    if bool(torch.isfinite(x.detach().sum())):
         return True
     return bool(torch.isfinite(x).all())
 
