@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument(
         "--pml-max",
         type=int,
-        default=512,
+        default=256,
         help="largest N to run pytorch-metric-learning at (its memory grows as N^3)",
     )
     parser.add_argument("--quick", action="store_true", help="two smallest N, no file written")

@@ -57,7 +57,7 @@ class Temperature(nn.Module):
 
     def extra_repr(self) -> str:
         learn = isinstance(self.log_scale, nn.Parameter)
-        return f"temperature={float(self()):.4g}, learnable={learn}"
+        return f"temperature={self().item():.4g}, learnable={learn}"
 
 
 class _ContrastiveLoss(nn.Module):
