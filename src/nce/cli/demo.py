@@ -53,8 +53,8 @@ def run_density(out: Path, progress: bool = True) -> dict:
     data = builtin_gaussian_data()
     noise = Gaussian.fit(data)
     model, noise_x, loss = fit_gaussian_nce(data, noise, progress=progress)
-    learned = float(model.log_z)
-    true = float(model.true_log_partition())
+    learned = model.log_z.item()
+    true = model.true_log_partition().item()
     data_log_z = 0.5 * math.log(torch.linalg.det(2 * math.pi * TRUE_COVARIANCE).item())
     print("density: unnormalized 2-D Gaussian fitted by binary NCE (nu = 10, 2000 points)")
     print(
