@@ -96,8 +96,14 @@ def _plot_density(path: Path, data, noise_x, model) -> None:
     plt.close(fig)
 
 
-def main(out: str, progress: bool = True) -> int:
-    out_dir = Path(out)
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", default="demo-output", help="folder for the PNG and JSON outputs")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args) -> int:
+    out_dir = Path(args.out)
+    progress = not args.no_progress
     results = {"density": run_density(out_dir, progress)}
     atomic_write_json(out_dir / "demo.json", results)
     print(f"wrote {out_dir / 'demo.json'}")

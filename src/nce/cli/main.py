@@ -1,9 +1,21 @@
-"""Entry point of the ``nce`` command."""
+"""Entry point of the ``nce`` command.
+
+Each command lives in its own module of :mod:`nce.cli` with ``add_arguments(parser)`` and
+``run(args) -> int``. Bad user input raises :class:`nce.cli._table.InputError` (or ``ValueError``
+from the library): the message goes to stderr and the exit code is 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+from nce.cli._table import InputError
+
+COMMANDS = {
+    "demo": "run the library's main jobs on built-in data",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -11,19 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nce", description="Noise-contrastive estimation and its family."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the library's main jobs on built-in data")
-    demo.add_argument("--out", default="demo-output", help="folder for the PNG and JSON outputs")
-    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"nce.cli.{name}")
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from nce.cli import demo
-
-        return demo.main(args.out, progress=not args.no_progress)
-    return 2
+    module = importlib.import_module(f"nce.cli.{args.command}")
+    try:
+        return module.run(args)
+    except (InputError, ValueError, TypeError) as err:
+        print(f"nce {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
