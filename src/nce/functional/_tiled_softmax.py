@@ -91,47 +91,61 @@ def _merge_lse2(run_max, run_sum, tile: torch.Tensor, dim: int, scratch: torch.T
     run_max.copy_(new_max)
 
 
-def _paired_lse2(a2, b, chunk: int, columns: bool):
-    r"""Base-2 row (and column) log-sum-exp and diagonal of :math:`S_2 = A_2 B^\top`."""
-    n = a2.shape[0]
-    lse2_row, diag2 = a2.new_empty(n), a2.new_empty(n)
-    col_max, col_sum = _running(n, a2)
-    buffers = _TileBuffers(a2, min(chunk, n), n, count=2)
+def _exclude(s2: torch.Tensor, exclude, r0: int, r1: int) -> None:
+    """Mask each row's excluded column (its own view, for NT-Xent) with -inf, in place."""
+    if exclude is not None:
+        s2.scatter_(1, exclude[r0:r1, None], float("-inf"))
+
+
+def _paired_lse2(a2, b, chunk: int, columns: bool, targets, exclude=None):
+    r"""Base-2 row (and column) log-sum-exp of :math:`S_2 = A_2 B^\top` and each row's target
+    logit :math:`S_2[i, t_i]`."""
+    n, m = a2.shape[0], b.shape[0]
+    lse2_row, target2 = a2.new_empty(n), a2.new_empty(n)
+    col_max, col_sum = _running(m, a2)
+    buffers = _TileBuffers(a2, min(chunk, n), m, count=2)
     for r0, r1 in _spans(n, chunk):
-        s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, n))
-        diag2[r0:r1] = s2.diagonal(r0)
+        s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, m))
+        target2[r0:r1] = s2.gather(1, targets[r0:r1, None]).squeeze(1)
+        _exclude(s2, exclude, r0, r1)
         if columns:
-            _merge_lse2(col_max, col_sum, s2, 0, buffers.get(1, r1 - r0, n))
+            _merge_lse2(col_max, col_sum, s2, 0, buffers.get(1, r1 - r0, m))
         row_max = s2.amax(1, keepdim=True)
         row_sum = s2.sub_(row_max).exp2_().sum(1)
         lse2_row[r0:r1] = row_max.squeeze(1) + torch.log2(row_sum)
     lse2_col = col_max + torch.log2(col_sum) if columns else None
-    return lse2_row, lse2_col, diag2
+    return lse2_row, lse2_col, target2
 
 
-def _paired_grad(a2, b, chunk, g_row, lse2_row=None, g_col=None, lse2_col=None):
-    r"""Gradients of :math:`\sum_i g^r_i(\operatorname{lse}^r_i - S_{ii}) + \sum_j g^c_j
-    (\operatorname{lse}^c_j - S_{jj})` with respect to A and B, where :math:`S = A B^\top` and
-    :math:`A_2 = A \log_2 e` is given.
+def _paired_grad(
+    a2, b, chunk, g_row, targets, exclude=None, lse2_row=None, g_col=None, lse2_col=None
+):
+    r"""Gradients of :math:`\sum_i g^r_i(\operatorname{lse}^r_i - S_{i t_i}) + \sum_j g^c_j
+    (\operatorname{lse}^c_j - S_{jj})` with respect to A and B, where :math:`S = A B^\top`,
+    :math:`A_2 = A \log_2 e` is given, row i's target column is :math:`t_i` and its excluded
+    column (if any) drops out of its log-sum-exp. The column terms need a square S with
+    :math:`t_i = i`.
 
     With :math:`E = e^{S - \operatorname{lse}^r}` (rows), the row part of :math:`G` is
     :math:`\operatorname{diag}(g^r) E`; the row weights are applied to the (·, D) factors of the
-    products rather than to the tile. The diagonal (target) part,
-    :math:`-\operatorname{diag}(g^r + g^c)`, is added once at the end.
+    products rather than to the tile. The target part of :math:`G`, :math:`-g` at each
+    :math:`(i, t_i)`, is added once at the end.
 
     When ``lse2_row`` is None it is computed tile by tile in the same sweep (rows only) and
-    returned with the diagonal, so that the forward pass needs no other sweep.
+    returned with the target logits, so that the forward pass needs no other sweep.
     """
-    n = a2.shape[0]
+    n, m = a2.shape[0], b.shape[0]
     fused = lse2_row is None
     if fused:
-        lse2_row, diag2 = a2.new_empty(n), a2.new_empty(n)
+        lse2_row, target2 = a2.new_empty(n), a2.new_empty(n)
     da, db = torch.empty_like(a2), torch.zeros_like(b)
-    buffers = _TileBuffers(a2, min(chunk, n), n, count=1 if lse2_col is None else 2)
+    buffers = _TileBuffers(a2, min(chunk, n), m, count=1 if lse2_col is None else 2)
     for r0, r1 in _spans(n, chunk):
-        s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, n))
+        s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, m))
         if fused:
-            diag2[r0:r1] = s2.diagonal(r0)
+            target2[r0:r1] = s2.gather(1, targets[r0:r1, None]).squeeze(1)
+        _exclude(s2, exclude, r0, r1)
+        if fused:
             row_max = s2.amax(1, keepdim=True)
             e = s2.sub_(row_max).exp2_()
             row_sum = e.sum(1)
@@ -140,7 +154,7 @@ def _paired_grad(a2, b, chunk, g_row, lse2_row=None, g_col=None, lse2_col=None):
         else:
             weight = g_row[r0:r1].unsqueeze(1)
             if lse2_col is not None:
-                e_col = torch.sub(s2, lse2_col, out=buffers.get(1, r1 - r0, n)).exp2_()
+                e_col = torch.sub(s2, lse2_col, out=buffers.get(1, r1 - r0, m)).exp2_()
                 e = s2.sub_(lse2_row[r0:r1, None]).exp2_().mul_(weight).add_(e_col.mul_(g_col))
                 weight = None
             else:
@@ -152,10 +166,10 @@ def _paired_grad(a2, b, chunk, g_row, lse2_row=None, g_col=None, lse2_col=None):
         else:
             da[r0:r1].mul_(weight)
             db.addmm_(e.T, a2[r0:r1] * (weight * LN2))
-    target = (g_row if g_col is None else g_row + g_col).unsqueeze(1)
-    da.addcmul_(b, target, value=-1.0)
-    db.addcmul_(a2, target, value=-LN2)
-    return (da, db, lse2_row, diag2) if fused else (da, db)
+    target_weight = (g_row if g_col is None else g_row + g_col).unsqueeze(1)
+    da.addcmul_(b[targets], target_weight, value=-1.0)
+    db.index_add_(0, targets, a2 * target_weight, alpha=-LN2)
+    return (da, db, lse2_row, target2) if fused else (da, db)
 
 
 class _UnitRows:
@@ -185,52 +199,59 @@ class _UnitRows:
 
 
 class PairedSoftmaxCE(torch.autograd.Function):
-    r"""Per-example in-batch InfoNCE of queries Q and keys K: returns (N,)
+    r"""Per-row InfoNCE of queries Q (n, D) against keys K (m, D): returns (n,)
 
-    With :math:`\hat Q, \hat K` the (optionally) unit rows and scale :math:`s = 1/\tau`, the logits
-    are :math:`S = s \hat Q \hat K^\top` and :math:`\ell_i = \operatorname{lse}_j S_{ij} - S_{ii}`,
-    or with ``symmetric`` :math:`\tfrac12(\ell_i + \operatorname{lse}_j S_{ji} - S_{ii})`.
+    With :math:`\hat Q, \hat K` the (optionally) unit rows and scale :math:`s = 1/\tau`, the
+    logits are :math:`S = s \hat Q \hat K^\top` and
+    :math:`\ell_i = \operatorname{lse}_j S_{ij} - S_{i t_i}` for target columns ``targets`` (n,),
+    the column ``exclude[i]`` (if given) left out of row i.
+    With ``symmetric`` (square, ``targets`` the diagonal)
+    :math:`\tfrac12(\ell_i + \operatorname{lse}_j S_{ji} - S_{ii})`.
     The gradient flows to Q, K and the scale (a 0-dim tensor).
     """
 
     @staticmethod
-    def forward(ctx, query, key, scale, normalize: bool, symmetric: bool, chunk: int):
+    def forward(ctx, query, key, scale, normalize, symmetric, chunk, targets, exclude):
         q, k = _UnitRows(query, normalize), _UnitRows(key, normalize)
         a2 = q.unit * (scale * LOG2E)
         ctx.q, ctx.k, ctx.symmetric, ctx.chunk = q, k, symmetric, chunk
+        ctx.targets, ctx.exclude = targets, exclude
         if symmetric:
-            lse2_row, lse2_col, diag2 = _paired_lse2(a2, k.unit, chunk, columns=True)
+            lse2_row, lse2_col, diag2 = _paired_lse2(a2, k.unit, chunk, True, targets)
             ctx.save_for_backward(a2, scale, lse2_row, lse2_col)
             return LN2 * (0.5 * (lse2_row + lse2_col) - diag2)
         if any(ctx.needs_input_grad[:3]):
-            da, db, lse2_row, diag2 = _paired_grad(a2, k.unit, chunk, a2.new_ones(a2.shape[0]))
+            ones = a2.new_ones(a2.shape[0])
+            da, db, lse2_row, target2 = _paired_grad(a2, k.unit, chunk, ones, targets, exclude)
             ctx.save_for_backward(a2, scale, lse2_row, da, db)
         else:
-            lse2_row, _, diag2 = _paired_lse2(a2, k.unit, chunk, columns=False)
-        return LN2 * (lse2_row - diag2)
+            lse2_row, _, target2 = _paired_lse2(a2, k.unit, chunk, False, targets, exclude)
+        return LN2 * (lse2_row - target2)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
         g = g.contiguous()
-        q, k = ctx.q, ctx.k
+        q, k, targets, exclude = ctx.q, ctx.k, ctx.targets, ctx.exclude
         if ctx.symmetric:
             a2, scale, lse2_row, lse2_col = ctx.saved_tensors
             half = 0.5 * g
-            da, db = _paired_grad(a2, k.unit, ctx.chunk, half, lse2_row, half, lse2_col)
+            da, db = _paired_grad(
+                a2, k.unit, ctx.chunk, half, targets, None, lse2_row, half, lse2_col
+            )
         else:
             a2, scale, lse2_row, da, db = ctx.saved_tensors
             if bool((g == g[0]).all()):
                 da, db = da * g[0], db * g[0]
             else:
-                da, db = _paired_grad(a2, k.unit, ctx.chunk, g, lse2_row)
+                da, db = _paired_grad(a2, k.unit, ctx.chunk, g, targets, exclude, lse2_row)
         # da is dℓ/dA for A = s·Q̂: dℓ/ds = <da, Q̂>, dℓ/dQ̂ = s·da.
         d_scale = None
         if ctx.needs_input_grad[2]:
             d_scale = torch.dot(da.reshape(-1), q.unit.reshape(-1)).reshape(scale.shape)
         d_query = q.backward(da.mul_(scale)) if ctx.needs_input_grad[0] else None
         d_key = k.backward(db) if ctx.needs_input_grad[1] else None
-        return d_query, d_key, d_scale, None, None, None
+        return d_query, d_key, d_scale, None, None, None, None, None
 
 
 def _self_lse2(z2: torch.Tensor, tile: int) -> torch.Tensor:

@@ -33,6 +33,7 @@ from nce.functional._common import (
     l2_normalize,
     reduce,
 )
+from nce.functional._gather import gather_rows, reduce_across_ranks
 from nce.functional._tiled_softmax import PairedSoftmaxCE, default_rows
 
 
@@ -46,6 +47,7 @@ def info_nce(
     symmetric: bool = False,
     reduction: str = "mean",
     chunk_size: int | None = None,
+    gather: bool = False,
     log_q: torch.Tensor | None = None,
     remove_accidental_hits: bool = False,
     key_ids: torch.Tensor | None = None,
@@ -70,7 +72,14 @@ def info_nce(
         symmetric: CLIP's loss, the mean of the query→key and key→query losses (in-batch only).
         reduction: "mean" | "sum" | "none" (shape (N,)).
         chunk_size: rows of the similarity matrix held at once on the in-batch path; memory
-            O(N·D + N·chunk_size). Changes memory, never the result. Default: a cache-sized tile.
+            O(N·D + N·chunk_size). Changes memory, never the result. Default: a tile of at most
+            about 2M values.
+        gather: in-batch negatives from every rank of the torch.distributed process group
+            (ranks may hold different N); gradients flow back to the rank owning each key. "mean"
+            and "sum" are then scaled by the world size W — each rank returns
+            :math:`\frac{W}{N_{global}}\sum_{i\,local}\ell_i` — so that DDP's gradient averaging
+            gives exactly the gradient of the single-process loss on the global batch. Without
+            an initialized process group it is the plain local loss.
         log_q: log expected count of each negative under its sampler, subtracted from its logit:
             (M,) for shared negatives, (N, K) for per-query ones, (N,) for in-batch keys.
         remove_accidental_hits: mask negatives whose id equals the positive's id (sampled
@@ -110,6 +119,11 @@ def info_nce(
             check_same_size(0, "batch", query=query, negatives=negatives)
         if symmetric:
             raise ValueError("symmetric=True needs in-batch negatives (negatives=None)")
+        if gather:
+            raise ValueError(
+                "gather=True gathers the in-batch keys; explicit negatives can be gathered with "
+                "nce.distributed.gather_rows"
+            )
     elif n < 2:
         raise ValueError(
             "in-batch negatives need a batch of at least 2 (with N = 1 the loss is identically 0), "
@@ -125,6 +139,8 @@ def info_nce(
                 f"log_q must have shape {tuple(neg_shape)} (one per negative), "
                 f"got {shape_str(log_q)}"
             )
+    if gather and (log_q is not None or remove_accidental_hits):
+        raise ValueError("gather=True does not combine with log_q or remove_accidental_hits")
     if remove_accidental_hits:
         if key_ids is None or (negatives is not None and negative_ids is None):
             raise ValueError(
@@ -140,8 +156,11 @@ def info_nce(
     q, k = query.to(dtype), key.to(dtype)
     if negatives is None and log_q is None and not remove_accidental_hits:
         scale = torch.as_tensor(as_scale(temperature, q), dtype=dtype, device=q.device)
+        if gather:
+            return _gathered(q, k, scale, normalize, symmetric, reduction, chunk_size).to(out_dtype)
+        targets = torch.arange(n, device=q.device)
         chunk = chunk_size or default_rows(n)
-        loss = PairedSoftmaxCE.apply(q, k, scale, normalize, symmetric, chunk)
+        loss = PairedSoftmaxCE.apply(q, k, scale, normalize, symmetric, chunk, targets, None)
         return reduce(loss, reduction).to(out_dtype)
 
     if normalize:
@@ -170,6 +189,19 @@ def info_nce(
     logits = torch.cat([positive.unsqueeze(1), neg_logits], 1)
     loss = torch.logsumexp(logits, 1) - positive
     return reduce(loss, reduction).to(out_dtype)
+
+
+def _gathered(q, k, scale, normalize, symmetric, reduction, chunk_size) -> torch.Tensor:
+    """In-batch InfoNCE of this rank's queries against every rank's keys (and, symmetric, back)."""
+    keys, where = gather_rows(k)
+    targets = torch.arange(q.shape[0], device=q.device) + where.offset
+    chunk = chunk_size or default_rows(where.total)
+    loss = PairedSoftmaxCE.apply(q, keys, scale, normalize, False, chunk, targets, None)
+    if symmetric:
+        queries, _ = gather_rows(q, where)
+        back = PairedSoftmaxCE.apply(k, queries, scale, normalize, False, chunk, targets, None)
+        loss = 0.5 * (loss + back)
+    return reduce_across_ranks(loss, reduction, where)
 
 
 def _negative_shape(n: int, negatives: torch.Tensor | None) -> torch.Size:

@@ -17,7 +17,13 @@ import torch
 
 from nce._validation import check_compatible, check_int, check_reduction, check_tensor, shape_str
 from nce.functional._common import as_scale, check_temperature, compute_dtype, reduce
-from nce.functional._tiled_softmax import SELF_TILE, SelfSoftmaxCE
+from nce.functional._gather import gather_rows, reduce_across_ranks
+from nce.functional._tiled_softmax import (
+    SELF_TILE,
+    PairedSoftmaxCE,
+    SelfSoftmaxCE,
+    default_rows,
+)
 
 
 def nt_xent(
@@ -27,6 +33,7 @@ def nt_xent(
     temperature: float | torch.Tensor = 0.5,
     reduction: str = "mean",
     chunk_size: int | None = None,
+    gather: bool = False,
 ) -> torch.Tensor:
     r"""SimCLR's NT-Xent loss over the 2N views of N samples.
 
@@ -42,7 +49,12 @@ def nt_xent(
         reduction: "mean" | "sum" | "none" (shape (2N,): the anchors of ``view1`` first, then
             those of ``view2``).
         chunk_size: side of the square tiles of the (2N, 2N) similarity matrix held at once;
-            memory O(N·D + chunk_size²). Changes memory, never the result.
+            memory O(N·D + chunk_size²) (with ``gather``, rows of the (2N, 2N_global) tiles).
+            Changes memory, never the result.
+        gather: views from every rank of the torch.distributed process group are negatives (ranks
+            may hold different N); as for :func:`nce.info_nce`, "mean" and "sum" are scaled by
+            the world size so that DDP's gradient averaging gives exactly the gradient of the
+            single-process loss on the global batch.
 
     Shape:
         - view1, view2: (N, D)
@@ -69,5 +81,19 @@ def nt_xent(
     dtype = compute_dtype(view1)
     views = torch.cat([view1, view2]).to(dtype)
     scale = torch.as_tensor(as_scale(temperature, views), dtype=dtype, device=views.device)
+    if gather:
+        return _gathered(views, scale, reduction, chunk_size).to(out_dtype)
     loss = SelfSoftmaxCE.apply(views, scale, chunk_size or SELF_TILE)
     return reduce(loss, reduction).to(out_dtype)
+
+
+def _gathered(views, scale, reduction, chunk_size) -> torch.Tensor:
+    """NT-Xent of this rank's 2N views against the views of every rank."""
+    everyone, where = gather_rows(views)
+    local = torch.arange(views.shape[0], device=views.device)
+    twins = local.roll(views.shape[0] // 2) + where.offset
+    chunk = chunk_size or default_rows(where.total)
+    loss = PairedSoftmaxCE.apply(
+        views, everyone, scale, True, False, chunk, twins, local + where.offset
+    )
+    return reduce_across_ranks(loss, reduction, where)
