@@ -147,3 +147,17 @@ def test_zero_norm_embeddings_finite_everywhere():
         assert torch.isfinite(loss), name
         assert torch.isfinite(g).all(), name
     assert math.isfinite(float(nce.supervised_info_nce(q, torch.tensor([0, 0, 1, 1])).detach()))
+
+
+def test_chunk_size_must_be_a_positive_int():
+    labels = torch.tensor([0, 0, 1, 1])
+    for call in (
+        lambda c: nce.info_nce(Q, K, chunk_size=c),
+        lambda c: nce.nt_xent(Q, K, chunk_size=c),
+        lambda c: nce.supervised_info_nce(Q, labels, chunk_size=c),
+        lambda c: nce.debiased_info_nce(Q, K, tau_plus=0.1, chunk_size=c),
+    ):
+        with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+            call(0)
+        with pytest.raises(TypeError, match="chunk_size must be an int"):
+            call(2.5)

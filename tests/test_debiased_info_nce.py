@@ -59,3 +59,29 @@ def test_errors():
         nce.debiased_info_nce(q, k, tau_plus=0.1, beta=-1.0)
     with pytest.raises(ValueError, match="at least 2"):
         nce.debiased_info_nce(q[:1], k[:1], tau_plus=0.1)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.5])
+@pytest.mark.parametrize("chunk", [1, 8, 9, 10, 5])
+def test_chunked_equals_dense(beta, chunk):
+    q, k = randn(9, 4, dtype=torch.float32), randn(9, 4, dtype=torch.float32, seed=1)
+    t = torch.tensor(0.4, requires_grad=True)
+    w = torch.rand(9, generator=torch.Generator().manual_seed(0))
+    kw = dict(tau_plus=0.1, beta=beta, temperature=t, reduction="none")
+    dense = nce.debiased_info_nce(q, k, **kw)
+    tiled = nce.debiased_info_nce(q, k, chunk_size=chunk, **kw)
+    torch.testing.assert_close(tiled, dense, rtol=1e-5, atol=1e-6)
+    g_dense = torch.autograd.grad((dense * w).sum(), (q, k, t))
+    g_tiled = torch.autograd.grad((tiled * w).sum(), (q, k, t))
+    for a, b in zip(g_tiled, g_dense, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gradcheck_chunked():
+    q, k = randn(5, 3), randn(5, 3, seed=1)
+    assert torch.autograd.gradcheck(
+        lambda a, b: nce.debiased_info_nce(
+            a, b, tau_plus=0.1, beta=1.0, reduction="none", chunk_size=2
+        ),
+        (q, k),
+    )

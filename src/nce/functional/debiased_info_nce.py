@@ -25,11 +25,13 @@ import torch.nn.functional as F
 from nce._validation import (
     check_compatible,
     check_in_range,
+    check_int,
     check_reduction,
     check_tensor,
     shape_str,
 )
 from nce.functional._common import as_scale, check_temperature, compute_dtype, l2_normalize, reduce
+from nce.functional._row_lse import row_logsumexp
 
 
 def debiased_info_nce(
@@ -40,6 +42,7 @@ def debiased_info_nce(
     beta: float = 0.0,
     temperature: float | torch.Tensor = 0.5,
     reduction: str = "mean",
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     r"""Debiased contrastive loss with optional hard-negative weighting, in-batch negatives.
 
@@ -54,6 +57,9 @@ def debiased_info_nce(
         beta: :math:`\beta \ge 0`, hardness concentration (0: Chuang et al.; > 0: Robinson et al.).
         temperature: :math:`t > 0`, a number or a scalar tensor.
         reduction: "mean" | "sum" | "none" (shape (N,)).
+        chunk_size: compute the log-sum-exp terms over tiles of this many rows, never holding the
+            (N, N) similarity matrix (memory O(N·D + N·chunk_size)). Changes memory, never the
+            result.
 
     Shape:
         - query, key: (N, D), N >= 2
@@ -86,17 +92,20 @@ def debiased_info_nce(
     out_dtype = query.dtype
     dtype = compute_dtype(query)
     q, k = l2_normalize(query.to(dtype)), l2_normalize(key.to(dtype))
+    if chunk_size is not None:
+        check_int("chunk_size", chunk_size, minimum=1)
     scale = as_scale(temperature, q)
-    logits = (q * scale) @ k.T
-    positive = logits.diagonal()
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=q.device)
-    neg = logits[off_diagonal].view(n, m)
-
-    if beta > 0:
-        log_weights = beta * neg - (torch.logsumexp(beta * neg, 1, keepdim=True) - math.log(m))
-        log_mass = torch.logsumexp(neg + log_weights, 1)
+    scaled = q * scale
+    positive = (scaled * k).sum(1)
+    # log Σ_j w_j e^{s_ij} over the M negatives, with w_j = e^{β s_ij} / mean_l e^{β s_il}
+    coefficients = [1.0 + beta, beta] if beta > 0 else [1.0]
+    if chunk_size is None:
+        off_diagonal = ~torch.eye(n, dtype=torch.bool, device=q.device)
+        neg = (scaled @ k.T)[off_diagonal].view(n, m)
+        lse = [torch.logsumexp(c * neg, 1) for c in coefficients]
     else:
-        log_mass = torch.logsumexp(neg, 1)
+        lse = row_logsumexp(scaled, k, coefficients, exclude_diagonal=True, chunk_size=chunk_size)
+    log_mass = lse[0] - (lse[1] - math.log(m)) if beta > 0 else lse[0]
     if tau_plus > 0:
         log_false = math.log(tau_plus * m) + positive
         ratio = (log_false - log_mass).clamp(max=-1e-7)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from nce._validation import check_ids, check_reduction, check_tensor
+from nce._validation import check_ids, check_int, check_reduction, check_tensor
 from nce.functional._common import as_scale, check_temperature, compute_dtype, l2_normalize, reduce
+from nce.functional._row_lse import row_logsumexp
 
 
 def supervised_info_nce(
@@ -25,6 +26,7 @@ def supervised_info_nce(
     *,
     temperature: float | torch.Tensor = 0.1,
     reduction: str = "mean",
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     r"""SupCon loss (Khosla et al. 2020, eq. 2, :math:`\mathcal{L}^{sup}_{out}`).
 
@@ -39,6 +41,9 @@ def supervised_info_nce(
         temperature: :math:`\tau > 0`, a number or a scalar tensor.
         reduction: "mean" over anchors with at least one positive, "sum" over them, or "none":
             shape (N,), 0 for anchors without a positive.
+        chunk_size: compute the log-sum-exp over tiles of this many rows, never holding the
+            (N, N) similarity matrix (memory O(N·D + N·chunk_size)); the positive term needs only
+            per-class sums. Changes memory, never the result.
 
     Shape:
         - embeddings: (N, D)
@@ -64,10 +69,10 @@ def supervised_info_nce(
             f"device mismatch: embeddings is on {embeddings.device} "
             f"but labels is on {labels.device}"
         )
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    self_mask = torch.eye(n, dtype=torch.bool, device=embeddings.device)
-    positive = same & ~self_mask
-    n_positive = positive.sum(1)
+    if chunk_size is not None:
+        check_int("chunk_size", chunk_size, minimum=1)
+    classes, label_index = torch.unique(labels, return_inverse=True)
+    n_positive = torch.bincount(label_index, minlength=classes.numel())[label_index] - 1
     has_positive = n_positive > 0
     if not bool(has_positive.any()):
         raise ValueError(
@@ -77,9 +82,18 @@ def supervised_info_nce(
 
     out_dtype = embeddings.dtype
     z = l2_normalize(embeddings.to(compute_dtype(embeddings)))
-    logits = (z * as_scale(temperature, z)) @ z.T
-    log_denominator = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), 1)
-    mean_positive = (logits * positive).sum(1) / n_positive.clamp(min=1)
+    scaled = z * as_scale(temperature, z)
+    # Σ_{p ∈ P(i)} s_ip = s_i · (sum of z over the class of i) − s_ii
+    class_sum = z.new_zeros(classes.numel(), z.shape[1]).index_add(0, label_index, z)
+    positive_sum = (scaled * class_sum[label_index]).sum(1) - (scaled * z).sum(1)
+    mean_positive = positive_sum / n_positive.clamp(min=1)
+    if chunk_size is None:
+        self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+        log_denominator = torch.logsumexp((scaled @ z.T).masked_fill(self_mask, float("-inf")), 1)
+    else:
+        log_denominator = row_logsumexp(
+            scaled, z, [1.0], exclude_diagonal=True, chunk_size=chunk_size
+        )[0]
     loss = torch.where(
         has_positive, log_denominator - mean_positive, torch.zeros_like(mean_positive)
     )
