@@ -5,38 +5,141 @@ is :math:`\log p_\theta(x) = f_\theta(x) - \log Z_\theta` with
 :math:`Z_\theta = \int e^{f_\theta(x)}\,dx`, which is intractable in general. Noise-contrastive
 estimation treats :math:`\log Z` as one more parameter, ``log_z``: the NCE objective is minimized
 only where ``log_z`` equals the true log-partition (Gutmann & Hyvärinen 2012, Theorem 1).
+
+A *conditional* model :math:`f_\theta(x \mid c)` has a partition function for each context
+:math:`c`, :math:`Z_\theta(c) = \int e^{f_\theta(x \mid c)}\,dx`; NCE then learns
+:math:`\log Z_\theta(c)` as a function of the context (:class:`ConditionalMLPEnergy`), since the
+objective is minimized by :math:`\log p_\theta(x \mid c) = \log p_d(x \mid c)` for every context
+seen in the data.
+
+Built in:
+
+* :class:`GaussianEnergy`: unnormalized Gaussian, closed-form :math:`\log Z` for checks;
+* :class:`ICAEnergy`: the Laplacian ICA model of Gutmann & Hyvärinen (2010), closed-form
+  :math:`\log Z`;
+* :class:`MLPEnergy`: a neural energy for arbitrary data, integrable by construction;
+* :class:`ConditionalMLPEnergy`: a neural energy of :math:`x` given a context :math:`c`, with a
+  learned :math:`\log Z(c)`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from nce._validation import check_int, check_tensor
+from nce._validation import check_int, check_tensor, shape_str
+
+__all__ = [
+    "ConditionalMLPEnergy",
+    "EnergyModel",
+    "GaussianEnergy",
+    "ICAEnergy",
+    "MLPEnergy",
+]
 
 
 class EnergyModel(nn.Module):
     r"""Base class: ``forward(x)`` returns :math:`f_\theta(x)`, shape (N,); ``log_z`` is learned.
 
-    Subclasses implement ``forward``. ``log_prob(x) = forward(x) - log_z``.
+    .. math:: \log p_\theta(x) = f_\theta(x) - \log Z, \qquad \log Z = \texttt{log\_z}.
+
+    Subclasses implement ``forward``. A conditional subclass sets ``context_dim`` and takes
+    ``forward(x, context)``; its :meth:`log_partition` then depends on the context.
+
+    Shape:
+        - x: (N, D)
+        - context: (N, C) for a conditional model
+        - ``forward(x)``, ``log_prob(x)``: (N,)
+        - ``log_partition()``: () for an unconditional model, (N,) for a conditional one
+
+    Arguments:
+        dim: The dimension :math:`D \geq 1` of :math:`x`.
     """
+
+    #: The context dimension :math:`C` of a conditional model, ``None`` for an unconditional one.
+    context_dim: int | None = None
 
     def __init__(self, dim: int):
         super().__init__()
         self.dim = check_int("dim", dim, minimum=1)
         self.log_z = nn.Parameter(torch.zeros(()))
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes a context (and its log-partition depends on it)."""
+        return self.context_dim is not None
+
+    def log_partition(self, context: torch.Tensor | None = None) -> torch.Tensor:
+        r"""The learned :math:`\log Z`, shape (); a conditional model's :math:`\log Z(c)`, (N,)."""
+        self._check_context(context)
+        return self.log_z
+
+    def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Normalized log density under the learned log-partition, shape (N,)."""
+        if self.conditional:
+            return self(x, context) - self.log_partition(context)
+        self._check_context(context)
         return self(x) - self.log_z
+
+    def init_from_data(self, X: torch.Tensor) -> EnergyModel:
+        """Sets a data-dependent starting point (e.g. the data's moments); returns ``self``.
+
+        The base class leaves the parameters as they are.
+        """
+        return self
+
+    def config(self) -> dict:
+        """The constructor's keyword arguments, to rebuild the model (``type(model)(**config)``)."""
+        return {"dim": self.dim}
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor("x", x, 2)
         if x.shape[1] != self.dim:
-            raise ValueError(f"x has {x.shape[1]} columns but the model has dimension {self.dim}")
+            raise ValueError(
+                f"x has {x.shape[1]} columns but the model has dimension {self.dim} "
+                f"(x has shape {shape_str(x)})"
+            )
         return x
+
+    def _check_context(self, context: torch.Tensor | None, x: torch.Tensor | None = None):
+        if not self.conditional:
+            if context is not None:
+                raise ValueError(f"{type(self).__name__} is unconditional but a context was given")
+            return None
+        if context is None:
+            raise ValueError(
+                f"{type(self).__name__} is conditional: a context of shape (N, {self.context_dim})"
+                " is needed"
+            )
+        check_tensor("context", context, 2)
+        if context.shape[1] != self.context_dim:
+            raise ValueError(
+                f"context has {context.shape[1]} columns but the model has context dimension "
+                f"{self.context_dim} (context has shape {shape_str(context)})"
+            )
+        if x is not None and x.shape[0] != context.shape[0]:
+            raise ValueError(
+                f"batch mismatch: x has shape {shape_str(x)} but context has {shape_str(context)}"
+            )
+        return context
+
+
+def _data_moments(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data's mean and the lower Cholesky factor of its inverse covariance, in float64."""
+    check_tensor("X", X, 2)
+    X64 = X.detach().to(torch.float64)
+    if X64.shape[0] < 2:
+        raise ValueError(f"X needs at least 2 rows to set a starting point, got {shape_str(X)}")
+    mean = X64.mean(0)
+    centered = X64 - mean
+    covariance = centered.T @ centered / (X64.shape[0] - 1)
+    ridge = 1e-6 * float(covariance.trace()) / X64.shape[1] + 1e-12
+    covariance = covariance + ridge * torch.eye(X64.shape[1], dtype=torch.float64)
+    precision = torch.linalg.inv(covariance)
+    return mean, torch.linalg.cholesky((precision + precision.T) / 2)
 
 
 class GaussianEnergy(EnergyModel):
@@ -50,6 +153,13 @@ class GaussianEnergy(EnergyModel):
     Shape:
         - x: (N, D)
         - output: (N,)
+
+    Arguments:
+        dim: The dimension :math:`D \geq 1`. The model starts at the standard normal.
+
+    References:
+        | Noise-contrastive estimation of unnormalized statistical models, with applications to
+        | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012), section 4.1
 
     Example:
         >>> model = GaussianEnergy(2)
@@ -68,6 +178,7 @@ class GaussianEnergy(EnergyModel):
         return torch.tril(self.lower, -1) + torch.diag(torch.exp(self.log_diag))
 
     def precision(self) -> torch.Tensor:
+        r""":math:`\Lambda = L L^\top`, shape (D, D)."""
         chol = self.cholesky()
         return chol @ chol.T
 
@@ -78,3 +189,231 @@ class GaussianEnergy(EnergyModel):
     def true_log_partition(self) -> torch.Tensor:
         """The exact :math:`\\log Z` of the current parameters."""
         return 0.5 * self.dim * math.log(2 * math.pi) - self.log_diag.sum()
+
+    def init_from_data(self, X: torch.Tensor) -> GaussianEnergy:
+        """Starts at the data's mean and inverse covariance, with ``log_z`` its exact value."""
+        mean, chol = _data_moments(self._check_input(X))
+        with torch.no_grad():
+            self.mean.copy_(mean)
+            self.log_diag.copy_(chol.diagonal().log())
+            self.lower.copy_(torch.tril(chol, -1))
+            self.log_z.copy_(self.true_log_partition())
+        return self
+
+
+class ICAEnergy(EnergyModel):
+    r"""The Laplacian ICA model of Gutmann & Hyvärinen (2010), with demixing matrix :math:`B`.
+
+    Data :math:`x = A s` mix :math:`D` independent Laplace sources of unit variance,
+    :math:`p_s(s) = \tfrac{1}{\sqrt2} e^{-\sqrt2 |s|}`; with rows :math:`b_i` of
+    :math:`B = A^{-1}`, the unnormalized log density is
+
+    .. math:: f(x) = -\sqrt2 \sum_{i=1}^D \lvert b_i^\top x \rvert.
+
+    Changing variables :math:`s = B x` (Jacobian :math:`\lvert\det B\rvert`) gives
+    :math:`\int e^{f(x)}\,dx = \lvert\det B\rvert^{-1} \prod_i \int e^{-\sqrt2 |s_i|}\,ds_i
+    = \lvert\det B\rvert^{-1} (\sqrt2)^D`, so the true log-partition is
+
+    .. math:: \log Z = \tfrac{D}{2}\log 2 - \log\lvert\det B\rvert.
+
+    Shape:
+        - x: (N, D)
+        - output: (N,)
+
+    Arguments:
+        dim: The dimension :math:`D \geq 1`. The model starts at :math:`B = I`.
+
+    References:
+        | Noise-contrastive estimation: A new estimation principle for unnormalized statistical
+        | models (Gutmann & Hyvärinen, AISTATS 2010), section 4
+
+    Example:
+        >>> model = ICAEnergy(4)
+        >>> round(float(model.true_log_partition()), 4)  # B = I: 2 log 2
+        1.3863
+    """
+
+    def __init__(self, dim: int):
+        super().__init__(dim)
+        self.demixing = nn.Parameter(torch.eye(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check_input(x)
+        return -math.sqrt(2) * (x @ self.demixing.T).abs().sum(1)
+
+    def true_log_partition(self) -> torch.Tensor:
+        """The exact :math:`\\log Z = (D/2) \\log 2 - \\log|\\det B|` of the current :math:`B`."""
+        return 0.5 * self.dim * math.log(2) - torch.linalg.slogdet(self.demixing)[1]
+
+    def init_from_data(self, X: torch.Tensor) -> ICAEnergy:
+        r"""Starts at the whitening matrix :math:`B = \Sigma^{-1/2}` of the data (the sources
+        have unit variance, so :math:`B \Sigma B^\top = I` holds at the truth too), with
+        ``log_z`` its exact value."""
+        X = self._check_input(X).detach().to(torch.float64)
+        centered = X - X.mean(0)
+        covariance = centered.T @ centered / max(X.shape[0] - 1, 1)
+        values, vectors = torch.linalg.eigh(covariance)
+        values = values.clamp_min(1e-12 * float(values.max().clamp_min(1e-300)))
+        with torch.no_grad():
+            self.demixing.copy_(vectors @ torch.diag(values.rsqrt()) @ vectors.T)
+            self.log_z.copy_(self.true_log_partition())
+        return self
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with tanh between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def _check_hidden(hidden) -> tuple[int, ...]:
+    if isinstance(hidden, int) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    if not isinstance(hidden, (tuple, list)) or not hidden:
+        raise TypeError(f"hidden must be an int or a non-empty tuple of ints, got {hidden!r}")
+    for width in hidden:
+        check_int("hidden", width, minimum=1)
+    return tuple(hidden)
+
+
+class MLPEnergy(EnergyModel):
+    r"""A neural energy: a bounded network on top of a learnable Gaussian.
+
+    With whitened coordinates :math:`z = L^\top (x - \mu)` (:math:`L` lower-triangular with a
+    positive diagonal, as in :class:`GaussianEnergy`),
+
+    .. math:: f(x) = h_\phi(z) - \tfrac12 \lVert z \rVert^2,
+
+    where :math:`h_\phi` is a multilayer perceptron with tanh hidden units. Its output is a linear
+    map of bounded units, so :math:`|h_\phi| \leq H` and
+    :math:`Z \leq e^{H} (2\pi)^{D/2} / \det L < \infty`: every parameter value is a proper,
+    normalizable model. The last layer starts at zero, so an untrained model is the Gaussian
+    :math:`\mathcal{N}(\mu, (L L^\top)^{-1})`.
+
+    Shape:
+        - x: (N, D)
+        - output: (N,)
+
+    Arguments:
+        dim: The dimension :math:`D \geq 1`.
+        hidden: The widths of the hidden layers, an int or a tuple of ints.
+
+    References:
+        | Noise-contrastive estimation of unnormalized statistical models, with applications to
+        | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012)
+
+        | Flow contrastive estimation of energy-based models (Gao et al., CVPR 2020)
+        | https://arxiv.org/abs/1912.00589
+
+    Example:
+        >>> model = MLPEnergy(2, hidden=(32, 32))
+        >>> model(torch.zeros(5, 2)).shape
+        torch.Size([5])
+    """
+
+    def __init__(self, dim: int, hidden: int | Sequence[int] = (64, 64)):
+        super().__init__(dim)
+        self.hidden = _check_hidden(hidden)
+        self.mean = nn.Parameter(torch.zeros(dim))
+        self.log_diag = nn.Parameter(torch.zeros(dim))
+        self.lower = nn.Parameter(torch.zeros(dim, dim))
+        self.net = _mlp((dim, *self.hidden, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def cholesky(self) -> torch.Tensor:
+        """:math:`L`, shape (D, D)."""
+        return torch.tril(self.lower, -1) + torch.diag(torch.exp(self.log_diag))
+
+    def whiten(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`z = L^\top (x - \mu)`, row by row: shape (N, D)."""
+        return (x - self.mean) @ self.cholesky()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.whiten(self._check_input(x))
+        return self.net(z).squeeze(-1) - 0.5 * z.square().sum(1)
+
+    def init_from_data(self, X: torch.Tensor) -> MLPEnergy:
+        """Starts the Gaussian part at the data's mean and inverse covariance, and ``log_z`` at
+        the Gaussian's log-partition plus the network's current mean output."""
+        X = self._check_input(X)
+        mean, chol = _data_moments(X)
+        with torch.no_grad():
+            self.mean.copy_(mean)
+            self.log_diag.copy_(chol.diagonal().log())
+            self.lower.copy_(torch.tril(chol, -1))
+            gaussian_log_z = 0.5 * self.dim * math.log(2 * math.pi) - self.log_diag.sum()
+            offset = self.net(self.whiten(X.to(self.mean.dtype))).mean()
+            self.log_z.copy_(gaussian_log_z + offset)
+        return self
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "hidden": list(self.hidden)}
+
+
+class ConditionalMLPEnergy(MLPEnergy):
+    r"""A neural energy of :math:`x` given a context :math:`c`, with a learned :math:`\log Z(c)`.
+
+    .. math:: f(x \mid c) = h_\phi(z, c) - \tfrac12 \lVert z \rVert^2, \qquad
+              z = L^\top (x - \mu), \qquad
+              \log Z(c) = \texttt{log\_z} + g_\psi(c),
+
+    with :math:`h_\phi` (bounded, tanh hidden units) and :math:`g_\psi` multilayer perceptrons.
+    NCE fits :math:`g_\psi` with the rest: the objective is minimized where
+    :math:`f(x \mid c) - \log Z(c)` is the true conditional log density for every context.
+
+    Shape:
+        - x: (N, D)
+        - context: (N, C)
+        - output, ``log_partition(context)``: (N,)
+
+    Arguments:
+        dim: The dimension :math:`D \geq 1` of :math:`x`.
+        context_dim: The dimension :math:`C \geq 1` of the context.
+        hidden: The widths of the hidden layers of both networks.
+
+    Example:
+        >>> model = ConditionalMLPEnergy(2, context_dim=3, hidden=16)
+        >>> x, c = torch.randn(5, 2), torch.randn(5, 3)
+        >>> model.log_prob(x, c).shape, model.log_partition(c).shape
+        (torch.Size([5]), torch.Size([5]))
+    """
+
+    def __init__(self, dim: int, context_dim: int, hidden: int | Sequence[int] = (64, 64)):
+        super().__init__(dim, hidden)
+        self.context_dim = check_int("context_dim", context_dim, minimum=1)
+        self.net = _mlp((dim + self.context_dim, *self.hidden, 1))
+        self.log_z_net = _mlp((self.context_dim, *self.hidden, 1))
+        for net in (self.net, self.log_z_net):
+            nn.init.zeros_(net[-1].weight)
+            nn.init.zeros_(net[-1].bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._check_input(x)
+        context = self._check_context(context, x)
+        z = self.whiten(x)
+        return self.net(torch.cat([z, context.to(z.dtype)], 1)).squeeze(-1) - 0.5 * z.square().sum(
+            1
+        )
+
+    def log_partition(self, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = self._check_context(context)
+        return self.log_z + self.log_z_net(context.to(self.log_z.dtype)).squeeze(-1)
+
+    def init_from_data(self, X: torch.Tensor) -> ConditionalMLPEnergy:
+        """Starts the Gaussian part at the data's moments and ``log_z`` at its log-partition."""
+        X = self._check_input(X)
+        mean, chol = _data_moments(X)
+        with torch.no_grad():
+            self.mean.copy_(mean)
+            self.log_diag.copy_(chol.diagonal().log())
+            self.lower.copy_(torch.tril(chol, -1))
+            self.log_z.copy_(0.5 * self.dim * math.log(2 * math.pi) - self.log_diag.sum())
+        return self
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "context_dim": self.context_dim, "hidden": list(self.hidden)}

@@ -1,0 +1,885 @@
+r"""Density estimation with noise-contrastive estimation: :class:`NCEDensity`.
+
+Given data :math:`x_1..x_N \sim p_d` and an unnormalized model :math:`f_\theta` (an
+:class:`~nce.models.EnergyModel`), NCE draws :math:`M = \nu N` samples :math:`y_j` from a fixed
+noise :math:`q` and fits a logistic classifier between the two whose logit is
+
+.. math:: G(u) = f_\theta(u) - \log Z - \log \nu - \log q(u),
+
+with :math:`\log Z` one more parameter. The classifier's negative log-likelihood,
+
+.. math:: \ell(\theta, \log Z) = -\frac{1}{N}\Big[\sum_i \log\sigma(G(x_i))
+          + \sum_j \log\sigma(-G(y_j))\Big],
+
+is :func:`nce.binary_nce`. Its population version is minimized where the logit equals the Bayes
+logit, :math:`\log p_d - \log\nu - \log q`, i.e. where :math:`f_\theta - \log Z = \log p_d`
+wherever :math:`q > 0` (Gutmann & Hyvärinen 2012, Theorem 1): the fitted :math:`f_\theta - \log Z`
+is a *normalized* log density and :math:`\log Z` its log-partition, learned without ever
+integrating. Three consequences drive the estimator:
+
+* the noise must be **fixed** while the model learns (it is fitted once, then frozen) and must
+  cover the data (:math:`q > 0` wherever :math:`p_d > 0`);
+* the estimator is consistent for any such noise, and its variance approaches maximum
+  likelihood's as :math:`\nu \to \infty`, faster when :math:`q` is close to :math:`p_d`;
+* the learned logit :math:`\log p_\theta(x) - \log q(x)` (``log_ratio``) says how much more
+  data-like than noise-like a point is: an out-of-distribution score.
+
+The learned :math:`\log Z` can be checked by importance sampling with the noise as proposal,
+:math:`\hat Z = \frac1S \sum_s e^{f_\theta(y_s)} / q(y_s)` (:meth:`NCEDensity.partition_function`).
+
+References:
+    | Noise-contrastive estimation: A new estimation principle for unnormalized statistical
+    | models (Gutmann & Hyvärinen, AISTATS 2010)
+
+    | Noise-contrastive estimation of unnormalized statistical models, with applications to
+    | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from nce._validation import check_in_range, check_int, check_positive, shape_str
+from nce.functional.binary_nce import binary_nce
+from nce.models import ConditionalMLPEnergy, EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
+from nce.noise import Box, DistributionNoise, Gaussian, GaussianMixture, Noise, as_noise
+from nce.noise._checks import as_data
+
+__all__ = ["NCEDensity", "PartitionEstimate"]
+
+MODELS = {"mlp": MLPEnergy, "gaussian": GaussianEnergy, "ica": ICAEnergy}
+NOISES = ("gaussian", "mixture", "uniform")
+OPTIMIZERS = ("adam", "lbfgs")
+_BUILTIN_MODELS = {
+    cls.__name__: cls for cls in (GaussianEnergy, ICAEnergy, MLPEnergy, ConditionalMLPEnergy)
+}
+_BUILTIN_NOISES = {
+    "Gaussian": (Gaussian, ("mean", "covariance")),
+    "GaussianMixture": (GaussianMixture, ("weights", "means", "covariances")),
+    "Box": (Box, ("low", "high")),
+}
+_FORMAT = "nce.NCEDensity"
+_CHUNK = 65536
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An :class:`NCEDensity` was used before ``fit`` (as scikit-learn's ``NotFittedError``)."""
+
+
+@dataclass(frozen=True)
+class PartitionEstimate:
+    r"""An estimate of :math:`\log Z` with its standard error, next to the learned value.
+
+    Attributes:
+        log_z: The estimate :math:`\log\hat Z`, shape () (or (N,), one per context).
+        stderr: Its standard error (delta method), same shape; 0 for ``method="exact"``.
+        learned: The model's learned :math:`\log Z`, same shape.
+        n_samples: The number of importance samples :math:`S` (0 for ``method="exact"``).
+        ess: The effective sample size :math:`(\sum_s w_s)^2 / \sum_s w_s^2`, same shape.
+        method: "importance" or "exact".
+    """
+
+    log_z: Tensor
+    stderr: Tensor
+    learned: Tensor
+    n_samples: int
+    ess: Tensor
+    method: str
+
+    @property
+    def difference(self) -> Tensor:
+        r"""learned :math:`-` estimate."""
+        return self.learned - self.log_z
+
+    def __str__(self) -> str:
+        if self.log_z.dim() == 0:
+            return (
+                f"log Z = {float(self.log_z):.4f} ± {float(self.stderr):.4f} ({self.method}, "
+                f"S = {self.n_samples}, ESS = {float(self.ess):.0f}); learned "
+                f"{float(self.learned):.4f}"
+            )
+        return (
+            f"log Z for {self.log_z.shape[0]} contexts ({self.method}, S = {self.n_samples}); "
+            f"max |learned - estimate| = {float(self.difference.abs().max()):.4f}"
+        )
+
+
+class NCEDensity:
+    r"""Fits an unnormalized density by noise-contrastive estimation, learning its :math:`\log Z`.
+
+    ``fit(X)`` minimizes :func:`nce.binary_nce` over the model's parameters and ``log_z``, with
+    :math:`\nu N` samples of a fixed noise :math:`q`:
+
+    .. math:: \ell = -\frac{1}{N}\Big[\sum_i \log\sigma(G(x_i)) + \sum_j \log\sigma(-G(y_j))\Big],
+        \qquad G(u) = f_\theta(u) - \log Z - \log\nu - \log q(u).
+
+    After fitting, ``score_samples(X)`` is the normalized :math:`\log p_\theta(x) = f_\theta(x)
+    - \log Z`, ``log_ratio(X)`` is :math:`\log p_\theta(x) - \log q(x)` (larger means more
+    data-like; its negative is an out-of-distribution score) and ``partition_function()``
+    cross-checks :math:`\log Z` by importance sampling.
+
+    Arguments:
+        model: An :class:`~nce.models.EnergyModel` (trained in place, on its own dtype and
+            device), or "mlp" (the default, :class:`~nce.models.MLPEnergy` with hidden widths
+            (64, 64)), "gaussian" or "ica": built at ``fit`` in the data's dtype and started at
+            the data's moments (``init_from_data``).
+        noise: "gaussian" (fitted to the data's mean and covariance), "mixture" (a
+            ``noise_components``-component Gaussian mixture fitted by EM), "uniform" (a box
+            around the data, widened by ``box_margin`` of its range on each side), or a fitted
+            :class:`~nce.noise.Noise` or :class:`torch.distributions.Distribution` of event shape
+            (D,). It must not share trainable tensors with the model.
+        noise_ratio: :math:`\nu > 0`, noise samples per datum.
+        optimizer: "adam" (minibatches of ``batch_size`` data and their :math:`\nu` share of
+            noise) or "lbfgs" (full batch, strong-Wolfe line search, ``lbfgs_steps`` iterations
+            per epoch).
+        lr: The learning rate of Adam (L-BFGS takes unit steps, shortened by its line search).
+        batch_size: Data points per Adam step.
+        max_epochs: The most passes over the data (L-BFGS: outer steps).
+        resample_noise: Draw fresh noise every epoch (True), or one fixed noise sample for the
+            whole fit (False, Gutmann & Hyvärinen's setting).
+        validation_fraction: The share of the data held out for early stopping, in [0, 1): the
+            fit stops when the held-out NCE objective (on its own fixed noise sample) has not
+            improved by ``tol`` for ``patience`` epochs, and the best parameters are restored.
+            With 0, all data are used and the training objective is watched instead (L-BFGS then
+            stops at the first epoch that improves it by less than ``tol``).
+        patience: Epochs without improvement before stopping.
+        tol: The improvement that counts, relative to :math:`1 + |\ell|`.
+        lbfgs_steps: L-BFGS iterations per epoch.
+        noise_components: Components of the "mixture" noise.
+        box_margin: Widening of the "uniform" box, a fraction of each column's range.
+        progress: Show a tqdm progress bar over epochs.
+        random_state: None, an int or a :class:`torch.Generator`: seeds the split, the noise
+            draws, the minibatches and the initialization of a model built from a name.
+
+    Attributes:
+        model_: The fitted :class:`~nce.models.EnergyModel`.
+        noise_: The frozen :class:`~nce.noise.Noise`.
+        log_partition_: The learned :math:`\log Z` (a float; None for a conditional model,
+            whose :math:`\log Z(c)` is ``model_.log_partition(context)``).
+        n_features_in_: :math:`D`.
+        n_iter_: Epochs run.
+        loss_curve_: The training objective after each epoch.
+        validation_curve_: The held-out objective after each epoch (empty without validation).
+        fit_time_: Seconds spent in ``fit``.
+
+    Shape:
+        - X: (N, D), a tensor or an array
+        - context: (N, C) for a conditional model
+        - ``score_samples``, ``log_ratio``: (N,)
+
+    References:
+        | Noise-contrastive estimation of unnormalized statistical models, with applications to
+        | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012)
+
+    Example:
+        >>> import torch, nce
+        >>> X = torch.randn(500, 2, dtype=torch.float64) @ torch.tensor([[1.0, 0.5], [0.0, 1.0]])
+        >>> est = nce.NCEDensity("gaussian", optimizer="lbfgs", progress=False, random_state=0)
+        >>> est = est.fit(X)
+        >>> abs(est.log_partition_ - float(est.model_.true_log_partition())) < 0.1
+        True
+        >>> est.score_samples(X[:3]).shape
+        torch.Size([3])
+    """
+
+    def __init__(
+        self,
+        model: EnergyModel | str | None = None,
+        noise: str | Noise | Distribution = "gaussian",
+        noise_ratio: float = 10,
+        *,
+        optimizer: str = "adam",
+        lr: float = 3e-3,
+        batch_size: int = 256,
+        max_epochs: int = 200,
+        resample_noise: bool = False,
+        validation_fraction: float = 0.1,
+        patience: int = 10,
+        tol: float = 1e-4,
+        lbfgs_steps: int = 20,
+        noise_components: int = 5,
+        box_margin: float = 0.1,
+        progress: bool = True,
+        random_state: int | torch.Generator | None = None,
+    ):
+        if model is None:
+            model = "mlp"
+        if isinstance(model, str):
+            if model not in MODELS:
+                raise ValueError(
+                    f"model must be one of {tuple(MODELS)} or an EnergyModel, got {model!r}"
+                )
+        elif not isinstance(model, EnergyModel):
+            raise TypeError(
+                f"model must be an nce.models.EnergyModel or one of {tuple(MODELS)}, "
+                f"got {type(model).__name__}"
+            )
+        if isinstance(noise, str):
+            if noise not in NOISES:
+                raise ValueError(
+                    f"noise must be one of {NOISES}, a Noise or a Distribution, got {noise!r}"
+                )
+        else:
+            noise = as_noise(noise, name="noise")
+            if not isinstance(model, str):
+                _check_frozen(noise, model)
+        check_positive("noise_ratio", noise_ratio)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        check_positive("lr", lr)
+        check_int("batch_size", batch_size, minimum=1)
+        check_int("max_epochs", max_epochs, minimum=1)
+        if not isinstance(resample_noise, bool):
+            raise TypeError(f"resample_noise must be a bool, got {type(resample_noise).__name__}")
+        check_in_range("validation_fraction", validation_fraction, 0.0, 1.0)
+        check_int("patience", patience, minimum=1)
+        check_in_range("tol", tol, 0.0, math.inf)
+        check_int("lbfgs_steps", lbfgs_steps, minimum=1)
+        check_int("noise_components", noise_components, minimum=1)
+        check_in_range("box_margin", box_margin, 0.0, math.inf)
+        if not isinstance(progress, bool):
+            raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
+        _check_random_state(random_state)
+        self.model = model
+        self.noise = noise
+        self.noise_ratio = noise_ratio
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.resample_noise = resample_noise
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.tol = tol
+        self.lbfgs_steps = lbfgs_steps
+        self.noise_components = noise_components
+        self.box_margin = box_margin
+        self.progress = progress
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X, context=None) -> NCEDensity:
+        r"""Fits the model (and its :math:`\log Z`) to ``X`` by NCE; returns ``self``.
+
+        Arguments:
+            X: The data, (N, D) with :math:`N \geq 2`, finite; a tensor or an array.
+            context: For a conditional model, the contexts :math:`c_i`, (N, C). Noise draw
+                :math:`j` of a batch is paired with the batch's context :math:`j \bmod N_b`.
+        """
+        start = time.perf_counter()
+        generator = _generator(self.random_state)
+        X = as_data("X", X, min_rows=2, purpose="NCEDensity.fit")
+        model = self._build_model(X, generator)
+        param = next(model.parameters())
+        X = X.to(param.device, param.dtype)
+        context = self._check_context(model, X, context, param)
+        n = X.shape[0]
+        n_val = round(self.validation_fraction * n) if self.validation_fraction > 0 else 0
+        if self.validation_fraction > 0 and (n_val < 1 or n - n_val < 2):
+            raise ValueError(
+                f"validation_fraction = {self.validation_fraction} leaves {n_val} held-out and "
+                f"{n - n_val} training row(s) of X (shape {shape_str(X)}); at least 1 and 2 "
+                "are needed, or set validation_fraction=0"
+            )
+        order = torch.randperm(n, generator=generator).to(X.device)
+        train, val = order[n_val:], order[:n_val]
+        X_train = X[train]
+        c_train = None if context is None else context[train]
+        if isinstance(self.model, str):
+            with torch.no_grad():
+                model.init_from_data(X_train)
+        noise = self._build_noise(X_train, model)
+        log_q = noise.log_prob(X_train).to(X.dtype)
+        outside = int((~torch.isfinite(log_q)).sum())
+        if outside:
+            raise ValueError(
+                f"the noise gives zero density to {outside} row(s) of X: NCE needs noise that "
+                "covers the data (try noise='gaussian', or a wider box)"
+            )
+        data = _Batch(X_train, log_q, c_train)
+        val_data = None
+        if n_val:
+            val_data = _Batch(X[val], noise.log_prob(X[val]).to(X.dtype), _rows(context, val))
+            val_noise = self._draw(noise, val_data, generator)
+        fixed_noise = None if self.resample_noise else self._draw(noise, data, generator)
+
+        self.model_, self.noise_ = model, noise
+        self.loss_curve_, self.validation_curve_ = [], []
+        best, best_state, wait = math.inf, None, 0
+        train_loop = self._adam_epochs if self.optimizer == "adam" else self._lbfgs_epochs
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.max_epochs, desc="NCE fit", disable=not self.progress, leave=False)
+        epoch = 0
+        for epoch, loss in enumerate(train_loop(model, noise, data, fixed_noise, generator), 1):
+            self.loss_curve_.append(loss)
+            watched = loss
+            if val_data is not None:
+                with torch.no_grad():
+                    watched = float(_nce_loss(model, self.noise_ratio, val_data, val_noise))
+                self.validation_curve_.append(watched)
+            bar.update(1)
+            postfix = {"loss": f"{loss:.4f}", "log_z": f"{float(model.log_z.detach()):.3f}"}
+            if val_data is not None:
+                postfix["held-out"] = f"{watched:.4f}"
+            bar.set_postfix(postfix, refresh=False)
+            if not math.isfinite(watched):
+                bar.close()
+                raise FloatingPointError(
+                    f"the NCE objective became {watched} at epoch {epoch}; lower lr "
+                    f"(now {self.lr}) or standardize X"
+                )
+            threshold = best - self.tol * (1 + abs(best)) if math.isfinite(best) else math.inf
+            if watched < threshold:
+                best, wait = watched, 0
+                if val_data is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                wait += 1
+                converged = self.optimizer == "lbfgs" and val_data is None
+                if wait >= self.patience or converged:
+                    break
+            if epoch >= self.max_epochs:
+                break
+        bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        self.n_iter_ = epoch
+        self.n_features_in_ = X.shape[1]
+        self.n_noise_samples_ = math.ceil(self.noise_ratio * X_train.shape[0])
+        self.log_partition_ = None if model.conditional else float(model.log_z.detach())
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _build_model(self, X: Tensor, generator: torch.Generator) -> EnergyModel:
+        if not isinstance(self.model, str):
+            if self.model.dim != X.shape[1]:
+                raise ValueError(
+                    f"X has {X.shape[1]} columns but the model has dimension {self.model.dim} "
+                    f"(X has shape {shape_str(X)})"
+                )
+            return self.model
+        seed = int(torch.randint(2**62, (), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = MODELS[self.model](X.shape[1])
+        return model.to(X.device, X.dtype)
+
+    def _check_context(self, model: EnergyModel, X: Tensor, context, param: Tensor):
+        if not model.conditional:
+            if context is not None:
+                raise ValueError(
+                    f"context was given but the model ({type(model).__name__}) is unconditional"
+                )
+            return None
+        if context is None:
+            raise ValueError(
+                f"the model ({type(model).__name__}) is conditional: pass context of shape "
+                f"({X.shape[0]}, {model.context_dim})"
+            )
+        context = as_data("context", context, min_rows=1, purpose="a conditional model")
+        if context.shape != (X.shape[0], model.context_dim):
+            raise ValueError(
+                f"context must have shape ({X.shape[0]}, {model.context_dim}) to match X of "
+                f"shape {shape_str(X)}, got {shape_str(context)}"
+            )
+        return context.to(param.device, param.dtype)
+
+    def _build_noise(self, X: Tensor, model: EnergyModel) -> Noise:
+        if isinstance(self.noise, str):
+            X64 = X.detach().to(torch.float64)
+            if self.noise == "gaussian":
+                noise = Gaussian.fit(X64)
+            elif self.noise == "mixture":
+                if self.noise_components > X.shape[0]:
+                    raise ValueError(
+                        f"noise_components = {self.noise_components} exceeds the "
+                        f"{X.shape[0]} training rows of X"
+                    )
+                seed = int(torch.randint(2**31 - 1, (), generator=_generator(self.random_state)))
+                noise = GaussianMixture.fit(X64, self.noise_components, random_state=seed)
+            else:
+                noise = Box.fit(X64, margin=self.box_margin)
+            return noise.to(X.device, X.dtype)
+        noise = self.noise
+        _check_frozen(noise, model)
+        if tuple(noise.event_shape) != (X.shape[1],):
+            raise ValueError(
+                f"noise has event shape {tuple(noise.event_shape)} but X has shape "
+                f"{shape_str(X)}: the noise must draw points of dimension {X.shape[1]}"
+            )
+        return noise
+
+    def _draw(self, noise: Noise, data: _Batch, generator: torch.Generator) -> _Batch:
+        """``ceil(ν N)`` noise draws with their log densities (and contexts, cycled)."""
+        count = math.ceil(self.noise_ratio * data.x.shape[0])
+        with torch.no_grad():
+            y = noise.sample((count,), generator=generator).to(data.x.device, data.x.dtype)
+            log_q = noise.log_prob(y).to(data.x.dtype)
+        context = None
+        if data.context is not None:
+            context = data.context[torch.arange(count, device=y.device) % data.x.shape[0]]
+        return _Batch(y, log_q, context)
+
+    def _adam_epochs(self, model, noise, data, fixed_noise, generator):
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        n = data.x.shape[0]
+        batches = max(1, math.ceil(n / self.batch_size))
+        while True:
+            model.train()
+            epoch_noise = fixed_noise if fixed_noise is not None else None
+            data_order = torch.randperm(n, generator=generator).to(data.x.device)
+            noise_order = None
+            if epoch_noise is not None:
+                noise_order = torch.randperm(epoch_noise.x.shape[0], generator=generator)
+                noise_order = noise_order.to(data.x.device)
+            total, weight = 0.0, 0
+            for rows, noise_rows in zip(
+                data_order.tensor_split(batches),
+                noise_order.tensor_split(batches) if noise_order is not None else [None] * batches,
+                strict=True,
+            ):
+                batch = data.take(rows)
+                if noise_rows is None:
+                    batch_noise = self._draw(noise, batch, generator)
+                else:
+                    batch_noise = epoch_noise.take(noise_rows)
+                    if batch.context is not None:
+                        index = torch.arange(noise_rows.shape[0], device=rows.device)
+                        batch_noise = _Batch(
+                            batch_noise.x, batch_noise.log_q, batch.context[index % rows.shape[0]]
+                        )
+                optimizer.zero_grad(set_to_none=True)
+                loss = _nce_loss(model, self.noise_ratio, batch, batch_noise)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * rows.shape[0]
+                weight += rows.shape[0]
+            yield total / weight
+
+    def _lbfgs_epochs(self, model, noise, data, fixed_noise, generator):
+        def new_optimizer():
+            return torch.optim.LBFGS(
+                model.parameters(),
+                max_iter=self.lbfgs_steps,
+                history_size=20,
+                tolerance_grad=1e-10,
+                tolerance_change=1e-12,
+                line_search_fn="strong_wolfe",
+            )
+
+        optimizer = new_optimizer()
+        while True:
+            model.train()
+            epoch_noise = fixed_noise
+            if epoch_noise is None:
+                epoch_noise = self._draw(noise, data, generator)
+                optimizer = new_optimizer()
+
+            def closure(epoch_noise=epoch_noise, optimizer=optimizer):
+                optimizer.zero_grad(set_to_none=True)
+                loss = _nce_loss(model, self.noise_ratio, data, epoch_noise)
+                loss.backward()
+                return loss
+
+            optimizer.step(closure)
+            with torch.no_grad():
+                yield float(_nce_loss(model, self.noise_ratio, data, epoch_noise))
+
+    # ------------------------------------------------------------------ using the fit
+
+    def score_samples(self, X, context=None) -> Tensor:
+        r"""The normalized log density :math:`\log p_\theta(x) = f_\theta(x) - \log Z` per row.
+
+        Shape:
+            - X: (N, D); context: (N, C) for a conditional model
+            - output: (N,), in the model's dtype
+        """
+        X, context = self._inputs(X, context)
+        with torch.no_grad():
+            return torch.cat([self.model_.log_prob(x, c) for x, c in _chunks(X, context)])
+
+    def score(self, X, context=None) -> Tensor:
+        r"""The mean normalized log-likelihood :math:`\frac1N \sum_i \log p_\theta(x_i)`.
+
+        Shape:
+            - X: (N, D); context: (N, C) for a conditional model
+            - output: ()
+        """
+        return self.score_samples(X, context).mean()
+
+    def log_ratio(self, X, context=None) -> Tensor:
+        r"""The learned log density ratio :math:`\log p_\theta(x) - \log q(x)` per row.
+
+        Large values: the point looks like data; small: like noise or like neither. Its negative
+        is an out-of-distribution score. Outside the support of the noise (e.g. beyond a
+        "uniform" box) :math:`q = 0` and the ratio is :math:`+\infty`: prefer a noise with full
+        support for anomaly scores.
+
+        Shape:
+            - X: (N, D); context: (N, C) for a conditional model
+            - output: (N,)
+        """
+        X, context = self._inputs(X, context)
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    self.model_.log_prob(x, c) - self.noise_.log_prob(x).to(X.dtype)
+                    for x, c in _chunks(X, context)
+                ]
+            )
+
+    def partition_function(
+        self,
+        method: str = "importance",
+        n_samples: int = 100_000,
+        random_state: int | torch.Generator | None = None,
+        context=None,
+    ) -> PartitionEstimate:
+        r"""Estimates :math:`\log Z` independently of the learned one, to cross-check it.
+
+        ``method="importance"`` uses the frozen noise as proposal: with :math:`y_s \sim q` and
+        weights :math:`w_s = e^{f_\theta(y_s)} / q(y_s)`,
+
+        .. math:: \log\hat Z = \log \frac1S \sum_{s=1}^S w_s, \qquad
+            \operatorname{se}(\log\hat Z) \approx \frac{\operatorname{sd}(w)}{\sqrt S\,\bar w}.
+
+        The estimate is unbiased in :math:`Z` only when :math:`q > 0` wherever
+        :math:`f_\theta > -\infty`; a small effective sample size warns of heavy weights.
+        ``method="exact"`` returns the closed form of models that have one
+        (``true_log_partition``).
+
+        Arguments:
+            method: "importance" or "exact".
+            n_samples: :math:`S \geq 2`.
+            random_state: None, an int or a :class:`torch.Generator`, for the draws.
+            context: For a conditional model, (N, C): one estimate per context.
+
+        Shape:
+            - output fields: () or (N,) for N contexts
+        """
+        self._check_fitted()
+        if method not in ("importance", "exact"):
+            raise ValueError(f"method must be 'importance' or 'exact', got {method!r}")
+        check_int("n_samples", n_samples, minimum=2)
+        _check_random_state(random_state)
+        model = self.model_
+        param = next(model.parameters())
+        if model.conditional:
+            if context is None:
+                raise ValueError(
+                    f"the model is conditional: pass context of shape (N, {model.context_dim})"
+                )
+            context = as_data("context", context, min_rows=1, purpose="partition_function")
+            context = self._check_context(
+                model, torch.empty(context.shape[0], self.n_features_in_), context, param
+            )
+        elif context is not None:
+            raise ValueError("context was given but the model is unconditional")
+        with torch.no_grad():
+            learned = model.log_partition(context).detach()
+            if method == "exact":
+                if not hasattr(model, "true_log_partition"):
+                    raise ValueError(
+                        f"{type(model).__name__} has no closed-form log-partition; "
+                        "use method='importance'"
+                    )
+                exact = model.true_log_partition().detach()
+                zero = torch.zeros_like(exact)
+                return PartitionEstimate(exact, zero, learned, 0, zero, "exact")
+            generator = _generator(random_state)
+            y = self.noise_.sample((n_samples,), generator=generator).to(param.device, param.dtype)
+            log_q = self.noise_.log_prob(y).to(param.dtype)
+            if context is None:
+                log_w = torch.cat([model(chunk) for chunk in y.split(_CHUNK)]) - log_q
+            else:
+                rows = []
+                for c in context:
+                    c_rep = c.expand(_CHUNK, -1)
+                    rows.append(
+                        torch.cat(
+                            [model(chunk, c_rep[: chunk.shape[0]]) for chunk in y.split(_CHUNK)]
+                        )
+                        - log_q
+                    )
+                log_w = torch.stack(rows)
+            log_z = torch.logsumexp(log_w, -1) - math.log(n_samples)
+            w = torch.exp(log_w - log_w.max(-1, keepdim=True).values)
+            stderr = w.std(-1) / (math.sqrt(n_samples) * w.mean(-1))
+            ess = w.sum(-1).square() / w.square().sum(-1)
+        return PartitionEstimate(log_z, stderr, learned, n_samples, ess, "importance")
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path, *, metadata: dict | None = None) -> None:
+        """Writes the fitted estimator to ``path``, atomically (a temporary file, then a rename).
+
+        The file holds only tensors, numbers, strings, lists and dicts, so :meth:`load` reads it
+        with ``torch.load(weights_only=True)``, executing no code. ``metadata`` (a dict of such
+        values, e.g. column names) comes back as ``metadata_``.
+        """
+        self._check_fitted()
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+        model, noise = self.model_, self.noise_
+        noise_entry = {"class": type(noise).__name__, "state": None}
+        if (
+            type(noise).__name__ in _BUILTIN_NOISES
+            and type(noise) is _BUILTIN_NOISES[type(noise).__name__][0]
+        ):
+            names = _BUILTIN_NOISES[type(noise).__name__][1]
+            noise_entry["state"] = {k: getattr(noise, k).detach().cpu() for k in names}
+        payload = {
+            "format": _FORMAT,
+            "version": 1,
+            "model": {
+                "class": type(model).__name__,
+                "builtin": _BUILTIN_MODELS.get(type(model).__name__) is type(model),
+                "config": model.config(),
+                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            },
+            "noise": noise_entry,
+            "params": self._params(),
+            "fitted": {
+                "log_partition_": self.log_partition_,
+                "n_features_in_": self.n_features_in_,
+                "n_iter_": self.n_iter_,
+                "n_noise_samples_": self.n_noise_samples_,
+                "loss_curve_": list(self.loss_curve_),
+                "validation_curve_": list(self.validation_curve_),
+                "fit_time_": self.fit_time_,
+            },
+            "metadata": dict(metadata or getattr(self, "metadata_", {}) or {}),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(
+        cls, path, *, model: EnergyModel | None = None, noise: Noise | Distribution | None = None
+    ) -> NCEDensity:
+        """Reads an estimator written by :meth:`save`, with ``torch.load(weights_only=True)``.
+
+        Built-in models and noises are rebuilt from the file. A custom model (or noise) class is
+        not stored as code: pass an instance as ``model=`` (``noise=``) to receive the state.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(
+                f"{path}: not a saved NCEDensity ({type(err).__name__}: {err})"
+            ) from err
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise ValueError(f"{path}: not a saved NCEDensity (no {_FORMAT!r} header)")
+        entry = payload["model"]
+        if model is None:
+            if not entry["builtin"]:
+                raise ValueError(
+                    f"{path} holds a custom model of class {entry['class']!r}; pass an instance "
+                    "as model= to load its state"
+                )
+            model = _BUILTIN_MODELS[entry["class"]](**entry["config"])
+        elif not isinstance(model, EnergyModel):
+            raise TypeError(f"model must be an nce.models.EnergyModel, got {type(model).__name__}")
+        dtype = next(iter(entry["state"].values())).dtype
+        model = model.to(dtype)
+        try:
+            model.load_state_dict(entry["state"])
+        except RuntimeError as err:
+            raise ValueError(
+                f"{path}: the model state does not fit {type(model).__name__}: {err}"
+            ) from err
+        noise_entry = payload["noise"]
+        if noise is None:
+            if noise_entry["state"] is None:
+                raise ValueError(
+                    f"{path} was fitted with a custom noise of class {noise_entry['class']!r}; "
+                    "pass it as noise= to load"
+                )
+            noise_cls, names = _BUILTIN_NOISES[noise_entry["class"]]
+            noise = noise_cls(*(noise_entry["state"][k] for k in names))
+        else:
+            noise = as_noise(noise, name="noise")
+        estimator = cls(model=model, noise=noise, **payload["params"])
+        estimator.model_ = model.eval()
+        estimator.noise_ = noise
+        for key, value in payload["fitted"].items():
+            setattr(estimator, key, value)
+        estimator.metadata_ = payload.get("metadata", {})
+        return estimator
+
+    # ------------------------------------------------------------------ helpers
+
+    def _params(self) -> dict:
+        params = {
+            key: getattr(self, key)
+            for key in (
+                "noise_ratio",
+                "optimizer",
+                "lr",
+                "batch_size",
+                "max_epochs",
+                "resample_noise",
+                "validation_fraction",
+                "patience",
+                "tol",
+                "lbfgs_steps",
+                "noise_components",
+                "box_margin",
+                "progress",
+            )
+        }
+        params["random_state"] = self.random_state if isinstance(self.random_state, int) else None
+        return params
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this NCEDensity is not fitted yet: call fit(X) before using it")
+
+    def _inputs(self, X, context):
+        self._check_fitted()
+        X = as_data("X", X, min_rows=0, purpose="scoring")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} columns but the model was fitted on {self.n_features_in_} "
+                f"(X has shape {shape_str(X)})"
+            )
+        param = next(self.model_.parameters())
+        X = X.to(param.device, param.dtype)
+        return X, self._check_context(self.model_, X, context, param)
+
+    def __repr__(self) -> str:
+        model = self.model if isinstance(self.model, str) else type(self.model).__name__ + "(...)"
+        noise = self.noise if isinstance(self.noise, str) else type(self.noise).__name__ + "(...)"
+        return (
+            f"NCEDensity(model={model!r}, noise={noise!r}, noise_ratio={self.noise_ratio}, "
+            f"optimizer={self.optimizer!r})"
+        )
+
+
+@dataclass
+class _Batch:
+    """Points with their noise log densities (and contexts)."""
+
+    x: Tensor
+    log_q: Tensor
+    context: Tensor | None
+
+    def take(self, rows: Tensor) -> _Batch:
+        return _Batch(self.x[rows], self.log_q[rows], _rows(self.context, rows))
+
+
+def _rows(context: Tensor | None, rows: Tensor) -> Tensor | None:
+    return None if context is None else context[rows]
+
+
+def _nce_loss(model: EnergyModel, noise_ratio: float, data: _Batch, noise: _Batch) -> Tensor:
+    return binary_nce(
+        model.log_prob(data.x, data.context),
+        data.log_q,
+        model.log_prob(noise.x, noise.context),
+        noise.log_q,
+        noise_ratio=noise_ratio,
+    )
+
+
+def _chunks(X: Tensor, context: Tensor | None):
+    for start in range(0, X.shape[0], _CHUNK):
+        stop = start + _CHUNK
+        yield X[start:stop], None if context is None else context[start:stop]
+    if X.shape[0] == 0:
+        yield X, context
+
+
+def _check_random_state(random_state) -> None:
+    if random_state is None or isinstance(random_state, torch.Generator):
+        return
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise TypeError(
+            f"random_state must be None, an int or a torch.Generator, got "
+            f"{type(random_state).__name__}"
+        )
+    if random_state < 0:
+        raise ValueError(f"random_state must be >= 0, got {random_state}")
+
+
+def _generator(random_state) -> torch.Generator:
+    if isinstance(random_state, torch.Generator):
+        return random_state
+    seed = (
+        int(random_state)
+        if random_state is not None
+        else int(torch.randint(2**62, (), dtype=torch.int64))
+    )
+    return torch.Generator().manual_seed(seed)
+
+
+def _noise_tensors(noise: Noise):
+    """(name, tensor) for every tensor held by the noise, a wrapped distribution's included."""
+    for name, tensor in noise.named_parameters():
+        yield name, tensor
+    for name, tensor in noise.named_buffers():
+        yield name, tensor
+    if isinstance(noise, DistributionNoise):
+        seen: set[int] = set()
+
+        def walk(obj, name, depth):
+            if id(obj) in seen or depth > 6:
+                return
+            seen.add(id(obj))
+            if isinstance(obj, Tensor):
+                yield name, obj
+            elif isinstance(obj, (list, tuple)):
+                for i, item in enumerate(obj):
+                    yield from walk(item, f"{name}[{i}]", depth + 1)
+            elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+                for key, value in vars(obj).items():
+                    yield from walk(value, f"{name}.{key}", depth + 1)
+
+        yield from walk(noise.distribution, "distribution", 0)
+
+
+def _check_frozen(noise: Noise, model: EnergyModel) -> None:
+    """Refuses noise that shares trainable tensors with the model, or has any of its own."""
+    owners = {}
+    for name, p in model.named_parameters():
+        owners[p.untyped_storage().data_ptr()] = name
+    for name, tensor in _noise_tensors(noise):
+        if not tensor.requires_grad:
+            continue
+        ptr = tensor.untyped_storage().data_ptr() if tensor.grad_fn is None else None
+        if ptr in owners:
+            raise ValueError(
+                f"noise shares trainable parameter {owners[ptr]!r} with the model (noise "
+                f"tensor {name!r}): NCE needs a noise that stays fixed while the model learns; "
+                "pass a detached copy"
+            )
+        raise ValueError(
+            f"noise holds a trainable tensor {name!r} (requires_grad=True"
+            + (", computed from other parameters" if tensor.grad_fn is not None else "")
+            + "): NCE needs a noise that stays fixed while the model learns; detach it"
+        )
