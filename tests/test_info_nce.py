@@ -155,9 +155,10 @@ def test_chunked_equals_dense(chunk, symmetric):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 5, 6, 7, 4])
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("symmetric", [False, True])
-def test_tiled_path_equals_autograd_path_with_zero_and_tiny_rows(normalize, symmetric):
+def test_tiled_path_equals_autograd_path_with_zero_and_tiny_rows(normalize, symmetric, chunk):
     # A zero log_q sends the same loss through the plain autograd path.
     q, k = _pair(n=6, d=4)
     q = q.detach().clone()
@@ -165,7 +166,7 @@ def test_tiled_path_equals_autograd_path_with_zero_and_tiny_rows(normalize, symm
     q.requires_grad_()
     t = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
     kw = dict(temperature=t, normalize=normalize, reduction="none")
-    tiled = nce.info_nce(q, k, symmetric=symmetric, **kw)
+    tiled = nce.info_nce(q, k, symmetric=symmetric, chunk_size=chunk, **kw)
     if symmetric:
         plain = nce.info_nce(
             q, k, symmetric=True, key_ids=torch.arange(6), remove_accidental_hits=True, **kw
