@@ -1,0 +1,422 @@
+r"""Two-view contrastive training: SimCLR, and MoCo with a momentum encoder and a queue.
+
+**SimCLR** (Chen et al. 2020, arXiv:2002.05709). Each sample :math:`x_i` of a batch is augmented
+twice, :math:`v_i = t(x_i)`, :math:`v'_i = t'(x_i)`; the encoder and projection head map them to
+:math:`z_i = g(f(v_i))`, :math:`z'_i = g(f(v'_i))`, and a contrastive loss makes
+:math:`(z_i, z'_i)` the positive pair among the other samples' views. With NT-Xent,
+
+.. math:: \ell_i = -\log \frac{e^{\cos(z_i, z'_i)/\tau}}
+          {\sum_{a \ne z_i} e^{\cos(z_i, a)/\tau}},
+
+the sum running over the 2N − 1 other views. This is NCE with the noise drawn from the data: the
+negatives are other samples, and the optimal critic is the log density ratio of positive pairs to
+independent pairs, so the loss bounds the mutual information between the views
+(:math:`I \ge \log(2N-1) - \ell`).
+
+**MoCo** (He et al. 2020, arXiv:1911.05722). The key view goes through a momentum copy of the
+network (:class:`~nce.contrastive.momentum.MomentumEncoder`) and the negatives are the keys of past
+batches in a :class:`~nce.contrastive.queue.KeyQueue`: ``info_nce(q, k, negatives=queue)``. The
+current keys join the queue after the loss, and queued keys of the same sample are masked, so no
+query meets its own positive among its negatives. The first step, with an empty queue, uses the
+batch's other keys.
+
+The trainer optimizes with AdamW under a cosine learning-rate schedule (one step per batch), draws
+every random number (initialization, shuffling, augmentations) from ``random_state``, and can write
+an atomic checkpoint after each epoch from which ``fit(..., resume=True)`` continues exactly as an
+uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from nce._validation import check_in_range, check_int, check_positive, shape_str
+from nce.contrastive._checkpoint import atomic_torch_save
+from nce.contrastive.momentum import MomentumEncoder
+from nce.contrastive.queue import KeyQueue
+from nce.functional import (
+    debiased_info_nce,
+    info_nce,
+    nt_xent,
+    soft_info_nce,
+    supervised_info_nce,
+)
+
+__all__ = ["LOSSES", "ContrastiveTrainer"]
+
+LOSSES = ("nt_xent", "info_nce", "debiased_info_nce", "supervised_info_nce", "soft_info_nce")
+
+
+def _as_float_tensor(name: str, x) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a numpy array or a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have a batch axis and features, got shape {shape_str(x)}")
+    x = x.float()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains {int((~torch.isfinite(x)).sum())} NaN or Inf value(s)")
+    return x
+
+
+def _as_labels(y, n: int) -> torch.Tensor:
+    if isinstance(y, np.ndarray):
+        y = torch.from_numpy(np.ascontiguousarray(y))
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a numpy array or a torch.Tensor, got {type(y).__name__}")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        if y.is_floating_point() and bool((y == y.round()).all()):
+            y = y.long()
+        else:
+            raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) to match X, got {shape_str(y)}")
+    return y.long()
+
+
+class ContrastiveTrainer:
+    r"""Train ``encoder`` (and a projection ``head``) with a two-view contrastive loss.
+
+    Args:
+        encoder: the network :math:`f` whose output :math:`h` is the representation.
+        head: the projection head :math:`g` (``None``: :math:`z = h`).
+        loss: one of ``LOSSES`` or a callable ``loss(z1, z2, labels) -> scalar`` (``labels`` is
+            ``None`` when ``fit`` got no ``y``). ``supervised_info_nce`` needs ``y``.
+        temperature: :math:`\tau > 0` passed to the named losses.
+        loss_options: extra keyword arguments of the named loss (e.g. ``{"tau_plus": 0.1,
+            "beta": 1.0}`` for ``debiased_info_nce``, required there). For ``soft_info_nce``,
+            ``{"smoothing": ε}`` (default 0.1) spreads ε of each target uniformly over the other
+            keys, or ``{"targets": fn}`` with ``fn(indices, labels) -> (N, N)`` gives the targets.
+        augment: ``t(x, generator) -> x`` making a view (``None``: identity).
+        epochs: passes over the data.
+        batch_size: N; the last incomplete batch is dropped when the data hold more than one batch.
+        lr: peak learning rate of AdamW, decayed to 0 by a cosine schedule over all steps.
+        weight_decay: AdamW's decoupled weight decay.
+        moco: use a momentum key encoder and a queue of negatives (``loss`` must be
+            ``"info_nce"``).
+        momentum: :math:`m` of the key encoder.
+        queue_size: M, the number of queued negatives.
+        checkpoint: path of the checkpoint written (atomically) every ``checkpoint_every`` epochs
+            and at the end; ``fit(..., resume=True)`` continues from it.
+        checkpoint_every: epochs between checkpoints.
+        progress: show a tqdm bar over epochs.
+        random_state: seed of every random draw of ``fit``: weight initialization (modules with
+            ``reset_parameters`` are re-initialized), shuffling and augmentations.
+        device: where training runs.
+        callback: ``callback(trainer, epoch, loss)`` after each epoch (and its checkpoint);
+            returning ``True`` stops training.
+
+    Attributes:
+        history_: mean training loss of each epoch done so far.
+        epoch_: number of epochs done.
+
+    Shape:
+        - X: (N_data, ...) samples the encoder accepts (images (N, C, H, W), vectors (N, D))
+        - y: (N_data,) integer labels, optional
+        - transform output: (N_data, F) representations h
+
+    Example:
+        >>> import torch
+        >>> from nce.contrastive import ContrastiveTrainer, MLPEncoder, ProjectionHead
+        >>> from nce.contrastive.augment import GaussianNoise
+        >>> enc = MLPEncoder(16, (32,))
+        >>> trainer = ContrastiveTrainer(enc, ProjectionHead(32, 32, 8), augment=GaussianNoise(0.1),
+        ...                              epochs=2, batch_size=32, progress=False)
+        >>> trainer.fit(torch.randn(64, 16)).transform(torch.randn(5, 16)).shape
+        torch.Size([5, 32])
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module | None = None,
+        *,
+        loss: str | Callable = "nt_xent",
+        temperature: float = 0.2,
+        loss_options: dict | None = None,
+        augment: Callable | None = None,
+        epochs: int = 100,
+        batch_size: int = 256,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        moco: bool = False,
+        momentum: float = 0.99,
+        queue_size: int = 1024,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 1,
+        progress: bool = True,
+        random_state: int = 0,
+        device: str | torch.device = "cpu",
+        callback: Callable | None = None,
+    ):
+        if not isinstance(encoder, nn.Module):
+            raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
+        if head is not None and not isinstance(head, nn.Module):
+            raise TypeError(f"head must be a torch.nn.Module or None, got {type(head).__name__}")
+        if isinstance(loss, str):
+            if loss not in LOSSES:
+                raise ValueError(f"loss must be one of {LOSSES} or a callable, got {loss!r}")
+        elif not callable(loss):
+            raise TypeError(f"loss must be a loss name or a callable, got {type(loss).__name__}")
+        check_positive("temperature", temperature)
+        loss_options = dict(loss_options or {})
+        if loss == "debiased_info_nce" and "tau_plus" not in loss_options:
+            raise ValueError(
+                "loss='debiased_info_nce' needs loss_options={'tau_plus': ...} (the class prior)"
+            )
+        if loss == "soft_info_nce":
+            unknown = set(loss_options) - {"smoothing", "targets"}
+            if unknown:
+                raise ValueError(
+                    f"loss_options for soft_info_nce take 'smoothing' or 'targets', got {unknown}"
+                )
+            check_in_range("loss_options['smoothing']", loss_options.get("smoothing", 0.1), 0, 1)
+        if augment is not None and not callable(augment):
+            raise TypeError(f"augment must be callable or None, got {type(augment).__name__}")
+        check_int("epochs", epochs, minimum=1)
+        check_int("batch_size", batch_size, minimum=2)
+        check_positive("lr", lr)
+        check_in_range("weight_decay", weight_decay, 0.0, math.inf)
+        if moco and loss != "info_nce":
+            raise ValueError(f"moco=True trains with loss='info_nce', got loss={loss!r}")
+        check_in_range("momentum", momentum, 0.0, 1.0, closed_high=True)
+        check_int("queue_size", queue_size, minimum=1)
+        check_int("checkpoint_every", checkpoint_every, minimum=1)
+        check_int("random_state", random_state, minimum=0)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+
+        self.encoder = encoder
+        self.head = head if head is not None else nn.Identity()
+        self.loss = loss
+        self.temperature = float(temperature)
+        self.loss_options = loss_options
+        self.augment = augment
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.moco = bool(moco)
+        self.momentum = float(momentum)
+        self.queue_size = queue_size
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.checkpoint_every = checkpoint_every
+        self.progress = progress
+        self.random_state = random_state
+        self.device = torch.device(device)
+        self.callback = callback
+        self.model = nn.Sequential(self.encoder, self.head).to(self.device)
+        self.history_: list[float] = []
+        self.epoch_ = 0
+
+    # ------------------------------------------------------------------ setup
+
+    def _initialize(self, steps: int) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            for module in self.model.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        self.generator = torch.Generator().manual_seed(self.random_state)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps)
+        self.key_model = None
+        self.queue = None
+        if self.moco:
+            self.key_model = MomentumEncoder(self.model, self.momentum).to(self.device)
+            self.model.eval()
+            with torch.no_grad():
+                dim = self.model(self._probe_input).shape[1]
+            self.model.train()
+            self.queue = KeyQueue(self.queue_size, dim).to(self.device)
+        self.history_, self.epoch_ = [], 0
+
+    def state_dict(self) -> dict:
+        """Everything ``fit`` needs to continue: weights, optimizer, schedule, RNG, queue."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "key_model": None if self.key_model is None else self.key_model.state_dict(),
+            "queue": None if self.queue is None else self.queue.state_dict(),
+            "history": list(self.history_),
+            "epoch": self.epoch_,
+            "config": self._config(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict`` written by a trainer of the same configuration."""
+        if state.get("config") != self._config():
+            raise ValueError(
+                "checkpoint was written by a trainer with another configuration: "
+                f"{state.get('config')} vs {self._config()}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        if self.key_model is not None:
+            self.key_model.load_state_dict(state["key_model"])
+            self.queue.load_state_dict(state["queue"])
+        self.history_ = list(state["history"])
+        self.epoch_ = int(state["epoch"])
+
+    def save(self, path: str | Path) -> None:
+        """Write ``state_dict()`` to ``path`` atomically (a temporary file, then a rename)."""
+        atomic_torch_save(self.state_dict(), path)
+
+    def _config(self) -> dict:
+        return {
+            "loss": self.loss if isinstance(self.loss, str) else "callable",
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "moco": self.moco,
+            "queue_size": self.queue_size if self.moco else None,
+            "random_state": self.random_state,
+        }
+
+    # --------------------------------------------------------------- training
+
+    def _view(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.augment is None else self.augment(x, self.generator)
+
+    def batch_loss(
+        self, x: torch.Tensor, indices: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The loss of one batch ``x`` (two fresh views of each sample), with gradients.
+
+        ``indices`` (N,) are the samples' positions in the data set (MoCo's queue ids, soft
+        targets); ``labels`` (N,) are needed by ``supervised_info_nce``. In MoCo mode the batch's
+        keys are enqueued after the loss and the key encoder takes its momentum step.
+        """
+        v1, v2 = self._view(x), self._view(x)
+        if self.moco:
+            return self._moco_loss(v1, v2, indices)
+        z1, z2 = self.model(torch.cat([v1, v2])).chunk(2)
+        return self._named_loss(z1, z2, indices, labels)
+
+    def _named_loss(self, z1, z2, indices, labels):
+        t, opts = self.temperature, self.loss_options
+        if callable(self.loss):
+            return self.loss(z1, z2, labels)
+        if self.loss == "nt_xent":
+            return nt_xent(z1, z2, temperature=t, **opts)
+        if self.loss == "info_nce":
+            return info_nce(z1, z2, temperature=t, **opts)
+        if self.loss == "debiased_info_nce":
+            return debiased_info_nce(z1, z2, temperature=t, **opts)
+        if self.loss == "supervised_info_nce":
+            if labels is None:
+                raise ValueError("loss='supervised_info_nce' needs labels: call fit(X, y)")
+            return supervised_info_nce(
+                torch.cat([z1, z2]), torch.cat([labels, labels]), temperature=t
+            )
+        if "targets" in opts:
+            targets = opts["targets"](indices, labels).to(z1)
+        else:
+            n, eps = z1.shape[0], opts.get("smoothing", 0.1)
+            eye = torch.eye(n, dtype=z1.dtype, device=z1.device)
+            targets = (1 - eps) * eye + eps * (1 - eye) / (n - 1)
+        return soft_info_nce(z1, z2, targets, temperature=t)
+
+    def _moco_loss(self, v1, v2, indices):
+        q = self.model(v1)
+        k = self.key_model(v2)
+        if len(self.queue) == 0:
+            loss = info_nce(q, k, temperature=self.temperature, **self.loss_options)
+        else:
+            loss = info_nce(
+                q,
+                k,
+                self.queue.keys,
+                temperature=self.temperature,
+                remove_accidental_hits=True,
+                key_ids=indices,
+                negative_ids=self.queue.ids,
+                **self.loss_options,
+            )
+        self.queue.enqueue(torch.nn.functional.normalize(k, dim=1), indices)
+        return loss
+
+    def _batches(self, n: int) -> list[torch.Tensor]:
+        order = torch.randperm(n, generator=self.generator)
+        size = min(self.batch_size, n)
+        stop = n - n % size if n > size else n
+        return [order[i : i + size] for i in range(0, stop, size)]
+
+    def _steps_per_epoch(self, n: int) -> int:
+        return max(1, n // min(self.batch_size, n))
+
+    def fit(self, X, y=None, *, resume: bool = False) -> ContrastiveTrainer:
+        """Train for ``epochs`` epochs (the remaining ones when ``resume`` finds a checkpoint).
+
+        Args:
+            X: the unlabeled samples, numpy array or tensor.
+            y: integer labels (only ``supervised_info_nce`` and label-aware targets use them).
+            resume: continue from ``checkpoint`` when that file exists.
+
+        Returns:
+            ``self``.
+        """
+        x = _as_float_tensor("X", X).to(self.device)
+        n = x.shape[0]
+        if n < 2:
+            raise ValueError(f"X must hold at least 2 samples, got shape {shape_str(x)}")
+        labels = None if y is None else _as_labels(y, n).to(self.device)
+        if resume and self.checkpoint is None:
+            raise ValueError("resume=True needs a checkpoint path")
+        self._probe_input = self.augment(x[:2], torch.Generator()) if self.augment else x[:2]
+        self._initialize(self.epochs * self._steps_per_epoch(n))
+        if resume and self.checkpoint.exists():
+            self.load_state_dict(torch.load(self.checkpoint, weights_only=False))
+        self.model.train()
+        bar = tqdm(
+            range(self.epoch_, self.epochs),
+            desc=f"{self.loss if isinstance(self.loss, str) else 'contrastive'}",
+            disable=not self.progress,
+            leave=False,
+        )
+        for _ in bar:
+            total, count = 0.0, 0
+            for idx in self._batches(n):
+                idx = idx.to(self.device)
+                loss = self.batch_loss(x[idx], idx, None if labels is None else labels[idx])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                if self.key_model is not None:
+                    self.key_model.update(self.model)
+                total, count = total + loss.item(), count + 1
+            self.history_.append(total / count)
+            self.epoch_ += 1
+            bar.set_postfix(loss=f"{self.history_[-1]:.4f}", refresh=False)
+            if self.checkpoint is not None and (
+                self.epoch_ % self.checkpoint_every == 0 or self.epoch_ == self.epochs
+            ):
+                self.save(self.checkpoint)
+            if self.callback is not None and self.callback(self, self.epoch_, self.history_[-1]):
+                break
+        self.model.eval()
+        return self
+
+    @torch.no_grad()
+    def transform(self, X, batch_size: int = 1024) -> torch.Tensor:
+        """Representations :math:`h = f(x)` of the encoder in evaluation mode, shape (N, F)."""
+        x = _as_float_tensor("X", X).to(self.device)
+        was_training = self.encoder.training
+        self.encoder.eval()
+        out = torch.cat([self.encoder(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        self.encoder.train(was_training)
+        return out.cpu()
