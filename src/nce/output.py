@@ -1,0 +1,208 @@
+r"""Output layers over huge vocabularies that train without the full softmax.
+
+A model over V classes scores class :math:`w` in context :math:`h` (a hidden state) as
+:math:`s(w, h) = h^\top u_w + b_w`; the exact softmax needs all V scores for every context. Noise
+classes :math:`\hat w_1..\hat w_K \sim q` (a smoothed unigram) replace them:
+
+* ``loss="nce"`` — binary NCE (Mnih & Teh 2012, arXiv:1206.6426): the unnormalized
+  :math:`\log p(w|h) = s(w, h) - \log Z(h)` against the noise, :math:`\nu = K`, with
+  :math:`\log Z` learned (a scalar, or a linear function of the context) or fixed; fixed at 0 it
+  is self-normalization (Mnih & Teh 2012; Vaswani et al. 2013).
+* ``loss="ranking"`` — ranking NCE / sampled softmax (Jean et al. 2015, arXiv:1412.2007): the
+  softmax over the target and the noise classes, each noise logit corrected by the log of its
+  expected count, :math:`\log(K q(\hat w))`. With every other class enumerated once it is the
+  exact softmax.
+* ``loss="full"`` — the exact softmax, the reference.
+
+Noise is shared by the batch (Zoph et al. 2016; Jozefowicz et al. 2016), K draws per step, or
+drawn per example. Only the rows of the targets and the noise classes are read (an index
+select), never the (N, V) logits, unless ``loss="full"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nce._validation import check_ids, check_int, check_tensor
+from nce.functional import binary_nce, info_nce
+from nce.noise import Noise, Unigram
+
+LOSSES = ("nce", "ranking", "full")
+
+
+class NCEOutput(nn.Module):
+    r"""An output layer over ``num_classes`` classes, trained by NCE, ranking NCE or full softmax.
+
+    Args:
+        num_classes: V.
+        dim: D, the size of the hidden state.
+        noise: the noise over class ids — a :class:`nce.noise.Unigram` (or any noise over ids
+            with ``sample`` and ``log_prob``), or class counts, smoothed with power 0.75.
+        num_samples: K, noise classes per step (shared) or per example.
+        loss: "nce" | "ranking" | "full".
+        shared_noise: one set of K noise classes for the whole batch (default), or K per example.
+        remove_accidental_hits: for "ranking", drop noise classes equal to the target (their
+            logits get the dtype's finite minimum). Refused for "nce", whose consistency needs the
+            noise sample as drawn.
+        log_z: for "nce": "learned" (a scalar), "context" (a linear function of the hidden state,
+            :math:`\log Z(h) = h^\top a + c`) or a fixed number (0: self-normalization). The
+            softmax losses normalize by themselves and have no log Z.
+        sparse: sparse gradients for the output embeddings (use with ``torch.optim.SparseAdam``
+            or SGD): the step then touches only the rows it read.
+
+    Shape:
+        - hidden: (N, D); targets: (N,) int64
+        - forward: () the mean training loss
+        - log_prob: (N, V); log_partition: (N,)
+
+    Example:
+        >>> import torch
+        >>> layer = NCEOutput(1000, 32, noise=torch.arange(1000, 0, -1), num_samples=25)
+        >>> loss = layer(torch.randn(8, 32), torch.randint(0, 1000, (8,)))
+        >>> loss.shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        noise,
+        num_samples: int,
+        loss: str = "nce",
+        *,
+        shared_noise: bool = True,
+        remove_accidental_hits: bool = False,
+        log_z: str | float = "learned",
+        sparse: bool = False,
+    ):
+        super().__init__()
+        check_int("num_classes", num_classes, minimum=2)
+        check_int("dim", dim, minimum=1)
+        check_int("num_samples", num_samples, minimum=1)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if remove_accidental_hits and loss == "nce":
+            raise ValueError(
+                "remove_accidental_hits applies to loss='ranking'; binary NCE needs the noise "
+                "sample as drawn"
+            )
+        if not isinstance(noise, Noise):
+            noise = Unigram(noise, power=0.75)
+        num_noise_classes = getattr(noise, "num_classes", None)
+        if num_noise_classes is not None and num_noise_classes != num_classes:
+            raise ValueError(
+                f"noise is over {num_noise_classes} classes but num_classes is {num_classes}"
+            )
+        self.num_classes, self.dim, self.num_samples = num_classes, dim, num_samples
+        self.loss, self.shared_noise = loss, shared_noise
+        self.remove_accidental_hits = remove_accidental_hits
+        self.noise = noise
+        self.embedding = nn.Embedding(num_classes, dim, sparse=sparse)
+        self.bias = nn.Embedding(num_classes, 1, sparse=sparse)
+        nn.init.normal_(self.embedding.weight, std=dim**-0.5)
+        nn.init.zeros_(self.bias.weight)
+        self.log_z_mode = _check_log_z(log_z) if loss == "nce" else "unused"
+        if self.log_z_mode == "learned":
+            self.log_z = nn.Parameter(torch.zeros(()))
+        elif self.log_z_mode == "context":
+            self.log_z = nn.Linear(dim, 1)
+            nn.init.zeros_(self.log_z.weight)
+            nn.init.zeros_(self.log_z.bias)
+        elif self.log_z_mode == "fixed":
+            self.register_buffer("log_z", torch.tensor(float(log_z)))
+
+    def scores(self, hidden: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        r"""Unnormalized scores :math:`s(w, h)`: classes (K,) give (N, K), classes (N, K) give
+        (N, K) (each row its own classes)."""
+        u, b = self.embedding(classes), self.bias(classes).squeeze(-1)
+        if classes.dim() == 1:
+            return hidden @ u.T + b
+        return torch.einsum("nd,nkd->nk", hidden, u) + b
+
+    def log_partition_model(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's :math:`\\log Z(h)` used by "nce": learned, per context or fixed; (N,)."""
+        if self.log_z_mode == "unused":
+            raise ValueError(f"loss={self.loss!r} has no model log Z; see log_partition(hidden)")
+        if self.log_z_mode == "context":
+            return self.log_z(hidden).squeeze(-1)
+        return self.log_z.expand(hidden.shape[0])
+
+    def forward(self, hidden, targets, generator: torch.Generator | None = None) -> torch.Tensor:
+        hidden, targets = self._check(hidden, targets)
+        if self.loss == "full":
+            logits = hidden @ self.embedding.weight.T + self.bias.weight.squeeze(-1)
+            return F.cross_entropy(logits, targets)
+        shape = (self.num_samples,) if self.shared_noise else (hidden.shape[0], self.num_samples)
+        noise_ids = self.noise.sample(shape, generator=generator).to(targets.device)
+        if self.loss == "ranking":
+            return self._ranking(hidden, targets, noise_ids)
+        log_z = self.log_partition_model(hidden)
+        target_scores = self.scores(hidden, targets.unsqueeze(1)).squeeze(1) - log_z
+        noise_scores = self.scores(hidden, noise_ids) - log_z.unsqueeze(1)
+        log_q_noise = self.noise.log_prob(noise_ids).to(hidden.dtype)
+        return binary_nce(
+            target_scores,
+            self.noise.log_prob(targets).to(hidden.dtype),
+            noise_scores,
+            log_q_noise.expand_as(noise_scores),
+        )
+
+    def _ranking(self, hidden, targets, noise_ids) -> torch.Tensor:
+        # s(w, h) = [h, 1] · [u_w, b_w]: InfoNCE with unnormalized dot products, temperature 1.
+        ones = hidden.new_ones(hidden.shape[0], 1)
+        query = torch.cat([hidden, ones], 1)
+        key = torch.cat([self.embedding(targets), self.bias(targets)], 1)
+        negatives = torch.cat([self.embedding(noise_ids), self.bias(noise_ids)], -1)
+        log_q = math.log(self.num_samples) + self.noise.log_prob(noise_ids).to(hidden.dtype)
+        return info_nce(
+            query,
+            key,
+            negatives,
+            temperature=1.0,
+            normalize=False,
+            log_q=log_q,
+            remove_accidental_hits=self.remove_accidental_hits,
+            key_ids=targets,
+            negative_ids=noise_ids,
+        )
+
+    def log_prob(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Exact normalized log-probabilities of every class, (N, V)."""
+        hidden = self._check(hidden)[0]
+        return torch.log_softmax(hidden @ self.embedding.weight.T + self.bias.weight.T, 1)
+
+    def log_partition(self, hidden: torch.Tensor) -> torch.Tensor:
+        r"""The exact :math:`\log Z(h) = \log\sum_w e^{s(w, h)}` of the unnormalized scores, (N,):
+        near 0 when the layer self-normalizes."""
+        hidden = self._check(hidden)[0]
+        return torch.logsumexp(hidden @ self.embedding.weight.T + self.bias.weight.T, 1)
+
+    def _check(self, hidden, targets=None):
+        check_tensor("hidden", hidden, 2)
+        if hidden.shape[1] != self.dim:
+            raise ValueError(
+                f"hidden has {hidden.shape[1]} columns but the layer has dim {self.dim}"
+            )
+        if targets is not None:
+            check_ids("targets", targets, shape=hidden.shape[:1], num_classes=self.num_classes)
+        return hidden, targets
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, dim={self.dim}, loss={self.loss!r}, "
+            f"num_samples={self.num_samples}, shared_noise={self.shared_noise}, "
+            f"log_z={self.log_z_mode!r}"
+        )
+
+
+def _check_log_z(log_z) -> str:
+    if log_z in ("learned", "context"):
+        return log_z
+    if isinstance(log_z, (int, float)) and not isinstance(log_z, bool) and math.isfinite(log_z):
+        return "fixed"
+    raise ValueError(f"log_z must be 'learned', 'context' or a finite number, got {log_z!r}")

@@ -1,0 +1,148 @@
+import math
+
+import pytest
+import torch
+
+from nce.noise import Noise, Unigram
+from nce.output import NCEOutput
+
+V, D, N = 12, 5, 4
+
+
+class FixedNoise(Noise):
+    """Returns a fixed sample; every class has probability ``1 / per_row``."""
+
+    def __init__(self, ids, per_row):
+        super().__init__()
+        self.register_buffer("ids", ids)
+        self.per_row = per_row
+
+    @property
+    def event_shape(self):
+        return torch.Size([])
+
+    def sample(self, shape=(), generator=None):
+        return self.ids.reshape(shape)
+
+    def log_prob(self, ids):
+        return torch.full(ids.shape, -math.log(self.per_row), dtype=torch.float64)
+
+
+def _layer(noise, k, loss, **kw):
+    torch.manual_seed(0)
+    layer = NCEOutput(V, D, noise, k, loss=loss, **kw).double()
+    with torch.no_grad():
+        layer.bias.weight.normal_()
+    return layer
+
+
+def _data():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(N, D, generator=g, dtype=torch.float64), torch.tensor([3, 0, 11, 3])
+
+
+def test_ranking_with_every_other_class_enumerated_is_the_full_softmax():
+    hidden, targets = _data()
+    others = torch.stack([torch.tensor([c for c in range(V) if c != t]) for t in targets])
+    noise = FixedNoise(others, V - 1)  # log(K q) = log((V-1) / (V-1)) = 0
+    ranking = _layer(noise, V - 1, "ranking", shared_noise=False)
+    full = _layer(noise, V - 1, "full")
+    torch.testing.assert_close(ranking(hidden, targets), full(hidden, targets))
+    g_rank = torch.autograd.grad(ranking(hidden, targets), list(ranking.parameters()))
+    g_full = torch.autograd.grad(full(hidden, targets), list(full.parameters()))
+    for a, b in zip(g_rank, g_full, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_full_is_cross_entropy_and_log_prob_is_normalized():
+    hidden, targets = _data()
+    layer = _layer(torch.ones(V), 3, "full")
+    logp = layer.log_prob(hidden)
+    torch.testing.assert_close(torch.logsumexp(logp, 1), torch.zeros(N, dtype=torch.float64))
+    torch.testing.assert_close(layer(hidden, targets), -logp[torch.arange(N), targets].mean())
+    logits = hidden @ layer.embedding.weight.T + layer.bias.weight.T
+    torch.testing.assert_close(layer.log_partition(hidden), torch.logsumexp(logits, 1))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("log_z", ["learned", "context", 0.0])
+def test_nce_matches_mnih_teh_reference(shared, log_z):
+    hidden, targets = _data()
+    counts = torch.arange(1, V + 1, dtype=torch.float64)
+    layer = _layer(counts, 6, "nce", shared_noise=shared, log_z=log_z)
+    if log_z == "context":
+        with torch.no_grad():
+            layer.log_z.weight.normal_()
+    g = torch.Generator().manual_seed(5)
+    loss = layer(hidden, targets, generator=g)
+    ids = Unigram(counts).sample(
+        (6,) if shared else (N, 6), generator=torch.Generator().manual_seed(5)
+    )
+    q = Unigram(counts).probs
+
+    def score(w, i):
+        s = hidden[i] @ layer.embedding.weight[w] + layer.bias.weight[w, 0]
+        return s - layer.log_partition_model(hidden)[i]
+
+    total = 0.0
+    for i in range(N):
+        delta = score(targets[i], i) - math.log(6) - torch.log(q[targets[i]])
+        total = total - torch.nn.functional.logsigmoid(delta)
+        for w in ids if shared else ids[i]:
+            delta = score(w, i) - math.log(6) - torch.log(q[w])
+            total = total - torch.log1p(-torch.sigmoid(delta))
+    want = total / N
+    torch.testing.assert_close(loss, want)
+    params = [p for p in layer.parameters()]
+    for a, b in zip(
+        torch.autograd.grad(loss, params), torch.autograd.grad(want, params), strict=True
+    ):
+        torch.testing.assert_close(a, b)
+
+
+def test_ranking_masks_accidental_hits():
+    hidden, targets = _data()
+    ids = torch.tensor([3, 5, 0, 7])  # shared: hits targets 3 and 0
+    layer = _layer(FixedNoise(ids, 4), 4, "ranking", remove_accidental_hits=True)
+    loss = layer(hidden, targets)
+    s = hidden @ layer.embedding.weight.T + layer.bias.weight.T
+    total = 0.0
+    for i in range(N):
+        logits = [s[i, targets[i]]] + [s[i, w] for w in ids if w != targets[i]]
+        total = total - (logits[0] - torch.logsumexp(torch.stack(logits), 0))
+    torch.testing.assert_close(loss, total / N)
+
+
+def test_generator_fixes_the_negatives():
+    hidden, targets = _data()
+    layer = _layer(torch.arange(1, V + 1), 5, "ranking")
+    a = layer(hidden, targets, generator=torch.Generator().manual_seed(3))
+    b = layer(hidden, targets, generator=torch.Generator().manual_seed(3))
+    c = layer(hidden, targets, generator=torch.Generator().manual_seed(4))
+    assert a == b and a != c
+
+
+def test_sparse_gradients_touch_only_the_rows_read():
+    hidden, targets = _data()
+    layer = _layer(torch.arange(1, V + 1), 3, "nce", sparse=True)
+    layer(hidden, targets, generator=torch.Generator().manual_seed(0)).backward()
+    assert layer.embedding.weight.grad.is_sparse
+
+
+def test_bad_arguments():
+    hidden, targets = _data()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        NCEOutput(V, D, torch.ones(V), 3, loss="softmax")
+    with pytest.raises(ValueError, match="remove_accidental_hits applies to loss='ranking'"):
+        NCEOutput(V, D, torch.ones(V), 3, loss="nce", remove_accidental_hits=True)
+    with pytest.raises(ValueError, match="noise is over 5 classes but num_classes is 12"):
+        NCEOutput(V, D, torch.ones(5), 3)
+    with pytest.raises(ValueError, match="log_z must be 'learned', 'context' or a finite number"):
+        NCEOutput(V, D, torch.ones(V), 3, log_z="auto")
+    layer = _layer(torch.ones(V), 3, "nce")
+    with pytest.raises(ValueError, match="targets holds class id 12, outside"):
+        layer(hidden, torch.tensor([0, 1, 2, 12]))
+    with pytest.raises(ValueError, match="hidden has 4 columns but the layer has dim 5"):
+        layer(hidden[:, :4], targets)
+    with pytest.raises(ValueError, match="num_samples must be >= 1"):
+        NCEOutput(V, D, torch.ones(V), 0)
