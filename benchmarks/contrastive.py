@@ -36,7 +36,7 @@ import _report  # noqa: E402
 TARGET_ALL, TARGET_FEW = 0.98, 0.95
 
 
-def pretrain(data, *, loss, epochs, seed, moco=False, width=32, temperature=0.2, progress=True):
+def pretrain(data, *, loss, epochs, seed, temperature, moco=False, width=32, progress=True):
     encoder = ConvEncoder(width=width)
     trainer = ContrastiveTrainer(
         encoder,
@@ -64,8 +64,9 @@ def pretrain(data, *, loss, epochs, seed, moco=False, width=32, temperature=0.2,
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=120)
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument("--quick", action="store_true", help="10 epochs, one seed, no write")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -79,13 +80,23 @@ def main(argv=None) -> None:
     rows.append(("raw pixels (64)", [raw], 0.0))
     print("raw pixels", raw)
     methods = [
-        ("SimCLR, nt_xent τ=0.2", {"loss": "nt_xent"}),
-        ("MoCo, info_nce τ=0.2, queue 1024, m=0.99", {"loss": "info_nce", "moco": True}),
+        (f"SimCLR, nt_xent τ={args.temperature}", {"loss": "nt_xent"}),
+        (
+            f"MoCo, info_nce τ={args.temperature}, queue 1024, m=0.99",
+            {"loss": "info_nce", "moco": True},
+        ),
     ]
     for name, kw in methods:
         results, seconds = [], []
         for seed in range(seeds):
-            r, s = pretrain(data, epochs=epochs, seed=seed, progress=not args.no_progress, **kw)
+            r, s = pretrain(
+                data,
+                epochs=epochs,
+                seed=seed,
+                temperature=args.temperature,
+                progress=not args.no_progress,
+                **kw,
+            )
             print(name, f"seed {seed}", r, f"{s:.1f} s", flush=True)
             results.append(r)
             seconds.append(s)
@@ -139,7 +150,8 @@ def main(argv=None) -> None:
             "",
             verdict,
             "",
-            f"`python benchmarks/contrastive.py --epochs {epochs} --seeds {seeds}` · commit "
+            f"`python benchmarks/contrastive.py --epochs {epochs} --seeds {seeds} --temperature "
+            f"{args.temperature}` · commit "
             f"{_report.commit()} · {_report.machine()}",
         ]
     )
