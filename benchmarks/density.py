@@ -53,6 +53,7 @@ T = 10_000
 NUS = (1, 2, 5, 10, 25, 100)
 NOISES = ("gaussian", "wide box", "gaussian 5x")
 BAD_NUS = (1, 10, 100)  # ν for the badly matched noises
+COMMIT = [None]  # the commit the rows were measured on, when reported from saved rows
 DTYPE = torch.float64
 PNG = Path(__file__).resolve().parent / "results" / "density_mse.png"
 BAD_SEEDS = 5  # seeds for the badly matched noises
@@ -246,11 +247,12 @@ def squared_error(task, model):
     return float((task.estimate(model) - task.truth()).square().mean())
 
 
-def run_task(task, seeds, nus, noises, log, bad_seeds=5):
+def run_task(task, seeds, nus, noises, log, bad_seeds=5, save=None):
+    """All seeds with the fitted Gaussian noise first, then the badly matched noises on the first
+    ``bad_seeds`` seeds; ``save(rows)`` after every seed."""
     rows = []  # dicts: method, noise, nu, seed, se, log_z_err, log_z_self, time
     for seed in range(seeds):
-        g = torch.Generator().manual_seed(seed)
-        X = task.sample(T, g)
+        X = task.sample(T, torch.Generator().manual_seed(seed))
         model, t = timed(fit_mle, task, X)
         rows.append(dict(method="MLE", seed=seed, se=squared_error(task, model), time=t))
         model, t = timed(fit_score_matching, task, X)
@@ -266,19 +268,34 @@ def run_task(task, seeds, nus, noises, log, bad_seeds=5):
                 log_z_err=abs(float(model.log_z.detach()) - task.true_log_z),
             )
         )
-        for kind in noises if seed < bad_seeds else noises[:1]:
-            noise = make_noise(kind, X)
-            for nu in nus if kind == "gaussian" else [nu for nu in nus if nu in BAD_NUS]:
-                model, t = timed(fit_nce, task, X, noise, nu, seed)
-                row = dict(method="NCE", noise=kind, nu=nu, seed=seed, time=t)
-                row["se"] = squared_error(task, model)
-                if model is not None:
-                    with torch.no_grad():
-                        learned = float(model.log_z)
-                        row["log_z_err"] = abs(learned - task.true_log_z)
-                        row["log_z_self"] = abs(learned - float(model.true_log_partition()))
-                rows.append(row)
+        rows += nce_rows(task, X, "gaussian", nus, seed)
         log(f"  {task.name}: seed {seed + 1}/{seeds} done at {time.strftime('%H:%M:%S')}")
+        if save:
+            save(rows)
+    for seed in range(min(bad_seeds, seeds)):
+        X = task.sample(T, torch.Generator().manual_seed(seed))
+        for kind in noises[1:]:
+            rows += nce_rows(task, X, kind, [nu for nu in nus if nu in BAD_NUS], seed)
+        log(f"  {task.name}: bad noise, seed {seed + 1}/{bad_seeds} at {time.strftime('%H:%M:%S')}")
+        if save:
+            save(rows)
+    return rows
+
+
+def nce_rows(task, X, kind, nus, seed):
+    noise = make_noise(kind, X)
+    rows = []
+    for nu in nus:
+        model, t = timed(fit_nce, task, X, noise, nu, seed)
+        row = dict(
+            method="NCE", noise=kind, nu=nu, seed=seed, time=t, se=squared_error(task, model)
+        )
+        if model is not None:
+            with torch.no_grad():
+                learned = float(model.log_z)
+                row["log_z_err"] = abs(learned - task.true_log_z)
+                row["log_z_self"] = abs(learned - float(model.true_log_partition()))
+        rows.append(row)
     return rows
 
 
@@ -318,7 +335,7 @@ def report(results, seeds, nus, noises):
     lines.append("### Gutmann & Hyvärinen reproduction: NCE against maximum likelihood\n")
     lines.append(
         "Command: `python benchmarks/density.py` (its two tasks run as two processes, see the "
-        f"script) — commit `{_report.commit()}` — "
+        f"script) — commit `{COMMIT[0] or _report.commit()}` — "
         f"{_report.machine()}. T = {T} data points, {seeds} seeds (new data per seed, fixed "
         "true parameters), noise a Gaussian fitted to the data, one fixed noise sample of "
         "ν T points, full-batch L-BFGS (strong Wolfe) run to convergence for every method, "
@@ -433,6 +450,7 @@ def main():
     parser.add_argument("--nus", default=",".join(map(str, NUS)))
     parser.add_argument("--tasks", default="gaussian,ica")
     parser.add_argument("--save-rows", help="write the raw results of the tasks run to this JSON")
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md, any seeds")
     parser.add_argument("--from-rows", help="comma-separated JSONs of --save-rows: report only")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -445,19 +463,27 @@ def main():
         for path in args.from_rows.split(","):
             saved = json.loads(Path(path).read_text())
             results.update(saved["results"])
-            args.seeds = saved["seeds"]
+            args.seeds = min(args.seeds, saved["seeds"])
+            COMMIT[0] = saved["commit"]
     else:
+        commit = _report.commit()
+
+        def save(rows):
+            if args.save_rows:
+                done = 1 + max(r["seed"] for r in rows if r["method"] == "MLE")
+                payload = {"seeds": done, "commit": commit, "results": {task.name: rows}}
+                Path(args.save_rows).write_text(json.dumps(payload))
+
         for key in args.tasks.split(","):
             task = tasks[key]()
-            results[task.name] = run_task(task, args.seeds, nus, NOISES, print, BAD_SEEDS)
+            results[task.name] = run_task(task, args.seeds, nus, NOISES, print, BAD_SEEDS, save)
         print(f"total {time.perf_counter() - t0:.0f} s")
         if args.save_rows:
-            Path(args.save_rows).write_text(json.dumps({"seeds": args.seeds, "results": results}))
             return
     results = {name: results[name] for name in (GaussianTask.name, ICATask.name) if name in results}
     body = report(results, args.seeds, nus, NOISES)
     print(body)
-    full = args.seeds >= 20 and nus == NUS and len(results) == 2
+    full = (args.seeds >= 20 or args.write) and nus == NUS and len(results) == 2
     if full:
         plot(results, nus, NOISES, PNG)
         body += f"\n\n![MSE vs ν](benchmarks/results/{PNG.name})\n"
