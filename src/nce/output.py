@@ -15,8 +15,10 @@ classes :math:`\hat w_1..\hat w_K \sim q` (a smoothed unigram) replace them:
 * ``loss="full"`` — the exact softmax, the reference.
 
 Noise is shared by the batch (Zoph et al. 2016; Jozefowicz et al. 2016), K draws per step, or
-drawn per example. Only the rows of the targets and the noise classes are read (an index
-select), never the (N, V) logits, unless ``loss="full"``.
+drawn per example. The biases start at :math:`\log q(w)`, so the untrained layer is the noise
+distribution itself: normalized, and every NCE logit at :math:`-\log K` (Mnih & Teh 2012).
+Only the rows of the targets and the noise classes are read (an index select), never the (N, V)
+logits, unless ``loss="full"``.
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ class NCEOutput(nn.Module):
         self.embedding = nn.Embedding(num_classes, dim, sparse=sparse)
         self.bias = nn.Embedding(num_classes, 1, sparse=sparse)
         nn.init.normal_(self.embedding.weight, std=dim**-0.5)
-        nn.init.zeros_(self.bias.weight)
+        with torch.no_grad():  # start at the noise: normalized, every NCE logit at -log K
+            log_q = noise.log_prob(torch.arange(num_classes)).clamp(min=-50.0)
+            self.bias.weight.copy_(log_q.to(self.bias.weight.dtype).unsqueeze(1))
         self.log_z_mode = _check_log_z(log_z) if loss == "nce" else "unused"
         if self.log_z_mode == "learned":
             self.log_z = nn.Parameter(torch.zeros(()))

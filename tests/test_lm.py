@@ -1,0 +1,106 @@
+import argparse
+
+import pytest
+import torch
+
+from nce.cli import lm as lm_cli
+from nce.cli._table import InputError
+from nce.lm import LanguageModel, LMConfig, batchify, generate, perplexity, train
+from nce.text import Vocabulary, kjv_verses, split_lines, tokenize
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    lines = [tokenize(v) for v in kjv_verses()[:400]]
+    train_lines, valid_lines, _ = split_lines(lines, seed=0)
+    vocab = Vocabulary.build(train_lines, min_count=2)
+    return vocab, vocab.encode(train_lines), vocab.encode(valid_lines)
+
+
+def _model(vocab, loss="nce", seed=0):
+    torch.manual_seed(seed)
+    return LanguageModel(
+        LMConfig(len(vocab), 16, 16, loss=loss, num_samples=10), torch.tensor(vocab.counts)
+    )
+
+
+def test_untrained_model_is_the_normalized_noise(corpus):
+    vocab, _, valid = corpus
+    model = _model(vocab)
+    # The output starts at the smoothed unigram, so perplexity is far below uniform (V).
+    assert perplexity(model, valid) < 0.7 * len(vocab)
+
+
+@pytest.mark.parametrize("loss", ["nce", "ranking", "full"])
+def test_training_lowers_validation_perplexity(corpus, loss):
+    vocab, stream, valid = corpus
+    model = _model(vocab, loss)
+    before = perplexity(model, valid)
+    history = train(
+        model, stream, epochs=2, batch_size=8, bptt=20, lr=1e-2, valid_stream=valid, progress=False
+    )
+    assert history[-1]["valid_perplexity"] < before
+
+
+def test_resume_matches_an_uninterrupted_run(corpus, tmp_path):
+    vocab, stream, _ = corpus
+    straight = _model(vocab)
+    train(straight, stream, epochs=2, batch_size=8, bptt=20, progress=False)
+    resumed = _model(vocab)
+    path = tmp_path / "lm.pt"
+    train(resumed, stream, epochs=1, batch_size=8, bptt=20, checkpoint=path, progress=False)
+    fresh = _model(vocab, seed=123)  # a new process would start from other weights
+    train(
+        fresh, stream, epochs=2, batch_size=8, bptt=20, checkpoint=path, resume=True, progress=False
+    )
+    for a, b in zip(straight.state_dict().values(), fresh.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_generate_and_batchify(corpus):
+    vocab, stream, _ = corpus
+    ids = generate(_model(vocab), [2, 3], 7, generator=torch.Generator().manual_seed(0))
+    assert len(ids) == 7 and all(0 <= i < len(vocab) for i in ids)
+    assert batchify(torch.arange(10), 3).shape == (3, 3)
+    with pytest.raises(ValueError, match="too few"):
+        batchify(torch.arange(3), 4)
+
+
+def test_bad_configuration():
+    counts = torch.ones(20)
+    with pytest.raises(ValueError, match=r"num_samples \(k = 20\) must be below"):
+        LanguageModel(LMConfig(20, 8, 8, num_samples=20), counts)
+    with pytest.raises(ValueError, match="tied=True needs dim == hidden"):
+        LanguageModel(LMConfig(20, 8, 16, tied=True, num_samples=5), counts)
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    lm_cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_train_eval_generate_and_bad_input(tmp_path, capsys):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(" ".join(tokenize(v)) for v in kjv_verses()[:300]))
+    out, js = tmp_path / "lm.pt", tmp_path / "eval.json"
+    common = ["--dim", "16", "--hidden", "16", "--k", "5", "--no-progress", "-o", str(out)]
+    assert lm_cli.run(_parse(["train", "--corpus", str(text), "--epochs", "1", *common])) == 0
+    assert lm_cli.run(_parse(["eval", str(out), "--json", str(js)])) == 0
+    assert js.read_text().count("test_perplexity") == 1
+    assert (
+        lm_cli.run(_parse(["generate", str(out), "--prompt", "in the beginning", "-n", "5"])) == 0
+    )
+    assert capsys.readouterr().out.count("in the beginning") == 1
+    with pytest.raises(InputError, match="must be below the vocabulary size"):
+        lm_cli.run(_parse(["train", "--corpus", str(text), "--k", "100000", "-o", str(out)]))
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\x00\x01\x02")
+    with pytest.raises(ValueError, match="binary file"):
+        lm_cli.run(_parse(["train", "--corpus", str(binary), "-o", str(out)]))
+    other = tmp_path / "other.txt"
+    other.write_text("a completely different little corpus of words words words a a\n" * 50)
+    with pytest.raises(InputError, match="different vocabulary"):
+        lm_cli.run(_parse(["train", "--corpus", str(other), "--resume", "--epochs", "2", *common]))
+    with pytest.raises(InputError, match="no such checkpoint"):
+        lm_cli.run(_parse(["eval", str(tmp_path / "missing.pt")]))
