@@ -231,7 +231,7 @@ def demo_section(out_dir: Path, progress: bool) -> dict:
     out_dir = Path(out_dir)
     X = builtin_moons()
     estimator = NCEDensity(
-        "mlp", "gaussian", 10, max_epochs=60, lr=1e-2, progress=progress, random_state=0
+        "mlp", "gaussian", 10, max_epochs=40, lr=1e-2, progress=progress, random_state=0
     ).fit(X)
     check = estimator.partition_function(n_samples=50_000, random_state=0)
     summary = _summary(estimator, check, X)
