@@ -69,9 +69,12 @@ def main(argv=None) -> None:
     parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument("--quick", action="store_true", help="10 epochs, one seed, no write")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: steady on a shared CPU)"
+    )
     args = parser.parse_args(argv)
     epochs, seeds = (10, 1) if args.quick else (args.epochs, args.seeds)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     data = load_digits_split(test_size=0.3, random_state=0)
 
     rows = []
