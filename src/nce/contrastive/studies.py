@@ -1,0 +1,494 @@
+r"""Measured studies of contrastive learning's practical claims, on the digits benchmark.
+
+Each study trains small encoders with :class:`~nce.contrastive.trainer.ContrastiveTrainer` and
+returns a list of rows (dicts), one per setting, that :func:`markdown_table` renders and
+:func:`plot_study` draws. Runs are lean by default (an MLP encoder on the 64 pixels, a few epochs,
+one seed) so that each study takes minutes on a CPU; :class:`StudyConfig` scales them up.
+
+* ``temperature``: SimCLR reports that the probe accuracy peaks at an intermediate temperature
+  :math:`\tau`; Wang & Isola (2020, arXiv:2005.10242) explain it as a trade-off between alignment
+  of positives and uniformity of the embedding.
+* ``batch-size``: more in-batch negatives give a tighter bound and a less noisy gradient, at a
+  higher cost per step. The trace of the gradient covariance over repeated minibatches,
+  :math:`V(N) = \mathbb E\lVert g - \bar g\rVert^2`, and the time per step :math:`t(N)` combine into
+  the noise left after a fixed time :math:`T`: averaging :math:`T / t(N)` steps leaves
+  :math:`V(N)\,t(N) / T`, so the batch size that minimizes :math:`V(N)\,t(N)` balances the two.
+  The study also trains each batch size for the same wall-clock budget.
+* ``false-negatives``: a random in-batch negative shares the query's class with probability
+  :math:`\tau^+ \approx 0.1` on digits. Biased InfoNCE, the debiased loss (Chuang et al. 2020,
+  arXiv:2007.00224), hard-negative weighting (Robinson et al. 2021, arXiv:2010.04592) and an oracle
+  that masks same-class negatives.
+* ``soft-labels``: a fraction x of positive pairs is corrupted (two samples of a batch swap their
+  key views, as a tracker that swaps two objects would); hard targets trust the pairing, soft
+  targets (:func:`~nce.functional.soft_info_nce`) put 1/2 on each of the two candidates of an
+  ambiguous pair.
+* ``noise``: negatives drawn from the data (the batch's other samples) against negatives drawn
+  from a simple distribution (Gaussian images with the data's per-pixel mean and variance).
+* ``features``: the same encoder trained with labels by cross-entropy and by
+  :func:`~nce.functional.supervised_info_nce`; effective rank and sparsity of its features.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nce.contrastive.augment import digits_augmentation
+from nce.contrastive.data import DigitsSplit
+from nce.contrastive.encoders import MLPEncoder, ProjectionHead
+from nce.contrastive.evaluate import evaluate_representation
+from nce.contrastive.metrics import alignment, effective_rank, sparsity, uniformity
+from nce.contrastive.trainer import ContrastiveTrainer
+from nce.functional import info_nce, soft_info_nce
+
+__all__ = ["STUDIES", "StudyConfig", "markdown_table", "plot_study", "run_study"]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Shared settings of the studies' pretraining runs.
+
+    Args:
+        epochs: pretraining epochs per run.
+        batch_size: N (the batch-size study varies it).
+        temperature: τ (the temperature study varies it).
+        hidden: hidden sizes of the MLP encoder on the 64 pixels; the last is the feature size.
+        lr: AdamW's peak learning rate.
+        seed: ``random_state`` of every run.
+        progress: tqdm bars.
+    """
+
+    epochs: int = 15
+    batch_size: int = 256
+    temperature: float = 0.5
+    hidden: tuple[int, ...] = (256, 128)
+    lr: float = 3e-3
+    seed: int = 0
+    progress: bool = False
+
+
+def _trainer(config: StudyConfig, head_out: int | None = 64, **kw) -> ContrastiveTrainer:
+    encoder = MLPEncoder(64, config.hidden)
+    if head_out is None:
+        head = None
+    elif "head" in kw:
+        head = kw.pop("head")
+    else:
+        head = ProjectionHead(encoder.out_features, 128, head_out)
+    kw.setdefault("temperature", config.temperature)
+    kw.setdefault("epochs", config.epochs)
+    kw.setdefault("batch_size", config.batch_size)
+    return ContrastiveTrainer(
+        encoder,
+        head,
+        augment=digits_augmentation(),
+        lr=config.lr,
+        random_state=config.seed,
+        progress=config.progress,
+        **kw,
+    )
+
+
+def _probe(trainer: ContrastiveTrainer, data: DigitsSplit) -> dict:
+    h_train, h_test = trainer.transform(data.x_train), trainer.transform(data.x_test)
+    r = evaluate_representation(h_train, data.y_train, h_test, data.y_test)
+    return {
+        "linear_probe": r.linear_probe_accuracy,
+        "linear_probe_10": r.linear_probe_accuracy_10_per_class,
+        "knn": r.knn_accuracy,
+    }
+
+
+def _fit(trainer: ContrastiveTrainer, data: DigitsSplit, labels: bool = False) -> float:
+    t0 = time.perf_counter()
+    trainer.fit(data.x_train, data.y_train if labels else None)
+    return time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------ temperature
+
+
+def temperature_study(
+    data: DigitsSplit, config: StudyConfig, temperatures=(0.05, 0.1, 0.2, 0.5, 1.0)
+) -> list[dict]:
+    """NT-Xent at each τ: probes, and alignment / uniformity of the test embeddings z."""
+    rows = []
+    for t in temperatures:
+        trainer = _trainer(config, loss="nt_xent", temperature=t)
+        seconds = _fit(trainer, data)
+        g = torch.Generator().manual_seed(1)
+        augment = digits_augmentation()
+        with torch.no_grad():
+            trainer.model.eval()
+            z1 = trainer.model(augment(data.x_test, g))
+            z2 = trainer.model(augment(data.x_test, g))
+            z = trainer.model(data.x_test)
+        rows.append(
+            {
+                "temperature": t,
+                **_probe(trainer, data),
+                "alignment": float(alignment(z1, z2)),
+                "uniformity": float(uniformity(z)),
+                "final_loss": trainer.history_[-1],
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
+# ------------------------------------------------------------------ batch size
+
+
+def _flat_grad(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+
+
+def batch_size_study(
+    data: DigitsSplit,
+    config: StudyConfig,
+    sizes=(16, 32, 64, 128, 256, 512, 1024),
+    repeats: int = 16,
+    budget_seconds: float = 10.0,
+) -> list[dict]:
+    """Gradient variance and time per step at each N, then training for equal wall-clock time.
+
+    The variance is measured at one parameter point (an encoder pretrained for 2 epochs at N=256):
+    ``repeats`` minibatches of size N, each with fresh augmentations, give gradients
+    :math:`g_r` of NT-Xent; :math:`V(N) = \\frac{1}{R-1}\\sum_r \\lVert g_r - \\bar g\\rVert^2`.
+    """
+    base = _trainer(config, loss="nt_xent", epochs=2, batch_size=256)
+    base.fit(data.x_train)
+    model = base.model
+    n = len(data.x_train)
+    rows = []
+    for size in sizes:
+        size = min(size, n)
+        g = torch.Generator().manual_seed(size)
+        base.generator = g
+        model.train()
+        grads, times = [], []
+        for _ in range(repeats):
+            idx = torch.randperm(n, generator=g)[:size]
+            model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            loss = base.batch_loss(data.x_train[idx], idx)
+            loss.backward()
+            times.append(time.perf_counter() - t0)
+            grads.append(_flat_grad(model))
+        grads = torch.stack(grads).double()
+        variance = float(((grads - grads.mean(0)) ** 2).sum(1).sum() / (repeats - 1))
+        step = float(np.median(times))
+        rows.append({"batch_size": size, "grad_variance": variance, "seconds_per_step": step})
+    # equal wall-clock: the epochs that fit in the budget at the measured time per step
+    for row in rows:
+        steps_per_epoch = max(1, n // row["batch_size"])
+        epochs = max(1, round(budget_seconds / (1.3 * row["seconds_per_step"] * steps_per_epoch)))
+        trainer = _trainer(config, loss="nt_xent", batch_size=row["batch_size"], epochs=epochs)
+        seconds = _fit(trainer, data)
+        row.update(
+            {
+                "noise_per_time": row["grad_variance"] * row["seconds_per_step"],
+                "epochs_in_budget": epochs,
+                "train_seconds": seconds,
+                **_probe(trainer, data),
+            }
+        )
+    return rows
+
+
+# ------------------------------------------------------------------ false negatives
+
+
+def false_negatives_study(
+    data: DigitsSplit, config: StudyConfig, tau_plus: float = 0.1, betas=(0.5, 1.0, 2.0, 6.0)
+) -> list[dict]:
+    """Biased InfoNCE, debiased (τ⁺), hard negatives (τ⁺, β) and the same-class-masking oracle."""
+    t = config.temperature
+
+    def oracle(z1, z2, labels):
+        return info_nce(z1, z2, temperature=t, remove_accidental_hits=True, key_ids=labels)
+
+    variants = [
+        ("biased info_nce", {"loss": "info_nce"}),
+        (f"debiased τ⁺={tau_plus}", {"loss": "debiased_info_nce", "tau_plus": tau_plus}),
+    ]
+    variants += [
+        (
+            f"hard τ⁺={tau_plus}, β={b:g}",
+            {"loss": "debiased_info_nce", "tau_plus": tau_plus, "beta": b},
+        )
+        for b in betas
+    ]
+    variants.append(("oracle (same class masked)", {"loss": oracle}))
+    labels = data.y_train
+    same = float((labels[:, None] == labels[None, :]).double().mean())
+    rows = []
+    for name, spec in variants:
+        spec = dict(spec)
+        loss = spec.pop("loss")
+        trainer = _trainer(config, loss=loss, loss_options=spec)
+        seconds = _fit(trainer, data, labels=callable(loss))
+        rows.append(
+            {"method": name, **_probe(trainer, data), "same_class_rate": same, "seconds": seconds}
+        )
+    return rows
+
+
+# ------------------------------------------------------------------ soft labels
+
+
+def _ambiguous_pairs(n: int, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """round(rate·n / 2) disjoint pairs (P, 2) of batch positions."""
+    pairs = round(rate * n / 2)
+    return torch.randperm(n, generator=generator)[: 2 * pairs].view(pairs, 2)
+
+
+def corrupted_pair_loss(rate: float, soft: bool, temperature: float, seed: int = 0) -> Callable:
+    """A loss ``f(z1, z2, labels)`` on batches whose positive pairs are partly swapped.
+
+    In each batch, a fraction ``rate`` of the samples is grouped into ambiguous pairs (i, j) whose
+    key views are swapped: query i is shown a view of j as its positive. Hard targets keep the
+    identity; soft targets put 1/2 on keys i and j for both queries of the pair.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def loss(z1: torch.Tensor, z2: torch.Tensor, labels=None) -> torch.Tensor:
+        n = z1.shape[0]
+        pairs = _ambiguous_pairs(n, rate, generator)
+        order = torch.arange(n)
+        order[pairs[:, 0]], order[pairs[:, 1]] = pairs[:, 1], pairs[:, 0]
+        keys = z2[order]
+        targets = torch.eye(n, dtype=z1.dtype)
+        if soft and len(pairs):
+            i, j = pairs[:, 0], pairs[:, 1]
+            for a, b in ((i, j), (j, i)):
+                targets[a, a] = 0.5
+                targets[a, b] = 0.5
+        return soft_info_nce(z1, keys, targets, temperature=temperature)
+
+    return loss
+
+
+def soft_labels_study(data: DigitsSplit, config: StudyConfig, rates=(0.0, 0.1, 0.3)) -> list[dict]:
+    """Hard against soft targets when x% of the positive pairs are swapped."""
+    rows = []
+    for rate in rates:
+        for soft in (False, True) if rate > 0 else (False,):
+            fn = corrupted_pair_loss(rate, soft, config.temperature, seed=config.seed)
+            trainer = _trainer(config, loss=fn)
+            seconds = _fit(trainer, data)
+            rows.append(
+                {
+                    "corrupted": rate,
+                    "targets": "soft" if soft else "hard",
+                    **_probe(trainer, data),
+                    "seconds": seconds,
+                }
+            )
+    return rows
+
+
+# ------------------------------------------------------------------ noise choice
+
+
+def noise_study(data: DigitsSplit, config: StudyConfig) -> list[dict]:
+    """In-batch data negatives against N Gaussian-noise images per step as the negatives.
+
+    The noise images have the training pixels' mean and standard deviation, pixel by pixel; they
+    are embedded with the running batch-norm statistics so that they do not shift them.
+    """
+    flat = data.x_train.flatten(1)
+    mean, std = flat.mean(0), flat.std(0)
+    holder: dict = {}
+    generator = torch.Generator().manual_seed(config.seed)
+    t = config.temperature
+
+    def gaussian_negatives(z1, z2, labels=None):
+        model = holder["model"]
+        noise = mean + std * torch.randn(z1.shape[0], flat.shape[1], generator=generator)
+        model.eval()
+        negatives = model(noise.view(-1, 1, 8, 8))
+        model.train()
+        return info_nce(z1, z2, negatives, temperature=t)
+
+    rows = []
+    for name, loss in (("data (in-batch)", "info_nce"), ("Gaussian noise images", None)):
+        trainer = _trainer(config, loss=loss if loss else gaussian_negatives)
+        holder["model"] = trainer.model
+        seconds = _fit(trainer, data)
+        rows.append({"negatives": name, **_probe(trainer, data), "seconds": seconds})
+    return rows
+
+
+# ------------------------------------------------------------------ features
+
+
+def features_study(data: DigitsSplit, config: StudyConfig) -> list[dict]:
+    """Cross-entropy against supervised_info_nce on the same encoder: rank and sparsity of h."""
+
+    def cross_entropy(z1, z2, labels):
+        return 0.5 * (F.cross_entropy(z1, labels) + F.cross_entropy(z2, labels))
+
+    classes = int(data.y_train.max()) + 1
+    rows = []
+    for name, loss in (
+        ("cross-entropy", cross_entropy),
+        ("supervised_info_nce", "supervised_info_nce"),
+    ):
+        kw = {"head": nn.Linear(config.hidden[-1], classes)} if callable(loss) else {}
+        trainer = _trainer(config, loss=loss, **kw)
+        seconds = _fit(trainer, data, labels=True)
+        h = trainer.transform(data.x_test)
+        rows.append(
+            {
+                "training": name,
+                **_probe(trainer, data),
+                "effective_rank": float(effective_rank(h)),
+                "sparsity": float(sparsity(h)),
+                "active_units": int((h.abs().amax(0) > 0).sum()),
+                "feature_dim": int(h.shape[1]),
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
+STUDIES: dict[str, Callable] = {
+    "temperature": temperature_study,
+    "batch-size": batch_size_study,
+    "false-negatives": false_negatives_study,
+    "soft-labels": soft_labels_study,
+    "noise": noise_study,
+    "features": features_study,
+}
+
+
+def run_study(name: str, data: DigitsSplit, config: StudyConfig | None = None, **kw) -> list:
+    """Run the study called ``name`` (a key of ``STUDIES``) and return its rows.
+
+    Example:
+        >>> sorted(STUDIES)[:2]
+        ['batch-size', 'features']
+    """
+    if name not in STUDIES:
+        raise ValueError(f"study must be one of {tuple(STUDIES)}, got {name!r}")
+    return STUDIES[name](data, config or StudyConfig(), **kw)
+
+
+def with_overrides(config: StudyConfig, **kw) -> StudyConfig:
+    """``config`` with the given fields replaced (``None`` values are ignored)."""
+    return replace(config, **{k: v for k, v in kw.items() if v is not None})
+
+
+# ------------------------------------------------------------------ output
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        if 0 <= value <= 1 and not math.isclose(value, 0):
+            return f"{value:.4f}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+PERCENT = ("linear_probe", "linear_probe_10", "knn")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Rows as a Markdown table; accuracies in percent."""
+    columns = list(rows[0])
+    header = [c + (" (%)" if c in PERCENT else "") for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(columns)]
+    for row in rows:
+        cells = [f"{100 * row[c]:.1f}" if c in PERCENT else _format(row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_study(name: str, rows: list[dict], path: str | Path, save: Callable | None = None):
+    """Draw the study's figure to ``path`` (PNG); ``save(fig, path)`` overrides ``savefig``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def accuracies(ax, labels, positions):
+        for key, label in zip(
+            PERCENT, ("linear probe", "linear probe, 10/class", "5-NN"), strict=True
+        ):
+            ax.plot(positions, [100 * r[key] for r in rows], "o-", label=label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(fontsize=8)
+
+    if name == "temperature":
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+        taus = [r["temperature"] for r in rows]
+        accuracies(a, taus, taus)
+        a.set_xscale("log")
+        a.set_xlabel("temperature τ")
+        b.plot([r["uniformity"] for r in rows], [r["alignment"] for r in rows], "o-")
+        for r in rows:
+            b.annotate(f"τ={r['temperature']:g}", (r["uniformity"], r["alignment"]), fontsize=8)
+        b.set_xlabel("uniformity (lower: more spread)")
+        b.set_ylabel("alignment (lower: positives closer)")
+    elif name == "batch-size":
+        fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 4))
+        ns = [r["batch_size"] for r in rows]
+        a.loglog(ns, [r["grad_variance"] for r in rows], "o-", label="V(N)")
+        a.loglog(
+            ns, [r["grad_variance"] * ns[0] / n for r in rows[:1] for n in ns], "k--", label="∝ 1/N"
+        )
+        a.set_xlabel("batch size N")
+        a.set_ylabel("gradient variance")
+        a.legend(fontsize=8)
+        b.loglog(ns, [r["seconds_per_step"] for r in rows], "o-", label="t(N)")
+        b.loglog(ns, [r["noise_per_time"] for r in rows], "s-", label="V(N)·t(N)")
+        b.set_xlabel("batch size N")
+        b.legend(fontsize=8)
+        accuracies(c, ns, ns)
+        c.set_xscale("log")
+        c.set_xlabel("batch size N (equal wall-clock)")
+    else:
+        key = {"false-negatives": "method", "noise": "negatives", "features": "training"}.get(name)
+        if name == "soft-labels":
+            labels = [f"{100 * r['corrupted']:.0f}% {r['targets']}" for r in rows]
+        else:
+            labels = [r[key] for r in rows]
+        extra = name == "features"
+        fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(11 if extra else 8, 4))
+        a = axes[0] if extra else axes
+        x = np.arange(len(rows))
+        for k, (col, label) in enumerate(
+            zip(PERCENT, ("linear probe", "linear probe, 10/class", "5-NN"), strict=True)
+        ):
+            a.bar(x + (k - 1) * 0.27, [100 * r[col] for r in rows], 0.27, label=label)
+        low = min(100 * r[c] for r in rows for c in PERCENT)
+        a.set_ylim(max(0, low - 5), 100)
+        a.set_xticks(x, labels, rotation=25, ha="right", fontsize=8)
+        a.set_ylabel("test accuracy (%)")
+        a.legend(fontsize=8)
+        if extra:
+            b = axes[1]
+            b.bar(x - 0.2, [r["effective_rank"] for r in rows], 0.4, label="effective rank")
+            b2 = b.twinx()
+            b2.bar(x + 0.2, [r["sparsity"] for r in rows], 0.4, color="tab:red", label="sparsity")
+            b.set_xticks(x, labels)
+            b.set_ylabel("effective rank")
+            b2.set_ylabel("sparsity (fraction ≈ 0)")
+            b.legend(loc="upper left", fontsize=8)
+            b2.legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"study: {name}")
+    fig.tight_layout()
+    if save is not None:
+        save(fig, Path(path))
+    else:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
