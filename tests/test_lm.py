@@ -11,7 +11,7 @@ from nce.text import Vocabulary, kjv_verses, split_lines, tokenize
 
 @pytest.fixture(scope="module")
 def corpus():
-    lines = [tokenize(v) for v in kjv_verses()[:400]]
+    lines = [tokenize(v) for v in kjv_verses()[:250]]
     train_lines, valid_lines, _ = split_lines(lines, seed=0)
     vocab = Vocabulary.build(train_lines, min_count=2)
     return vocab, vocab.encode(train_lines), vocab.encode(valid_lines)
@@ -37,7 +37,7 @@ def test_training_lowers_validation_perplexity(corpus, loss):
     model = _model(vocab, loss)
     before = perplexity(model, valid)
     history = train(
-        model, stream, epochs=2, batch_size=8, bptt=20, lr=1e-2, valid_stream=valid, progress=False
+        model, stream, epochs=1, batch_size=8, bptt=20, lr=1e-2, valid_stream=valid, progress=False
     )
     assert history[-1]["valid_perplexity"] < before
 
