@@ -1,0 +1,38 @@
+"""Tests of ``nce study``: table, JSON and PNG outputs, and bad options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from nce.cli import study
+from nce.cli._table import InputError
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    study.add_arguments(parser)
+    return study.run(parser.parse_args([*argv, "--no-progress"]))
+
+
+def test_study_writes_table_json_and_png(tmp_path, capsys):
+    argv = ["noise", "--epochs", "1", "--max-train", "150", "--out", str(tmp_path)]
+    assert _run([*argv, "--json", str(tmp_path / "rows.json")]) == 0
+    rows = json.loads((tmp_path / "study_noise.json").read_text())["rows"]
+    assert [r["negatives"] for r in rows] == ["data (in-batch)", "Gaussian noise images"]
+    assert all(0 <= r["linear_probe_10"] <= 1 for r in rows)
+    assert (tmp_path / "study_noise.png").stat().st_size > 1000
+    assert (tmp_path / "study_noise.md").read_text().startswith("| negatives |")
+    assert json.loads((tmp_path / "rows.json").read_text())["study"] == "noise"
+    assert "linear_probe_10 (%)" in capsys.readouterr().out
+
+
+def test_study_bad_options(tmp_path):
+    with pytest.raises(InputError, match="--max-train must be >= 100"):
+        _run(["temperature", "--max-train", "50", "--out", str(tmp_path)])
+    with pytest.raises(InputError, match="--epochs must be >= 1"):
+        _run(["temperature", "--epochs", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        _run(["no-such-study"])
