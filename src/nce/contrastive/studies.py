@@ -75,14 +75,9 @@ class StudyConfig:
     progress: bool = False
 
 
-def _trainer(config: StudyConfig, head_out: int | None = 64, **kw) -> ContrastiveTrainer:
+def _trainer(config: StudyConfig, **kw) -> ContrastiveTrainer:
     encoder = MLPEncoder(64, config.hidden)
-    if head_out is None:
-        head = None
-    elif "head" in kw:
-        head = kw.pop("head")
-    else:
-        head = ProjectionHead(encoder.out_features, 128, head_out)
+    head = kw.pop("head") if "head" in kw else ProjectionHead(encoder.out_features, 128, 64)
     kw.setdefault("temperature", config.temperature)
     kw.setdefault("epochs", config.epochs)
     kw.setdefault("batch_size", config.batch_size)
