@@ -71,8 +71,8 @@ def binary_nce(
         >>> std = torch.distributions.Normal(0.0, 1.0)
         >>> lp = std.log_prob
         >>> loss = nce.binary_nce(lp(x), lp(x), lp(y), lp(y))
-        >>> round(float(loss), 4)  # model == noise: every logit is -log 5
-        1.0852
+        >>> round(float(loss), 4)  # model == noise: log(1 + ν) + ν log(1 + 1/ν), ν = 5
+        2.7034
     """
     check_reduction(reduction)
     check_tensor("log_model_data", log_model_data, 1)
