@@ -1,0 +1,120 @@
+"""Language modelling on the King James Bible: full softmax against NCE and ranking NCE.
+
+The same LSTM (hidden 256) and epochs for every output loss; exact test perplexity (normalized over
+the whole vocabulary), training time per epoch and tokens per second, and for the self-normalized
+NCE models the mean and standard deviation of log Z(c) over test contexts. Writes a table into
+BENCHMARKS.md and a plot of validation perplexity against wall-clock time.
+
+    python benchmarks/lm.py                         # the study: every loss, 6 epochs
+    python benchmarks/lm.py --max-lines 3000 --epochs 2 --no-write   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nce.lm import LanguageModel, LMConfig, log_partition_stats, perplexity, train  # noqa: E402
+from nce.text import Vocabulary, kjv_verses, split_lines, tokenize  # noqa: E402
+
+import _report  # noqa: E402
+
+RUNS = {
+    "full": {"loss": "full"},
+    "nce k=1": {"loss": "nce", "num_samples": 1},
+    "nce k=5": {"loss": "nce", "num_samples": 5},
+    "nce k=25": {"loss": "nce", "num_samples": 25},
+    "nce k=100": {"loss": "nce", "num_samples": 100},
+    "ranking k=100": {"loss": "ranking", "num_samples": 100},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--max-lines", type=int, default=None)
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+
+    lines = [tokenize(v) for v in kjv_verses()[: args.max_lines]]
+    train_lines, valid_lines, test_lines = split_lines(lines, seed=0)
+    vocab = Vocabulary.build(train_lines, min_count=2)
+    streams = [vocab.encode(s) for s in (train_lines, valid_lines, test_lines)]
+    print(f"V = {len(vocab)}, train tokens = {streams[0].numel()}", flush=True)
+
+    results, curves = {}, {}
+    for name in args.runs:
+        config = LMConfig(len(vocab), 256, 256, **RUNS[name])
+        torch.manual_seed(0)
+        model = LanguageModel(config, torch.tensor(vocab.counts))
+        t0 = time.perf_counter()
+        history = train(
+            model,
+            streams[0],
+            epochs=args.epochs,
+            lr=args.lr,
+            valid_stream=streams[1],
+            progress=False,
+        )
+        curves[name] = history
+        test_ppl = perplexity(model, streams[2])
+        log_z = log_partition_stats(model, streams[2])
+        seconds = sum(r["seconds"] for r in history) / len(history)
+        results[name] = {
+            "test_perplexity": test_ppl,
+            "seconds_per_epoch": seconds,
+            "tokens_per_second": streams[0].numel() / seconds,
+            "log_z": log_z,
+            "wall": time.perf_counter() - t0,
+        }
+        print(name, results[name], flush=True)
+
+    full = results.get("full", {}).get("test_perplexity")
+    lines_md = [
+        "| loss | test perplexity | × full | s / epoch | tokens / s | log Z(c) mean ± std |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        ratio = f"{r['test_perplexity'] / full:.3f}" if full else "—"
+        lines_md.append(
+            f"| {name} | {r['test_perplexity']:.1f} | {ratio} | {r['seconds_per_epoch']:.0f} "
+            f"| {r['tokens_per_second']:.0f} | {r['log_z'][0]:.3f} ± {r['log_z'][1]:.3f} |"
+        )
+    table = "\n".join(lines_md)
+    print(table)
+    if args.no_write:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, history in curves.items():
+        clock = torch.tensor([r["seconds"] for r in history]).cumsum(0)
+        ax.plot(clock, [r["valid_perplexity"] for r in history], marker="o", label=name)
+    ax.set(xlabel="training time (s)", ylabel="validation perplexity", yscale="log")
+    ax.legend()
+    png = Path(__file__).resolve().parent / "results" / "lm_valid_perplexity.png"
+    png.parent.mkdir(exist_ok=True)
+    fig.savefig(png, dpi=120, bbox_inches="tight")
+    _report.write_section(
+        "lm",
+        "### Word-level LM on the King James Bible: output losses compared\n\n"
+        f"Command: `python benchmarks/lm.py --epochs {args.epochs}"
+        f"{f' --max-lines {args.max_lines}' if args.max_lines else ''}` — commit "
+        f"`{_report.commit()}` — {_report.machine()}. LSTM 256, Adam lr {args.lr}, V = "
+        f"{len(vocab)}, exact test perplexity.\n\n{table}\n\n"
+        "![validation perplexity against time](benchmarks/results/lm_valid_perplexity.png)",
+    )
+
+
+if __name__ == "__main__":
+    main()
