@@ -1,0 +1,47 @@
+r"""Mutual information: InfoNCE and its peer variational bounds, honest about their limits.
+
+Every bound here is a function of a critic score matrix :math:`s_{ij} = f(x_i, y_j)` over a batch
+of N pairs :math:`(x_i, y_i) \sim p(x, y)`: the diagonal samples the joint, the off-diagonal the
+product of marginals :math:`p(x)p(y)`. Each is a lower bound on :math:`I(X; Y)` for any critic,
+tight at a log density ratio :math:`\log p(y|x)/p(y)` (up to a shift):
+
+========================  ==================================================  ===============
+function                  value                                               limit
+========================  ==================================================  ===============
+:func:`infonce_bound`     mean(s_ii − logsumexp_j s_ij) + log N               ≤ log N always
+:func:`nwj_bound`         mean(s_ii) − e⁻¹ mean_{i≠j} e^{s_ij}                 variance ~ e^I
+:func:`dv_bound`          mean(s_ii) − log mean_{i≠j} e^{s_ij}                 biased gradient
+:func:`mine_bound`        DV, gradient with a moving-average denominator      variance ~ e^I
+:func:`smile_bound`       DV with e^s clipped to [e^−τ, e^τ], JS gradient      biased by clip
+:func:`js_bound`          NWJ at f + 1, Jensen–Shannon gradient               variance ~ e^I
+========================  ==================================================  ===============
+
+:func:`estimate_mi` trains a critic (:class:`SeparableCritic`, :class:`ConcatCritic`) on part of
+the data and reports the bound on the rest as an :class:`MIEstimate`, with ``log_n_cap`` and a
+``capped`` flag where the batch size, not the data, limits the answer.
+
+References: Poole et al. (2019), "On variational bounds of mutual information", arXiv:1905.06922.
+"""
+
+from nce.mi.critics import ConcatCritic, SeparableCritic
+from nce.mi.dv import dv_bound, mine_bound
+from nce.mi.estimate import ESTIMATORS, MIEstimate, estimate_mi
+from nce.mi.infonce import infonce_bound
+from nce.mi.js import js_bound, js_objective
+from nce.mi.nwj import nwj_bound
+from nce.mi.smile import smile_bound
+
+__all__ = [
+    "ESTIMATORS",
+    "ConcatCritic",
+    "MIEstimate",
+    "SeparableCritic",
+    "dv_bound",
+    "estimate_mi",
+    "infonce_bound",
+    "js_bound",
+    "js_objective",
+    "mine_bound",
+    "nwj_bound",
+    "smile_bound",
+]

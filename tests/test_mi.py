@@ -1,0 +1,330 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from nce.mi import (
+    ConcatCritic,
+    MIEstimate,
+    SeparableCritic,
+    dv_bound,
+    estimate_mi,
+    infonce_bound,
+    js_bound,
+    js_objective,
+    mine_bound,
+    nwj_bound,
+    smile_bound,
+)
+from nce.mi.estimate import influence_values
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small networks gain nothing from intra-op threads, and lose a lot on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def scores(n=7, seed=0, scale=2.0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(n, n, generator=g, dtype=dtype)).requires_grad_()
+
+
+def gaussian_pairs(n, d, mi, seed=0):
+    """x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps: I(X; Y) = mi nats exactly."""
+    rng = np.random.default_rng(seed)
+    rho = math.sqrt(1 - math.exp(-2 * mi / d))
+    x = rng.standard_normal((n, d))
+    return x, rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((n, d))
+
+
+def optimal_scores(x, y, mi):
+    """log p(y_j | x_i) - log p(y_j) for the Gaussian pair: the optimal critic of every bound."""
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    d = x.shape[1]
+    rho2 = 1 - math.exp(-2 * mi / d)
+    s2 = 1 - rho2
+    diff = y.unsqueeze(0) - math.sqrt(rho2) * x.unsqueeze(1)
+    return -(diff**2).sum(-1) / (2 * s2) - 0.5 * d * math.log(s2) + (y**2).sum(-1).unsqueeze(0) / 2
+
+
+# Naive float64 loops written from the papers' equations.
+
+
+def naive_infonce(s):
+    n = len(s)
+    total = 0.0
+    for i in range(n):
+        total += s[i][i] - math.log(sum(math.exp(s[i][j]) for j in range(n)) / n)
+    return total / n
+
+
+def naive_negatives(s, f=lambda v: math.exp(v)):
+    n = len(s)
+    return sum(f(s[i][j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+
+
+def naive_positives(s):
+    return sum(s[i][i] for i in range(len(s))) / len(s)
+
+
+def naive_nwj(s):
+    return naive_positives(s) - naive_negatives(s) / math.e
+
+
+def naive_dv(s):
+    return naive_positives(s) - math.log(naive_negatives(s))
+
+
+def naive_smile(s, tau):
+    return naive_positives(s) - math.log(
+        naive_negatives(s, lambda v: min(max(math.exp(v), math.exp(-tau)), math.exp(tau)))
+    )
+
+
+def naive_js_value(s):
+    return 1 + naive_positives(s) - naive_negatives(s)
+
+
+def naive_js_objective(s):
+    n = len(s)
+    softplus = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    positive = -sum(softplus(-s[i][i]) for i in range(n)) / n
+    return positive - naive_negatives(s, softplus)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "bound,naive",
+    [
+        (infonce_bound, naive_infonce),
+        (nwj_bound, naive_nwj),
+        (dv_bound, naive_dv),
+        (lambda s: smile_bound(s, 1.5), lambda s: naive_smile(s, 1.5)),
+        (lambda s: smile_bound(s, None), naive_dv),
+        (js_bound, naive_js_value),
+        (js_objective, naive_js_objective),
+        (lambda s: mine_bound(s, 0.7), naive_dv),
+    ],
+)
+def test_bounds_match_naive_loops(bound, naive, seed):
+    s = scores(seed=seed)
+    expected = naive(s.detach().tolist())
+    assert float(bound(s).detach()) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert float(bound(s.detach().float())) == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("bound", [infonce_bound, nwj_bound, dv_bound, js_objective])
+def test_gradcheck(bound):
+    assert torch.autograd.gradcheck(bound, (scores(n=5),))
+
+
+def test_mine_gradient_uses_the_moving_average():
+    s = scores()
+    (grad,) = torch.autograd.grad(mine_bound(s, 0.7), s)
+    e = s.detach().exp()
+    n = len(s)
+    off = 1 - torch.eye(n, dtype=s.dtype)
+    expected = torch.eye(n, dtype=s.dtype) / n - e * off / (n * (n - 1)) / 0.7
+    torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("bound", [js_bound, lambda s: smile_bound(s, 2.0)])
+def test_js_trained_bounds_carry_the_js_gradient(bound):
+    s = scores()
+    (got,) = torch.autograd.grad(bound(s), s)
+    (want,) = torch.autograd.grad(js_objective(s), s)
+    torch.testing.assert_close(got, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(
+        np.float64,
+        st.integers(2, 12).map(lambda n: (n, n)),
+        elements=st.floats(-1e4, 1e4, allow_nan=False),
+    )
+)
+def test_infonce_never_exceeds_log_n(s):
+    n = s.shape[0]
+    assert float(infonce_bound(torch.from_numpy(s))) <= math.log(n) + 1e-9
+
+
+def test_infonce_reaches_log_n_for_a_perfect_critic():
+    assert float(infonce_bound(1e4 * torch.eye(64, dtype=torch.float64))) == pytest.approx(
+        math.log(64)
+    )
+
+
+def test_shift_invariance_and_shift_sensitivity():
+    s = scores()
+    torch.testing.assert_close(dv_bound(s + 3), dv_bound(s))
+    torch.testing.assert_close(infonce_bound(s + 3), infonce_bound(s))
+    assert float(nwj_bound(s + 3).detach()) != pytest.approx(float(nwj_bound(s).detach()))
+
+
+@pytest.mark.parametrize("mi", [0.5, 2.0])
+def test_optimal_gaussian_critic_gives_the_true_mi(mi):
+    """NWJ (at f + 1), DV and js are unbiased/consistent at the optimal critic; InfoNCE sits below
+    min(true MI, log N)."""
+    n, reps = 256, 40
+    values = {name: [] for name in ("nwj", "dv", "js", "infonce")}
+    for rep in range(reps):
+        x, y = gaussian_pairs(n, 2, mi, seed=rep)
+        s = optimal_scores(x, y, mi)
+        values["nwj"].append(float(nwj_bound(s + 1)))
+        values["dv"].append(float(dv_bound(s)))
+        values["js"].append(float(js_bound(s)))
+        values["infonce"].append(float(infonce_bound(s)))
+    for name in ("nwj", "dv", "js"):
+        v = np.asarray(values[name])
+        assert abs(v.mean() - mi) < 4 * v.std() / math.sqrt(reps) + 0.01, name
+    v = np.asarray(values["infonce"])
+    assert v.max() <= math.log(n)
+    assert v.mean() < min(mi, math.log(n)) + 2 * v.std() / math.sqrt(reps)
+
+
+@pytest.mark.parametrize("estimator", ["infonce", "nwj", "mine", "smile", "js"])
+def test_influence_standard_error_matches_the_spread(estimator):
+    """Delta-method stderr from one block ≈ standard deviation over independent blocks."""
+    m, reps, mi = 200, 60, 1.0
+    values, stderrs = [], []
+    for rep in range(reps):
+        x, y = gaussian_pairs(m, 1, mi, seed=100 + rep)
+        s = optimal_scores(x, y, mi) + (1.0 if estimator == "nwj" else 0.0)
+        value, psi = influence_values(estimator, s)
+        assert float(psi.mean()) == pytest.approx(value, abs=1e-9)
+        values.append(value)
+        stderrs.append(float(psi.std()) / math.sqrt(m))
+    ratio = np.std(values) / np.mean(stderrs)
+    assert 0.6 < ratio < 1.6, ratio
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (torch.randn(3, 4), r"square"),
+        (torch.randn(1, 1), r"N >= 2"),
+        (torch.randn(4), r"2-D"),
+        (torch.full((3, 3), math.nan), r"NaN"),
+        (torch.ones(3, 3, dtype=torch.long), r"floating"),
+    ],
+)
+@pytest.mark.parametrize("bound", [infonce_bound, nwj_bound, dv_bound, smile_bound, js_bound])
+def test_bounds_reject_bad_scores(bound, bad, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        bound(bad)
+
+
+def test_mine_rejects_bad_moving_average():
+    with pytest.raises(ValueError, match="moving_average must be > 0"):
+        mine_bound(scores(), 0.0)
+    with pytest.raises(TypeError, match="moving_average"):
+        mine_bound(scores(), "1")
+
+
+def test_critics_score_every_pair():
+    x, y = torch.randn(5, 3), torch.randn(4, 2)
+    sep, cat = SeparableCritic(3, 2, hidden=8), ConcatCritic(3, 2, hidden=8)
+    assert sep(x, y).shape == cat(x, y).shape == (5, 4)
+    torch.testing.assert_close(cat(x, y)[1, 2], cat(x[1:2], y[2:3])[0, 0])
+
+
+# estimate_mi: small, fast runs.
+
+FAST = dict(max_steps=200, progress=False, random_state=0)
+
+
+def test_estimate_gaussian_close_to_truth():
+    x, y = gaussian_pairs(1000, 1, 1.0)
+    est = estimate_mi(x, y, **FAST)
+    assert isinstance(est, MIEstimate)
+    assert abs(est.value - 1.0) < 0.15
+    assert 0 < est.stderr < 0.1
+    assert est.log_n_cap == pytest.approx(math.log(300))
+    assert not est.capped
+    assert len(est.steps) == len(est.valid_curve) == len(est.train_curve) > 0
+    assert est.best_step in est.steps
+    assert "nats" in str(est)
+
+
+def test_independent_data_gives_about_zero():
+    rng = np.random.default_rng(1)
+    est = estimate_mi(rng.standard_normal((800, 3)), rng.standard_normal(800), **FAST)
+    assert abs(est.value) < 0.05
+
+
+def test_capped_when_truth_exceeds_log_n():
+    x, y = gaussian_pairs(300, 1, 7.0)  # 90 held-out rows: log 90 = 4.5 < 7
+    est = estimate_mi(x, y, **FAST)
+    assert est.capped
+    assert est.value <= est.log_n_cap
+
+
+@pytest.mark.parametrize("estimator", ["nwj", "mine", "smile", "js"])
+def test_every_estimator_runs_and_is_roughly_right(estimator):
+    x, y = gaussian_pairs(1000, 1, 0.5)
+    est = estimate_mi(x, y, estimator=estimator, max_steps=300, progress=False, random_state=0)
+    assert est.estimator == estimator
+    assert abs(est.value - 0.5) < 0.25
+
+
+def test_tensor_and_numpy_inputs_agree_and_seed_reproduces():
+    x, y = gaussian_pairs(400, 2, 0.5)
+    a = estimate_mi(x, y, max_steps=60, progress=False, random_state=3)
+    b = estimate_mi(
+        torch.from_numpy(x).float(),
+        torch.from_numpy(y),
+        max_steps=60,
+        progress=False,
+        random_state=3,
+    )
+    assert a.value == pytest.approx(b.value, abs=1e-5)
+
+
+def test_custom_critic_and_concat():
+    x, y = gaussian_pairs(400, 1, 0.5)
+    est = estimate_mi(x, y, critic=ConcatCritic(1, 1, hidden=16), max_steps=50, progress=False)
+    assert math.isfinite(est.value)
+    est = estimate_mi(x, y, critic="concat", hidden=16, max_steps=50, progress=False)
+    assert est.log_n_cap == pytest.approx(math.log(120))
+
+
+def test_rank_standardization_is_invariant_to_monotone_maps():
+    x, y = gaussian_pairs(500, 1, 0.5)
+    a = estimate_mi(x, y, max_steps=50, progress=False, random_state=0)
+    b = estimate_mi(np.exp(x), y**3, max_steps=50, progress=False, random_state=0)
+    assert a.value == pytest.approx(b.value, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(y=np.zeros((9, 1)) + np.arange(9)[:, None]), r"x has 10 rows but y has 9"),
+        (dict(x=np.ones(1), y=np.ones(1)), r"at least 2 rows"),
+        (dict(x=np.arange(4.0), y=np.arange(4.0)), r"at least 2 training and 2 held-out"),
+        (dict(x=np.c_[np.arange(10.0), np.ones(10)]), r"x column 1 is constant"),
+        (dict(x=np.r_[np.arange(9.0), np.nan]), r"x contains 1 NaN"),
+        (dict(estimator="mutual"), r"estimator must be one of"),
+        (dict(critic="bilinear"), r"critic must be one of"),
+        (dict(valid_fraction=1.0), r"valid_fraction must lie in \(0, 1\)"),
+        (dict(standardize="robust"), r"standardize must be one of"),
+        (dict(batch_size=1), r"batch_size must be >= 2"),
+        (dict(max_steps=0), r"max_steps must be >= 1"),
+        (dict(x=np.zeros((10, 2, 2))), r"x must be 1-D \(N,\) or 2-D"),
+        (dict(x=[1.0] * 10), r"x must be a numpy array or a torch.Tensor"),
+    ],
+)
+def test_estimate_rejects_bad_input(kwargs, message):
+    args = dict(x=np.arange(10.0), y=np.arange(10.0)[::-1].copy())
+    args.update(kwargs)
+    x, y = args.pop("x"), args.pop("y")
+    with pytest.raises((ValueError, TypeError), match=message):
+        estimate_mi(x, y, progress=False, **args)
