@@ -370,8 +370,8 @@ def run_study(name: str, data: DigitsSplit, config: StudyConfig | None = None, *
     """Run the study called ``name`` (a key of ``STUDIES``) and return its rows.
 
     Example:
-        >>> sorted(STUDIES)[:2]
-        ['batch-size', 'features']
+        >>> sorted(STUDIES)[:3]
+        ['batch-size', 'false-negatives', 'features']
     """
     if name not in STUDIES:
         raise ValueError(f"study must be one of {tuple(STUDIES)}, got {name!r}")
