@@ -262,6 +262,17 @@ def test_random_state_fixes_the_run():
     assert a.history_ == b.history_ and a.history_ != c.history_
 
 
+def test_reinitialize_false_keeps_given_weights():
+    x, _ = _blobs()
+    encoder = MLPEncoder(8, (16,))
+    before = encoder.net[0].weight.detach().clone()
+    trainer = ContrastiveTrainer(encoder, epochs=1, lr=1e-9, reinitialize=False, progress=False)
+    trainer.fit(x)
+    assert torch.allclose(encoder.net[0].weight, before, atol=1e-6)
+    ContrastiveTrainer(encoder, epochs=1, lr=1e-9, progress=False).fit(x)
+    assert not torch.allclose(encoder.net[0].weight, before, atol=1e-3)
+
+
 def test_checkpoint_is_atomic_and_resumable(tmp_path):
     x, _ = _blobs()
     path = tmp_path / "sub" / "ckpt.pt"

@@ -108,8 +108,11 @@ class ContrastiveTrainer:
             and at the end; ``fit(..., resume=True)`` continues from it.
         checkpoint_every: epochs between checkpoints.
         progress: show a tqdm bar over epochs.
-        random_state: seed of every random draw of ``fit``: weight initialization (modules with
-            ``reset_parameters`` are re-initialized), shuffling and augmentations.
+        random_state: seed of every random draw of ``fit``: weight initialization, shuffling and
+            augmentations.
+        reinitialize: ``fit`` first re-initializes every submodule that has
+            ``reset_parameters`` (from ``random_state``); ``False`` keeps the given weights
+            (fine-tuning a pretrained encoder).
         device: where training runs.
         callback: ``callback(trainer, epoch, loss)`` after each epoch (and its checkpoint);
             returning ``True`` stops training.
@@ -154,6 +157,7 @@ class ContrastiveTrainer:
         checkpoint_every: int = 1,
         progress: bool = True,
         random_state: int = 0,
+        reinitialize: bool = True,
         device: str | torch.device = "cpu",
         callback: Callable | None = None,
     ):
@@ -211,6 +215,7 @@ class ContrastiveTrainer:
         self.checkpoint_every = checkpoint_every
         self.progress = progress
         self.random_state = random_state
+        self.reinitialize = bool(reinitialize)
         self.device = torch.device(device)
         self.callback = callback
         self.model = nn.Sequential(self.encoder, self.head).to(self.device)
@@ -220,11 +225,12 @@ class ContrastiveTrainer:
     # ------------------------------------------------------------------ setup
 
     def _initialize(self, steps: int) -> None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            for module in self.model.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
+        if self.reinitialize:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.random_state)
+                for module in self.model.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
         self.generator = torch.Generator().manual_seed(self.random_state)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay
