@@ -38,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nce._validation import check_int, check_positive
+from nce.mi._scores import logmeanexp_off_diagonal
 from nce.mi.critics import ConcatCritic, SeparableCritic
 from nce.mi.dv import dv_bound, mine_bound
 from nce.mi.infonce import infonce_bound
@@ -410,23 +411,23 @@ def _train(
         idx = perm[cursor : cursor + batch_size]
         cursor += batch_size
         scores = model(x[idx], y[idx])
-        if estimator == "mine":
-            with torch.no_grad():
-                batch_mean = _off_diagonal_mean_exp(scores.detach())
-                average = batch_mean if average is None else 0.99 * average + 0.01 * batch_mean
-                average = average.clamp_min(1e-6)
-        bound = _training_bound(estimator, scores, clip, average)
-        optimizer.zero_grad(set_to_none=True)
-        (-bound).backward()
-        optimizer.step()
-        value = float(bound.detach())
-        if math.isfinite(value):
-            running = value if running is None else 0.95 * running + 0.05 * value
+        if bool(torch.isfinite(scores).all()):
+            if estimator == "mine":
+                average = mine_average(scores, average)
+            bound = _training_bound(estimator, scores, clip, average)
+            value = float(bound.detach())
+            if math.isfinite(value):
+                optimizer.zero_grad(set_to_none=True)
+                (-bound).backward()
+                optimizer.step()
+                running = value if running is None else 0.95 * running + 0.05 * value
         if step % eval_every and step != max_steps:
             continue
         model.eval()
         with torch.no_grad():
-            held_out = float(_evaluation_bound(estimator, model(xm, ym), clip))
+            monitor = model(xm, ym)
+            finite = bool(torch.isfinite(monitor).all())
+            held_out = float(_evaluation_bound(estimator, monitor, clip)) if finite else math.nan
         model.train()
         steps.append(step)
         train_curve.append(math.nan if running is None else running)
@@ -451,10 +452,14 @@ def _train(
     )
 
 
-def _off_diagonal_mean_exp(scores: torch.Tensor) -> torch.Tensor:
-    from nce.mi._scores import logmeanexp_off_diagonal
-
-    return logmeanexp_off_diagonal(scores).exp()
+def mine_average(scores: torch.Tensor, average: float | None, momentum: float = 0.99) -> float:
+    """MINE's moving average of the batch mean of e^s over negatives, in float64, kept in
+    [1e-6, 1e30]; a batch whose mean overflows leaves it unchanged."""
+    with torch.no_grad():
+        batch = math.exp(min(float(logmeanexp_off_diagonal(scores.detach().double())), 700.0))
+    if math.isfinite(batch):
+        average = batch if average is None else momentum * average + (1 - momentum) * batch
+    return min(max(1.0 if average is None else average, 1e-6), 1e30)
 
 
 def _evaluation_bound(estimator: str, scores: torch.Tensor, clip: float) -> torch.Tensor:
