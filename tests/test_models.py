@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from nce.models import GaussianEnergy
+from nce.models import ConditionalMLPEnergy, EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
 
 
 def test_gaussian_energy_log_partition_matches_numerical_integral():
@@ -43,9 +43,7 @@ def test_gaussian_energy_bad_input():
         GaussianEnergy(0)
 
 
-# ----------------------------------------------------------------------------- ICA, MLP, conditional
-
-from nce.models import ConditionalMLPEnergy, EnergyModel, ICAEnergy, MLPEnergy  # noqa: E402
+# ------------------------------------------------------------------------ ICA, MLP, conditional
 
 
 def _grid_log_integral(f, half_width, points):
