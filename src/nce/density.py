@@ -56,7 +56,7 @@ from nce.models import ConditionalMLPEnergy, EnergyModel, GaussianEnergy, ICAEne
 from nce.noise import Box, DistributionNoise, Gaussian, GaussianMixture, Noise, as_noise
 from nce.noise._checks import as_data
 
-__all__ = ["NCEDensity", "PartitionEstimate"]
+__all__ = ["NCEDensity", "NotFittedError", "PartitionEstimate"]
 
 MODELS = {"mlp": MLPEnergy, "gaussian": GaussianEnergy, "ica": ICAEnergy}
 NOISES = ("gaussian", "mixture", "uniform")
