@@ -44,7 +44,7 @@ def test_one_table_prints_and_writes_json(tmp_path, capsys):
         "--y-cols",
         "c",
         "--max-steps",
-        "150",
+        "100",
         "--json",
         out,
         "--no-progress",
