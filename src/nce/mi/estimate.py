@@ -153,7 +153,9 @@ def estimate_mi(
         hidden: width of the built-in critics' hidden layers.
         layers: number of hidden layers of the built-in critics.
         clip: SMILE's :math:`\tau`.
-        cap_margin: ``capped`` when ``value >= log_n_cap - cap_margin``.
+        cap_margin: ``capped`` when ``value >= log_n_cap - cap_margin``. The default 1.5 nats:
+            with the exact critic of a Gaussian pair whose MI equals log M, InfoNCE already sits
+            0.6–1.2 nats under log M (1-D to 20-D).
         random_state: seed of the split, the critic's initialization and the minibatches.
         progress: show a tqdm progress bar.
 
