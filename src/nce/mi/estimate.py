@@ -144,6 +144,8 @@ def estimate_mi(
         batch_size: pairs per training step (the training batch's InfoNCE cap is its log).
         max_steps: training steps at most.
         learning_rate: Adam step size.
+        weight_decay: AdamW's decoupled weight decay (default none).
+        embed_dim: embedding dimension of the separable critic.
         valid_fraction: share of rows held out for early stopping and the reported estimate.
         eval_batch_size: rows per evaluation block, M (default: all held-out rows up to 4096 for
             the separable critic, 512 for the others). ``log_n_cap = log M``.
@@ -194,6 +196,11 @@ def estimate_mi(
         cap_margin,
         random_state,
     )
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)):
+        raise TypeError(f"weight_decay must be a number, got {type(weight_decay).__name__}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    check_int("embed_dim", embed_dim, minimum=1)
     xs = _as_matrix("x", x)
     ys = _as_matrix("y", y)
     if xs.shape[0] != ys.shape[0]:
