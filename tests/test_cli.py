@@ -7,9 +7,15 @@ from nce.cli.main import main
 
 def test_demo_learns_log_z_and_writes_outputs(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
-    results = json.loads((tmp_path / "demo.json").read_text())["density"]
-    assert abs(results["learned_log_z"] - results["true_log_z"]) < 0.05
+    results = json.loads((tmp_path / "demo.json").read_text())
+    density = results["density"]
+    assert abs(density["learned_log_z"] - density["true_log_z"]) < 0.05
     assert (tmp_path / "density.png").stat().st_size > 10_000
+    assert (tmp_path / "density_moons.png").stat().st_size > 10_000
+    assert results["contrastive"]["linear_probe_accuracy"] > 0.9
+    assert results["language_model"]["valid_perplexity"] < results["language_model"]["vocab_size"]
+    mi = results["mutual_information"]
+    assert abs(mi["value"] - mi["true_mi"]) < 0.2
     assert "learned log Z" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -18,3 +24,11 @@ def test_unknown_command_exits_2():
     with pytest.raises(SystemExit) as info:
         main(["no-such-command"])
     assert info.value.code == 2
+
+
+def test_every_command_has_help(capsys):
+    for command in ("demo", "density", "lm", "pretrain", "study", "mi"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        assert "usage: nce" in capsys.readouterr().out

@@ -2,10 +2,28 @@
 
 Losses are pure functions (:mod:`nce.functional`, re-exported here); :mod:`nce.losses` wraps them
 as modules holding hyperparameters and learned parameters; :mod:`nce.noise` holds the noise
-distributions.
+distributions. Built on them:
+
+* :mod:`nce.models`, :mod:`nce.density` — unnormalized models fitted by NCE (:class:`NCEDensity`);
+* :mod:`nce.output`, :mod:`nce.lm`, :mod:`nce.text` — NCE output layers over huge vocabularies;
+* :mod:`nce.contrastive` — SimCLR and MoCo training, probes and representation metrics;
+* :mod:`nce.mi` — mutual-information bounds and :func:`estimate_mi`;
+* :mod:`nce.chunked`, :mod:`nce.distributed` — any batch size, any number of processes.
 """
 
-from nce import functional, losses, noise
+from nce import (
+    chunked,
+    contrastive,
+    density,
+    distributed,
+    functional,
+    losses,
+    mi,
+    models,
+    noise,
+    output,
+)
+from nce.density import NCEDensity, NotFittedError, PartitionEstimate
 from nce.functional import (
     binary_nce,
     debiased_info_nce,
@@ -14,17 +32,30 @@ from nce.functional import (
     soft_info_nce,
     supervised_info_nce,
 )
+from nce.mi import MIEstimate, estimate_mi
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MIEstimate",
+    "NCEDensity",
+    "NotFittedError",
+    "PartitionEstimate",
     "binary_nce",
+    "chunked",
+    "contrastive",
     "debiased_info_nce",
+    "density",
+    "distributed",
+    "estimate_mi",
     "functional",
     "info_nce",
     "losses",
+    "mi",
+    "models",
     "noise",
     "nt_xent",
+    "output",
     "soft_info_nce",
     "supervised_info_nce",
 ]

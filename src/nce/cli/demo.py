@@ -3,10 +3,14 @@
 Density estimation: an unnormalized 2-D Gaussian fitted by binary NCE with a learned log Z, noise a
 Gaussian fitted to the data (Gutmann & Hyvärinen's setting). Prints the learned log Z next to the
 true log-partition of the learned model and writes ``density.png`` (data, noise, learned density).
+Then one short job per capability: an MLP energy on two moons (``nce density``), SimCLR on digits
+(``nce pretrain``), an NCE language model on the King James Bible (``nce lm``) and an InfoNCE
+mutual-information estimate of known truth (``nce mi``).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -17,6 +21,14 @@ import nce
 from nce.cli._output import atomic_save_figure, atomic_write_json
 from nce.models import GaussianEnergy
 from nce.noise import Gaussian
+
+# Each further job: (key in demo.json, command module providing ``demo_section(out, progress)``).
+SECTIONS = (
+    ("density_mlp", "density"),
+    ("contrastive", "pretrain"),
+    ("language_model", "lm"),
+    ("mutual_information", "mi"),
+)
 
 TRUE_MEAN = torch.tensor([1.0, -0.5], dtype=torch.float64)
 TRUE_COVARIANCE = torch.tensor([[1.0, 0.8], [0.8, 1.5]], dtype=torch.float64)
@@ -105,6 +117,10 @@ def run(args) -> int:
     out_dir = Path(args.out)
     progress = not args.no_progress
     results = {"density": run_density(out_dir, progress)}
+    for key, command in SECTIONS:
+        print()
+        module = importlib.import_module(f"nce.cli.{command}")
+        results[key] = module.demo_section(out_dir, progress)
     atomic_write_json(out_dir / "demo.json", results)
     print(f"wrote {out_dir / 'demo.json'}")
     return 0

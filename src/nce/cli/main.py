@@ -15,6 +15,11 @@ from nce.cli._table import InputError
 
 COMMANDS = {
     "demo": "run the library's main jobs on built-in data",
+    "density": "fit an unnormalized density to a table by NCE, or score rows with one",
+    "lm": "train, evaluate or sample a word-level language model with an NCE output layer",
+    "pretrain": "contrastive pretraining (SimCLR / MoCo) judged by frozen-feature probes",
+    "study": "run one of the contrastive-learning studies on digits",
+    "mi": "estimate the mutual information between two groups of columns",
 }
 
 
