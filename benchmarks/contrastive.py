@@ -138,7 +138,7 @@ def main(argv=None) -> None:
         return
     body = "\n".join(
         [
-            "## Contrastive pretraining on digits: frozen-feature probes",
+            "### Contrastive pretraining on digits: frozen-feature probes",
             "",
             "Digits (1797 8x8 images), stratified 70/30 split with seed 0. The encoder (three 3x3 "
             "convolutions, width 32, 128-d representation) is pretrained on the 1257 training "

@@ -176,7 +176,7 @@ def main(argv=None) -> None:
         plot_study(name, rows, png)
         body = "\n".join(
             [
-                f"## Study: {name}",
+                f"### Study: {name}",
                 "",
                 DESCRIPTION[name]
                 + f" Setting: {args.epochs} epochs, batch 256 (unless varied), τ = 0.5 (unless "
