@@ -30,7 +30,8 @@ RUNS = {
     "nce k=5": {"loss": "nce", "num_samples": 5},
     "nce k=25": {"loss": "nce", "num_samples": 25},
     "nce k=100": {"loss": "nce", "num_samples": 100},
-    "ranking k=100": {"loss": "ranking", "num_samples": 100},
+    "nce k=25, shared noise": {"loss": "nce", "num_samples": 25, "shared_noise": True},
+    "ranking k=100, shared noise": {"loss": "ranking", "num_samples": 100, "shared_noise": True},
 }
 
 

@@ -29,7 +29,12 @@ from nce.output import NCEOutput
 
 @dataclass(frozen=True)
 class LMConfig:
-    """Hyperparameters of :class:`LanguageModel` (saved in checkpoints)."""
+    """Hyperparameters of :class:`LanguageModel` (saved in checkpoints).
+
+    ``shared_noise=False`` draws k noise words per target word, as Mnih & Teh (2012) do; ``True``
+    draws k for the whole batch, which is cheaper but, measured on the KJV (BENCHMARKS.md), makes
+    binary NCE learn far more slowly: use it with ``loss="ranking"`` and a large k.
+    """
 
     vocab_size: int
     dim: int = 256
@@ -39,7 +44,7 @@ class LMConfig:
     dropout: float = 0.2
     loss: str = "nce"
     num_samples: int = 25
-    shared_noise: bool = True
+    shared_noise: bool = False
     log_z: str | float = 0.0
 
 

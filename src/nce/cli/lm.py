@@ -25,6 +25,12 @@ def add_arguments(parser) -> None:
     tr.add_argument("--corpus", default="kjv", help="'kjv' or the path of a UTF-8 text file")
     tr.add_argument("--loss", choices=["nce", "ranking", "full"], default="nce")
     tr.add_argument("--k", type=int, default=25, help="noise samples per step")
+    tr.add_argument(
+        "--shared-noise",
+        action="store_true",
+        help="one set of k noise words for the whole batch instead of k per word (faster; "
+        "suits --loss ranking with a large k, slows NCE's learning)",
+    )
     tr.add_argument("--epochs", type=int, default=1)
     tr.add_argument("--batch-size", type=int, default=32)
     tr.add_argument("--bptt", type=int, default=35)
@@ -81,7 +87,14 @@ def _train(args) -> int:
     if args.loss != "full" and args.k >= len(vocab):
         raise InputError(f"--k {args.k} must be below the vocabulary size {len(vocab)}")
     config = LMConfig(
-        len(vocab), args.dim, args.hidden, args.cell, args.tied, loss=args.loss, num_samples=args.k
+        len(vocab),
+        args.dim,
+        args.hidden,
+        args.cell,
+        args.tied,
+        loss=args.loss,
+        num_samples=args.k,
+        shared_noise=args.shared_noise,
     )
     model = LanguageModel(config, torch.tensor(vocab.counts))
     if args.resume:
