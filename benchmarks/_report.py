@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def commit() -> str:
-    """Short hash of HEAD, ``+dirty`` when tracked files have uncommitted changes."""
+    """Short hash of HEAD, ``+dirty`` when tracked files other than the results have uncommitted
+    changes (BENCHMARKS.md and benchmarks/results/ are what the benchmarks write)."""
 
     def git(*args):
         return subprocess.run(
@@ -20,7 +21,15 @@ def commit() -> str:
         ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    dirty = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":!BENCHMARKS.md",
+        ":!benchmarks/results",
+    )
     return head + ("+dirty" if dirty else "")
 
 

@@ -199,7 +199,7 @@ def main() -> None:
         + table
         + f"\n\nTwo gloo processes (`gather=True`, 1 thread each) on a global batch of 4096: "
         f"{two * 1e3:.0f} ms per step; one process with 2 threads on the same batch: "
-        f"{one * 1e3:.0f} ms ({one / two:.2f}× the throughput of the pair).",
+        f"{one * 1e3:.0f} ms: the pair has {one / two:.2f}× the throughput of one process.",
     )
 
 
