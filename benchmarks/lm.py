@@ -12,6 +12,7 @@ BENCHMARKS.md and a plot of validation perplexity against wall-clock time.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -106,6 +107,8 @@ def main() -> None:
     png = Path(__file__).resolve().parent / "results" / "lm_valid_perplexity.png"
     png.parent.mkdir(exist_ok=True)
     fig.savefig(png, dpi=120, bbox_inches="tight")
+    record = {"results": results, "curves": curves, "commit": _report.commit()}
+    png.with_name("lm.json").write_text(json.dumps(record, indent=1))
     _report.write_section(
         "lm",
         "### Word-level LM on the King James Bible: output losses compared\n\n"
