@@ -33,7 +33,7 @@ class Temperature(nn.Module):
 
     Example:
         >>> t = Temperature(0.07, learnable=True)
-        >>> round(float(t()), 4)
+        >>> round(t().item(), 4)
         0.07
     """
 

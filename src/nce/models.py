@@ -163,7 +163,7 @@ class GaussianEnergy(EnergyModel):
 
     Example:
         >>> model = GaussianEnergy(2)
-        >>> round(float(model.true_log_partition()), 4)  # standard normal: log 2π
+        >>> round(model.true_log_partition().item(), 4)  # standard normal: log 2π
         1.8379
     """
 
@@ -229,7 +229,7 @@ class ICAEnergy(EnergyModel):
 
     Example:
         >>> model = ICAEnergy(4)
-        >>> round(float(model.true_log_partition()), 4)  # B = I: 2 log 2
+        >>> round(model.true_log_partition().item(), 4)  # B = I: 2 log 2
         1.3863
     """
 
