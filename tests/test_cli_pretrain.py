@@ -91,3 +91,20 @@ def test_bad_options_raise_input_error(tmp_path):
         _run(["--epochs", "0"])
     with pytest.raises(InputError, match="--labels: the digits"):
         _run(["--labels", _write(tmp_path, "y.npy", np.zeros(3))])
+
+
+def test_probe_labels_and_output_paths_checked_before_training(tmp_path, blobs):
+    data = ["--data", str(blobs / "x.npy"), "--epochs", "1", "--width", "2"]
+    few = np.array([0] * 100 + [1] * 5 + [2] * 15)
+    labels = ["--labels", _write(tmp_path, "few.npy", few)]
+    out = tmp_path / "enc.pt"
+    with pytest.raises(InputError, match="class 1 has 3 training sample"):
+        _run([*data, *labels, "-o", str(out)])
+    assert not out.exists()
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(InputError, match="--json: .* is a folder"):
+        _run([*data, "--json", str(tmp_path / "folder"), "-o", str(out)])
+    assert not out.exists()
+    huge = _write(tmp_path, "huge.npy", np.full((20, 3), 1e308))
+    with pytest.raises(InputError, match="too large for float32"):
+        _run(["--data", huge, "--epochs", "1"])

@@ -255,6 +255,28 @@ def test_resume_matches_uninterrupted_run(tmp_path, moco):
         assert full.queue.ids.tolist() == resumed.queue.ids.tolist()
 
 
+def test_moco_second_fit_repeats_the_first():
+    # fit() leaves the model in eval mode; the next fit's key encoder must be in train mode.
+    x, _ = _blobs()
+    trainer = _trainer(loss="info_nce", moco=True, queue_size=40, epochs=2)
+    first = list(trainer.fit(x).history_)
+    assert trainer.fit(x).history_ == first
+
+
+def test_moco_queue_must_hold_a_batch():
+    x, _ = _blobs()
+    with pytest.raises(ValueError, match=r"queue_size \(8\) must hold at least one batch"):
+        _trainer(loss="info_nce", moco=True, queue_size=8, batch_size=16).fit(x)
+
+
+def test_resume_refuses_a_checkpoint_of_other_data(tmp_path):
+    x, _ = _blobs()
+    path = tmp_path / "ckpt.pt"
+    _trainer(checkpoint=path, epochs=1).fit(x)
+    with pytest.raises(ValueError, match="another configuration"):
+        _trainer(checkpoint=path, epochs=1).fit(x[:64], resume=True)
+
+
 def test_random_state_fixes_the_run():
     x, _ = _blobs()
     a, b = _trainer(epochs=2).fit(x), _trainer(epochs=2).fit(x)
@@ -332,6 +354,12 @@ def test_probes_on_separable_features():
         linear_probe(x[:100], y[:100], x[100:], y[100:], labels_per_class=30)
     with pytest.raises(ValueError, match="test_labels must have shape"):
         knn_accuracy(x[:100], y[:100], x[100:], y[:50])
+    bad = y[:100].double()
+    bad[3] = float("nan")
+    with pytest.raises(ValueError, match="train_labels must hold class labels"):
+        knn_accuracy(x[:100], bad, x[100:], y[100:])
+    with pytest.raises(ValueError, match="test_labels must hold class labels"):
+        linear_probe(x[:100], y[:100], x[100:], y[100:].double() + 0.5)
 
 
 def test_metrics():

@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +48,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from nce._atomic import atomic_torch_save
 from nce._validation import check_in_range, check_int, check_positive, shape_str
 from nce.functional.binary_nce import binary_nce
 from nce.models import ConditionalMLPEnergy, EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
@@ -701,16 +700,7 @@ class NCEDensity:
             },
             "metadata": dict(metadata or getattr(self, "metadata_", {}) or {}),
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_torch_save(payload, path)
 
     @classmethod
     def load(

@@ -13,8 +13,6 @@ optimizer state, the noise sampler's and torch's random states, and the position
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from nce._atomic import atomic_torch_save
 from nce._validation import check_int
 from nce.output import NCEOutput
 
@@ -151,18 +150,6 @@ def generate(model, prompt_ids, n: int, temperature: float = 1.0, generator=None
     return out
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def train(
     model: LanguageModel,
     train_stream: torch.Tensor,
@@ -229,7 +216,7 @@ def train(
             record["valid_perplexity"] = perplexity(model, valid_stream)
         history.append(record)
         if checkpoint is not None:
-            _atomic_save(
+            atomic_torch_save(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),

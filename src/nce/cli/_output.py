@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from nce._atomic import atomic_write_bytes
+from nce.cli._table import InputError
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+
+def check_output_path(path, flag: str) -> None:
+    """Refuse, before any work, an output path that could not be written: a folder, or a place
+    under a file or an unwritable folder. ``flag`` names the option in the message."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if path.is_dir():
+        raise InputError(f"{flag}: {path} is a folder, not a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag}: cannot write {path}: {parent} is not a writable folder")
 
 
 def atomic_write_json(path: Path, obj) -> None:

@@ -2,7 +2,8 @@
 
 Each command lives in its own module of :mod:`nce.cli` with ``add_arguments(parser)`` and
 ``run(args) -> int``. Bad user input raises :class:`nce.cli._table.InputError` (or ``ValueError``
-from the library): the message goes to stderr and the exit code is 2.
+from the library, or ``OSError`` for a path that cannot be read or written): the message goes to
+stderr and the exit code is 2.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"nce.cli.{args.command}")
     try:
         return module.run(args)
-    except (InputError, ValueError, TypeError) as err:
+    except (InputError, ValueError, TypeError, OSError) as err:
         print(f"nce {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nce.cli._output import atomic_write_bytes, atomic_write_json
+from nce.cli._output import atomic_write_bytes, atomic_write_json, check_output_path
 from nce.cli._table import InputError
 from nce.contrastive import (
     LOSSES,
@@ -135,6 +135,18 @@ def _split(x, y, test_size: float, seed: int):
     return a, b
 
 
+def _check_probe_labels(y_train: np.ndarray) -> None:
+    """The probes need two classes and 10 training samples of each (checked before training)."""
+    classes, counts = np.unique(y_train, return_counts=True)
+    if len(classes) < 2:
+        raise InputError("--labels: need at least 2 classes in the training split")
+    if counts.min() < 10:
+        raise InputError(
+            f"--labels: class {int(classes[counts.argmin()])} has {int(counts.min())} training "
+            "sample(s); the 10-labels-per-class probe needs at least 10 of each class"
+        )
+
+
 def _prepare(x: np.ndarray, kind: str, train: np.ndarray):
     """Scale with training statistics: images to [0, 1], vectors to zero mean, unit variance."""
     if kind == "images":
@@ -155,11 +167,21 @@ def pretrain(args, *, quiet: bool = False) -> dict:
         raise InputError(f"--moco trains with --loss info_nce, got --loss {args.loss}")
     if args.resume and not args.checkpoint:
         raise InputError("--resume needs --checkpoint")
+    for flag, path in (("-o", args.output), ("--json", args.json)):
+        if path:
+            check_output_path(path, flag)
     x, y, kind = load_data(args.data, args.labels)
     if args.loss == "supervised_info_nce" and y is None:
         raise InputError("--loss supervised_info_nce needs labels (--labels)")
     train, test = _split(x, y, args.test_size, args.seed)
+    if y is not None:
+        _check_probe_labels(y[train])
     x = torch.as_tensor(_prepare(x, kind, train), dtype=torch.float32)
+    if not torch.isfinite(x).all():
+        raise InputError(
+            f"--data: {args.data}: values too large for float32 once scaled "
+            f"({int((~torch.isfinite(x)).sum())} become Inf or NaN)"
+        )
     if kind == "images":
         encoder = ConvEncoder(in_channels=x.shape[1], width=args.width)
         encoder_spec = {"class": "ConvEncoder", "in_channels": x.shape[1], "width": args.width}
@@ -212,14 +234,6 @@ def pretrain(args, *, quiet: bool = False) -> dict:
             f"loss {trainer.history_[0]:.4f} -> {trainer.history_[-1]:.4f}"
         )
     if y is not None:
-        classes, counts = np.unique(y[train], return_counts=True)
-        if len(classes) < 2:
-            raise InputError("--labels: need at least 2 classes in the training split")
-        if counts.min() < 10:
-            raise InputError(
-                f"--labels: class {classes[counts.argmin()]!r} has {counts.min()} training "
-                "sample(s); the 10-labels-per-class probe needs at least 10 of each class"
-            )
         probe = evaluate_representation(
             trainer.transform(x[train]), y[train], trainer.transform(x[test]), y[test]
         )

@@ -42,6 +42,8 @@ def _labels(name: str, y, n: int, features: str) -> np.ndarray:
     y = np.asarray(y)
     if y.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) to match {features}, got {y.shape}")
+    if np.issubdtype(y.dtype, np.floating) and not (np.isfinite(y) & (y == np.round(y))).all():
+        raise ValueError(f"{name} must hold class labels (whole numbers), got non-integer or NaN")
     return y
 
 

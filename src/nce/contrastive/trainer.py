@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from nce._atomic import atomic_torch_save
 from nce._validation import check_in_range, check_int, check_positive, shape_str
-from nce.contrastive._checkpoint import atomic_torch_save
 from nce.contrastive.momentum import MomentumEncoder
 from nce.contrastive.queue import KeyQueue
 from nce.functional import (
@@ -221,6 +221,7 @@ class ContrastiveTrainer:
         self.model = nn.Sequential(self.encoder, self.head).to(self.device)
         self.history_: list[float] = []
         self.epoch_ = 0
+        self._data_shape: list[int] | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -239,6 +240,7 @@ class ContrastiveTrainer:
         self.key_model = None
         self.queue = None
         if self.moco:
+            self.model.train()  # the key encoder is a copy: keys use batch statistics too
             self.key_model = MomentumEncoder(self.model, self.momentum).to(self.device)
             self.model.eval()
             with torch.no_grad():
@@ -268,7 +270,10 @@ class ContrastiveTrainer:
                 "checkpoint was written by a trainer with another configuration: "
                 f"{state.get('config')} vs {self._config()}"
             )
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise ValueError(f"checkpoint does not fit this model: {err}") from err
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
@@ -290,6 +295,7 @@ class ContrastiveTrainer:
             "moco": self.moco,
             "queue_size": self.queue_size if self.moco else None,
             "random_state": self.random_state,
+            "data_shape": self._data_shape,
         }
 
     # --------------------------------------------------------------- training
@@ -380,12 +386,18 @@ class ContrastiveTrainer:
         if n < 2:
             raise ValueError(f"X must hold at least 2 samples, got shape {shape_str(x)}")
         labels = None if y is None else _as_labels(y, n).to(self.device)
+        if self.moco and self.queue_size < min(self.batch_size, n):
+            raise ValueError(
+                f"queue_size ({self.queue_size}) must hold at least one batch of keys "
+                f"({min(self.batch_size, n)})"
+            )
+        self._data_shape = list(x.shape)
         if resume and self.checkpoint is None:
             raise ValueError("resume=True needs a checkpoint path")
         self._probe_input = self.augment(x[:2], torch.Generator()) if self.augment else x[:2]
         self._initialize(self.epochs * self._steps_per_epoch(n))
         if resume and self.checkpoint.exists():
-            self.load_state_dict(torch.load(self.checkpoint, weights_only=False))
+            self.load_state_dict(torch.load(self.checkpoint, weights_only=True))
         self.model.train()
         bar = tqdm(
             range(self.epoch_, self.epochs),
