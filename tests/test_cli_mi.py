@@ -110,6 +110,7 @@ def test_capped_is_reported(tmp_path, capsys):
         ("ok", ["d.csv", "--x-cols", "a,a"], r"named twice"),
         ("ok", ["d.csv", "d.csv", "d.csv"], r"one table .* or two tables"),
         ("ok", ["missing.csv", "--x-cols", "a"], r"no such file"),
+        ("ok", ["d.csv", "--x-cols", "a", "--json", "."], r"--json: \. is a folder"),
     ],
 )
 def test_bad_input_raises_input_error(tmp_path, monkeypatch, make, argv, message):

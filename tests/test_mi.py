@@ -224,8 +224,10 @@ def test_bounds_reject_bad_scores(bound, bad, message):
 
 
 def test_mine_rejects_bad_moving_average():
-    with pytest.raises(ValueError, match="moving_average must be > 0"):
+    with pytest.raises(ValueError, match="moving_average must be finite and > 0"):
         mine_bound(scores(), 0.0)
+    with pytest.raises(ValueError, match="moving_average must be finite and > 0"):
+        mine_bound(scores(), math.inf)
     with pytest.raises(TypeError, match="moving_average"):
         mine_bound(scores(), "1")
 
@@ -320,6 +322,8 @@ def test_rank_standardization_is_invariant_to_monotone_maps():
         (dict(max_steps=0), r"max_steps must be >= 1"),
         (dict(x=np.zeros((10, 2, 2))), r"x must be 1-D \(N,\) or 2-D"),
         (dict(x=[1.0] * 10), r"x must be a numpy array or a torch.Tensor"),
+        (dict(random_state=2**64), r"random_state must be below 2\*\*64"),
+        (dict(x=np.arange(10.0) * 1e39, standardize="none"), r"x has values beyond float32"),
     ],
 )
 def test_estimate_rejects_bad_input(kwargs, message):
@@ -328,3 +332,23 @@ def test_estimate_rejects_bad_input(kwargs, message):
     x, y = args.pop("x"), args.pop("y")
     with pytest.raises((ValueError, TypeError), match=message):
         estimate_mi(x, y, progress=False, **args)
+
+
+def test_log_n_cap_bounds_infonce_on_uneven_blocks():
+    # Five held-out rows in blocks of 3 and 2: the cap is the size-weighted mean of log M_b.
+    class Sharp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(1e3))
+
+        def forward(self, x, y):
+            return -self.scale * (x - y.T) ** 2
+
+    x = np.arange(20.0)
+    est = estimate_mi(
+        x, x.copy(), critic=Sharp(), valid_fraction=0.25, eval_batch_size=4, max_steps=1,
+        standardize="none", progress=False, random_state=0,
+    )  # fmt: skip
+    assert est.n_valid == 5
+    assert est.log_n_cap == pytest.approx(0.6 * math.log(3) + 0.4 * math.log(2))
+    assert est.value <= est.log_n_cap + 1e-9

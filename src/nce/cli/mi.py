@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nce.cli._output import atomic_write_json
+from nce.cli._output import atomic_write_json, check_output_path
 from nce.cli._table import InputError, read_table
 from nce.mi import ESTIMATORS, estimate_mi
 
@@ -105,6 +105,8 @@ def _load(args) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
 
 
 def run(args) -> int:
+    if args.json:
+        check_output_path(args.json, "--json")
     x, y, x_names, y_names = _load(args)
     result = estimate_mi(
         x,

@@ -95,8 +95,8 @@ def mine_bound(scores: torch.Tensor, moving_average: torch.Tensor | float) -> to
         average = torch.tensor(float(moving_average), dtype=s.dtype, device=s.device)
     else:
         raise TypeError(f"moving_average must be a number or a 0-D tensor, got {moving_average!r}")
-    if not bool(average > 0):
-        raise ValueError(f"moving_average must be > 0, got {float(average)}")
+    if not bool((average > 0) & torch.isfinite(average)):
+        raise ValueError(f"moving_average must be finite and > 0, got {float(average)}")
     log_mean = logmeanexp_off_diagonal(s)
     corrected = log_mean.exp() / average
     bound = s.diagonal().mean() - log_mean.detach() - corrected + corrected.detach()

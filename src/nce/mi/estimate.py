@@ -58,7 +58,8 @@ class MIEstimate:
     Attributes:
         value: the held-out bound of the best critic, in nats.
         stderr: its standard error (sampling error of the held-out evaluation).
-        log_n_cap: log M, M the evaluation block size: the InfoNCE ceiling.
+        log_n_cap: log M, M the evaluation block size: the InfoNCE ceiling (the size-weighted
+            mean of log M over the blocks when their sizes differ by one).
         capped: True when ``value`` is within ``cap_margin`` of ``log_n_cap``; the true
             information may then be anywhere above the estimate.
         estimator: "infonce" | "nwj" | "mine" | "smile" | "js".
@@ -148,7 +149,8 @@ def estimate_mi(
         embed_dim: embedding dimension of the separable critic.
         valid_fraction: share of rows held out for early stopping and the reported estimate.
         eval_batch_size: rows per evaluation block, M (default: all held-out rows up to 4096 for
-            the separable critic, 512 for the others). ``log_n_cap = log M``.
+            the separable critic, 512 for the others); the held-out rows are cut into
+            near-equal blocks of at most M rows and at least 2. ``log_n_cap = log M``.
         eval_every: steps between held-out measurements.
         patience: measurements without improvement before stopping.
         standardize: "rank" (normal scores, MI-preserving) | "zscore" | "none".
@@ -241,6 +243,12 @@ def estimate_mi(
         train_idx, valid_idx = order[:n_train], order[n_train:]
         xt = torch.from_numpy(xs).float()
         yt = torch.from_numpy(ys).float()
+        for name, t in (("x", xt), ("y", yt)):
+            if not torch.isfinite(t).all():
+                raise ValueError(
+                    f"{name} has values beyond float32's range after standardize="
+                    f"{standardize!r}; rescale it or use standardize='rank'"
+                )
         model = _build_critic(critic, xs.shape[1], ys.shape[1], hidden, layers, embed_dim)
         curve = _train(
             model,
@@ -260,10 +268,9 @@ def estimate_mi(
             generator=g,
             progress=progress,
         )
-        value, stderr, block = _evaluate(
+        value, stderr, log_n_cap = _evaluate(
             model, estimator, xt[valid_idx], yt[valid_idx], eval_batch_size, clip
         )
-    log_n_cap = math.log(block)
     steps, train_curve, valid_curve, best_step = curve
     return MIEstimate(
         value=value,
@@ -312,6 +319,8 @@ def _check_options(
         raise ValueError(f"valid_fraction must lie in (0, 1), got {valid_fraction}")
     if random_state is not None:
         check_int("random_state", random_state, minimum=0)
+        if random_state >= 2**64:
+            raise ValueError(f"random_state must be below 2**64, got {random_state}")
 
 
 def _as_matrix(name: str, a) -> np.ndarray:
@@ -450,8 +459,12 @@ def _train(
         if waited >= patience:
             break
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_state is None:
+        raise ValueError(
+            "the held-out bound was never finite during training: the critic's scores overflow; "
+            "use standardize='rank' or a critic with bounded scores"
+        )
+    model.load_state_dict(best_state)
     model.eval()
     return (
         np.asarray(steps),
@@ -484,9 +497,11 @@ def _evaluation_bound(estimator: str, scores: torch.Tensor, clip: float) -> torc
 
 
 def _evaluate(model, estimator, x, y, block_size, clip):
-    """Bound and standard error over near-equal held-out blocks; returns the smallest block size."""
+    """Bound, standard error and InfoNCE cap over near-equal held-out blocks of about
+    ``block_size`` rows (never fewer than 2). The cap is the size-weighted mean of log M_b, which
+    bounds the size-weighted mean of the blocks' InfoNCE values."""
     n = x.shape[0]
-    blocks = np.array_split(np.arange(n), max(1, math.ceil(n / block_size)))
+    blocks = np.array_split(np.arange(n), max(1, min(math.ceil(n / block_size), n // 2)))
     values, variances, sizes = [], [], []
     with torch.no_grad():
         for rows in blocks:
@@ -499,7 +514,7 @@ def _evaluate(model, estimator, x, y, block_size, clip):
     weights = np.asarray(sizes) / n
     value = float(np.dot(weights, values))
     stderr = float(math.sqrt(np.dot(weights**2, variances)))
-    return value, stderr, min(sizes)
+    return value, stderr, float(np.dot(weights, np.log(sizes)))
 
 
 def influence_values(estimator: str, scores: torch.Tensor, clip: float = 5.0):
