@@ -105,7 +105,9 @@ def fitted(tmp_path_factory):
         ("a,b\n1,2\n3,x\n", r"row 3, b: 'x' is not a number"),
         ("a,b\n1,2\nnan,4\n", r"row 3, a: 'nan' is not finite"),
         ("a,b\n1,2\n3,4,5\n", "row 3 has 3 cells but the table has 2"),
-        ("a,b,c\n1,2,3\n4,5,6\n", r"the table has 3 column\(s\) but the model .* fitted on 2"),
+        ("a,b,c\n1,2,3\n4,5,6\n", r"no column 'u', 'v'; the model .* fitted on columns u, v"),
+        ("u,c\n1,2\n4,5\n", r"no column 'v'"),
+        ("1,2,3\n4,5,6\n", r"the table has 3 column\(s\) but the model .* fitted on 2"),
     ],
 )
 def test_score_bad_tables_exit_cleanly(tmp_path, fitted, content, match):
@@ -156,3 +158,26 @@ def test_fit_bad_input_leaves_no_output(tmp_path, content, extra, match):
         run("fit", str(data), "--epochs", "2", "--no-progress", "-o", str(out), *extra)
     assert "train.csv" in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ([] if content is None else ["train.csv"])
+
+
+def test_plot_never_overwrites_the_model(tmp_path):
+    data = write_csv(tmp_path / "d.csv", gaussian_rows(60, 2).tolist(), header=["u", "v"])
+    model = tmp_path / "m.png"
+    run("fit", str(data), "--model", "gaussian", "--epochs", "1", "--is-samples", "50",
+        "--no-progress", "-o", str(model))  # fmt: skip
+    assert NCEDensity.load(model).n_features_in_ == 2
+    assert (tmp_path / "m_density.png").stat().st_size > 0
+    with pytest.raises(InputError, match="--plot .* is the model file"):
+        run("fit", str(data), "-o", str(model), "--plot", str(model))
+
+
+def test_rows_outside_a_box_noise_score_as_most_anomalous(tmp_path):
+    data = write_csv(tmp_path / "d.csv", gaussian_rows(60, 2).tolist(), header=["u", "v"])
+    model = tmp_path / "m.pt"
+    run("fit", str(data), "--model", "gaussian", "--noise", "uniform", "--epochs", "1",
+        "--is-samples", "50", "--no-progress", "-o", str(model))  # fmt: skip
+    rows = write_csv(tmp_path / "new.csv", [[0.0, 0.0], [50.0, 50.0]], header=["u", "v"])
+    out = tmp_path / "scores.csv"
+    run("score", str(model), str(rows), "-o", str(out))
+    scores = [line.split(",")[-1] for line in out.read_text().splitlines()[1:]]
+    assert float(scores[1]) == float("inf") and float(scores[0]) < float("inf")

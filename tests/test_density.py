@@ -310,8 +310,13 @@ def test_bad_constructor_arguments(kwargs, error, match):
 def test_noise_sharing_trainable_parameters_with_the_model_is_refused():
     model = GaussianEnergy(2)
     shared = Independent(Normal(model.mean, torch.ones(2)), 1)
-    with pytest.raises(ValueError, match="noise shares trainable parameter 'mean' with the model"):
+    with pytest.raises(ValueError, match="noise shares the memory of parameter 'mean'"):
         NCEDensity(model, noise=shared)
+    detached = Independent(Normal(model.mean.detach(), torch.ones(2)), 1)
+    with pytest.raises(ValueError, match="noise shares the memory of parameter 'mean'"):
+        NCEDensity(model, noise=detached)
+    copied = Independent(Normal(model.mean.detach().clone(), torch.ones(2)), 1)
+    NCEDensity(model, noise=copied)
     derived = Independent(Normal(2 * model.mean, torch.ones(2)), 1)
     with pytest.raises(ValueError, match="computed from other parameters"):
         NCEDensity(model, noise=derived)
@@ -373,3 +378,27 @@ def test_models_from_names_start_at_the_data():
         est = NCEDensity(name, max_epochs=1, progress=False, random_state=0).fit(X)
         assert type(est.model_) is cls
         assert "NCEDensity(model='" in repr(est)
+
+
+def test_numpy_hyperparameters_and_metadata_save_and_load(tmp_path):
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    est = NCEDensity("gaussian", noise_ratio=np.float64(5), max_epochs=2, progress=False)
+    est.fit(X).save(tmp_path / "m.pt", metadata={"scale": np.float64(2.0), "n": [np.int64(3)]})
+    loaded = NCEDensity.load(tmp_path / "m.pt")
+    assert loaded.metadata_ == {"scale": 2.0, "n": [3]}
+    with pytest.raises(TypeError, match=r"metadata\['bad'\] must hold numbers"):
+        est.save(tmp_path / "n.pt", metadata={"bad": object()})
+
+
+def test_box_noise_covers_the_held_out_rows():
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    for seed in range(10):
+        NCEDensity("gaussian", "uniform", max_epochs=1, progress=False, random_state=seed).fit(X)
+
+
+def test_half_precision_and_too_few_noise_draws_are_refused():
+    X = torch.randn(100, 2)
+    with pytest.raises(TypeError, match="X must be float32 or float64 to fit"):
+        NCEDensity("gaussian", progress=False).fit(X.half())
+    with pytest.raises(ValueError, match="gives 1 noise draws for 9 minibatches"):
+        NCEDensity("gaussian", noise_ratio=0.001, batch_size=10, progress=False).fit(X)

@@ -286,6 +286,8 @@ class NCEDensity:
         start = time.perf_counter()
         generator = _generator(self.random_state)
         X = as_data("X", X, min_rows=2, purpose="NCEDensity.fit")
+        if X.dtype in (torch.float16, torch.bfloat16):
+            raise TypeError(f"X must be float32 or float64 to fit, got {X.dtype}")
         model = self._build_model(X, generator)
         param = next(model.parameters())
         X = X.to(param.device, param.dtype)
@@ -298,6 +300,14 @@ class NCEDensity:
                 f"{n - n_val} training row(s) of X (shape {shape_str(X)}); at least 1 and 2 "
                 "are needed, or set validation_fraction=0"
             )
+        batches = math.ceil((n - n_val) / self.batch_size) if self.optimizer == "adam" else 1
+        draws = math.ceil(self.noise_ratio * (n - n_val))
+        if draws < batches:
+            raise ValueError(
+                f"noise_ratio = {self.noise_ratio} gives {draws} noise draws for {batches} "
+                "minibatches of X: every minibatch needs at least one; raise noise_ratio or "
+                "batch_size"
+            )
         order = torch.randperm(n, generator=generator).to(X.device)
         train, val = order[n_val:], order[:n_val]
         X_train = X[train]
@@ -305,18 +315,18 @@ class NCEDensity:
         if isinstance(self.model, str):
             with torch.no_grad():
                 model.init_from_data(X_train)
-        noise = self._build_noise(X_train, model)
-        log_q = noise.log_prob(X_train).to(X.dtype)
+        noise = self._build_noise(X, model)
+        log_q = noise.log_prob(X).to(X.dtype)
         outside = int((~torch.isfinite(log_q)).sum())
         if outside:
             raise ValueError(
                 f"the noise gives zero density to {outside} row(s) of X: NCE needs noise that "
                 "covers the data (try noise='gaussian', or a wider box)"
             )
-        data = _Batch(X_train, log_q, c_train)
+        data = _Batch(X_train, log_q[train], c_train)
         val_data = None
         if n_val:
-            val_data = _Batch(X[val], noise.log_prob(X[val]).to(X.dtype), _rows(context, val))
+            val_data = _Batch(X[val], log_q[val], _rows(context, val))
             val_noise = self._draw(noise, val_data, generator)
         fixed_noise = None if self.resample_noise else self._draw(noise, data, generator)
 
@@ -443,7 +453,7 @@ class NCEDensity:
                 if self.noise_components > X.shape[0]:
                     raise ValueError(
                         f"noise_components = {self.noise_components} exceeds the "
-                        f"{X.shape[0]} training rows of X"
+                        f"{X.shape[0]} rows of X"
                     )
                 seed = int(torch.randint(2**31 - 1, (), generator=_generator(self.random_state)))
                 noise = GaussianMixture.fit(X64, self.noise_components, random_state=seed)
@@ -698,7 +708,7 @@ class NCEDensity:
                 "validation_curve_": list(self.validation_curve_),
                 "fit_time_": self.fit_time_,
             },
-            "metadata": dict(metadata or getattr(self, "metadata_", {}) or {}),
+            "metadata": _plain(dict(metadata or getattr(self, "metadata_", {}) or {}), "metadata"),
         }
         atomic_torch_save(payload, path)
 
@@ -781,7 +791,7 @@ class NCEDensity:
             )
         }
         params["random_state"] = self.random_state if isinstance(self.random_state, int) else None
-        return params
+        return {key: _plain(value, key) for key, value in params.items()}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -890,21 +900,41 @@ def _noise_tensors(noise: Noise):
         yield from walk(noise.distribution, "distribution", 0)
 
 
+def _plain(value, name: str):
+    """``value`` as plain Python (numpy scalars become numbers), so that ``torch.load(...,
+    weights_only=True)`` can read it back; anything else raises, naming where it sits."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return type(value)(value) if type(value) in (int, float) else value.item()
+    if isinstance(value, np.generic) and np.ndim(value) == 0:
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{name}[{k!r}]") for k, v in value.items()}
+    raise TypeError(
+        f"{name} must hold numbers, strings, lists and dicts to be saved, got "
+        f"{type(value).__name__}"
+    )
+
+
 def _check_frozen(noise: Noise, model: EnergyModel) -> None:
-    """Refuses noise that shares trainable tensors with the model, or has any of its own."""
+    """Refuses noise that shares memory with the model's parameters (a ``detach()`` of one would
+    move as the model learns), or has trainable tensors of its own."""
     owners = {}
     for name, p in model.named_parameters():
         owners[p.untyped_storage().data_ptr()] = name
     for name, tensor in _noise_tensors(noise):
-        if not tensor.requires_grad:
-            continue
         ptr = tensor.untyped_storage().data_ptr() if tensor.grad_fn is None else None
         if ptr in owners:
             raise ValueError(
-                f"noise shares trainable parameter {owners[ptr]!r} with the model (noise "
+                f"noise shares the memory of parameter {owners[ptr]!r} of the model (noise "
                 f"tensor {name!r}): NCE needs a noise that stays fixed while the model learns; "
-                "pass a detached copy"
+                "pass a copy (tensor.detach().clone())"
             )
+        if not tensor.requires_grad:
+            continue
         raise ValueError(
             f"noise holds a trainable tensor {name!r} (requires_grad=True"
             + (", computed from other parameters" if tensor.grad_fn is not None else "")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nce.cli._output import atomic_save_figure, atomic_write_bytes
+from nce.cli._output import atomic_save_figure, atomic_write_bytes, check_output_path
 from nce.cli._table import InputError, read_table
 from nce.density import MODELS, NOISES, NCEDensity
 
@@ -77,6 +77,12 @@ def run(args) -> int:
 
 
 def _fit(args) -> int:
+    output = Path(args.output)
+    check_output_path(output, "-o")
+    if args.plot:
+        check_output_path(args.plot, "--plot")
+        if Path(args.plot).resolve() == output.resolve():
+            raise InputError(f"--plot {args.plot} is the model file -o {args.output}")
     if args.data is None:
         X, columns, source = builtin_moons(), ["x0", "x1"], BUILTIN
     else:
@@ -110,7 +116,6 @@ def _fit(args) -> int:
         raise InputError(f"{source}: {err}") from err
     except FloatingPointError as err:
         raise InputError(f"{source}: the fit diverged ({err})") from err
-    output = Path(args.output)
     estimator.save(output, metadata={"columns": list(columns), "source": source})
     summary = _summary(estimator, check, X)
     print(
@@ -120,7 +125,7 @@ def _fit(args) -> int:
     _print_summary(summary, estimator)
     print(f"  wrote {output}")
     if X.shape[1] == 2:
-        plot = Path(args.plot) if args.plot else output.with_suffix(".png")
+        plot = Path(args.plot) if args.plot else _plot_path(output)
         plot_density(plot, X, estimator, columns)
         print(f"  wrote {plot}")
     return 0
@@ -181,7 +186,19 @@ def plot_density(path: Path, X: np.ndarray, estimator: NCEDensity, columns) -> N
     plt.close(fig)
 
 
+def _plot_path(output: Path) -> Path:
+    """Where the density plot goes beside the model file ``output`` (never ``output`` itself)."""
+    plot = output.with_suffix(".png")
+    return output.with_name(output.stem + "_density.png") if plot == output else plot
+
+
+def _default_names(columns: list[str]) -> bool:
+    """True for the names a header-less table gets (x0, x1, ...)."""
+    return list(columns) == [f"x{j}" for j in range(len(columns))]
+
+
 def _score(args) -> int:
+    check_output_path(args.output, "-o")
     model_path = Path(args.model)
     if not model_path.is_file():
         raise InputError(f"{model_path}: no such file")
@@ -192,8 +209,15 @@ def _score(args) -> int:
     table = read_table(args.data)
     columns = list(estimator.metadata_.get("columns", []))
     n = estimator.n_features_in_
-    if columns and all(c in table.columns for c in columns) and table.columns != columns:
+    named = columns and not _default_names(columns) and not _default_names(table.columns)
+    missing = [c for c in columns if c not in table.columns]
+    if columns and not missing and table.columns != columns:
         X = table.select(columns, "model columns")
+    elif named and missing:
+        raise InputError(
+            f"{table.path}: no column {', '.join(repr(c) for c in missing)}; the model "
+            f"{model_path} was fitted on columns {', '.join(columns)}"
+        )
     elif table.values.shape[1] == n:
         X = table.values
     else:
@@ -203,7 +227,9 @@ def _score(args) -> int:
             f"{model_path} was fitted on {n}{fitted}"
         )
     log_density = estimator.score_samples(X).cpu().numpy()
+    # Outside the noise's support (a box) log q = -inf: such a row is as far out as it gets.
     ood = (-estimator.log_ratio(X)).cpu().numpy()
+    ood[np.isneginf(ood)] = np.inf
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*table.columns, "log_density", "ood_score"])
