@@ -105,5 +105,7 @@ def test_cli_train_eval_generate_and_bad_input(tmp_path, capsys):
     with pytest.raises(InputError, match="no such checkpoint"):
         lm_cli.run(_parse(["eval", str(tmp_path / "missing.pt")]))
     assert not torch.load(out, weights_only=True)["config"]["shared_noise"]
+    with pytest.raises(InputError, match="-o: .* is a folder"):
+        lm_cli.run(_parse(["train", "--corpus", str(text), "-o", str(tmp_path)]))
     with pytest.raises(InputError, match="different model configuration"):
         lm_cli.run(_parse(["train", "--corpus", str(text), "--resume", "--shared-noise", *common]))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from nce.cli._output import atomic_write_json
+from nce.cli._output import atomic_write_json, check_output_path
 from nce.cli._table import InputError
 from nce.lm import LanguageModel, LMConfig, generate, log_partition_stats, perplexity, train
 from nce.text import Vocabulary, kjv_verses, read_lines, split_lines, tokenize
@@ -81,6 +81,7 @@ def _load(path: str):
 def _train(args) -> int:
     if args.k < 1:
         raise InputError(f"--k must be >= 1, got {args.k}")
+    check_output_path(args.output, "-o")
     lines = _corpus(args.corpus, args.max_lines)
     train_lines, valid_lines, _ = split_lines(lines, seed=0)
     vocab = Vocabulary.build(train_lines, min_count=args.min_count)
@@ -134,6 +135,8 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    if args.json:
+        check_output_path(args.json, "--json")
     saved, vocab, model = _load(args.checkpoint)
     lines = _corpus(saved["corpus"], saved.get("max_lines"))
     _, _, test_lines = split_lines(lines, seed=0)
