@@ -72,6 +72,28 @@ def test_bad_configuration():
         LanguageModel(LMConfig(20, 8, 8, num_samples=20), counts)
     with pytest.raises(ValueError, match="tied=True needs dim == hidden"):
         LanguageModel(LMConfig(20, 8, 16, tied=True, num_samples=5), counts)
+    model = LanguageModel(LMConfig(20, 8, 8, num_samples=5), counts)
+    stream = torch.arange(200) % 20
+    with pytest.raises(ValueError, match="bptt must be >= 1"):
+        train(model, stream, epochs=1, bptt=0, progress=False)
+    with pytest.raises(ValueError, match="bptt must be >= 1"):
+        perplexity(model, stream, bptt=-1)
+    for temperature in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            generate(model, [1, 2], 3, temperature)
+
+
+def test_cli_seed_fixes_the_initial_weights(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(" ".join(tokenize(v)) for v in kjv_verses()[:300]))
+    weights = []
+    for name in ("a.pt", "b.pt"):
+        torch.manual_seed(len(weights) + 7)  # the global state must not matter
+        argv = ["train", "--corpus", str(text), "--dim", "8", "--hidden", "8", "--k", "5"]
+        lm_cli.run(_parse([*argv, "--no-progress", "-o", str(tmp_path / name)]))
+        weights.append(torch.load(tmp_path / name, weights_only=True)["model"])
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key
 
 
 def _parse(argv):
@@ -99,7 +121,7 @@ def test_cli_train_eval_generate_and_bad_input(tmp_path, capsys):
     with pytest.raises(ValueError, match="binary file"):
         lm_cli.run(_parse(["train", "--corpus", str(binary), "-o", str(out)]))
     other = tmp_path / "other.txt"
-    other.write_text("a completely different little corpus of words words words a a\n" * 50)
+    other.write_text("a completely different little corpus of words words words a a\n" * 200)
     with pytest.raises(InputError, match="different vocabulary"):
         lm_cli.run(_parse(["train", "--corpus", str(other), "--resume", "--epochs", "2", *common]))
     with pytest.raises(InputError, match="no such checkpoint"):
@@ -107,5 +129,19 @@ def test_cli_train_eval_generate_and_bad_input(tmp_path, capsys):
     assert not torch.load(out, weights_only=True)["config"]["shared_noise"]
     with pytest.raises(InputError, match="-o: .* is a folder"):
         lm_cli.run(_parse(["train", "--corpus", str(text), "-o", str(tmp_path)]))
+    with pytest.raises(InputError, match="trained with .* an exact resume needs the same"):
+        lm_cli.run(_parse(["train", "--corpus", str(text), "--resume", "--lr", "0.5", *common]))
+    short = tmp_path / "short.txt"
+    short.write_text("in the beginning god created the heaven and the earth\n" * 20)
+    with pytest.raises(InputError, match="the validation split has .* tokens; at least 32"):
+        lm_cli.run(_parse(["train", "--corpus", str(short), *common]))
+    not_a_checkpoint = tmp_path / "notes.txt"
+    not_a_checkpoint.write_text("hello")
+    with pytest.raises(InputError, match="--resume: .*notes.txt: not an nce language-model"):
+        lm_cli.run(
+            _parse(["train", "--corpus", str(text), "--resume", "-o", str(not_a_checkpoint)])
+        )
+    with pytest.raises(InputError, match="--temperature must be a finite number > 0"):
+        lm_cli.run(_parse(["generate", str(out), "--temperature", "0"]))
     with pytest.raises(InputError, match="different model configuration"):
         lm_cli.run(_parse(["train", "--corpus", str(text), "--resume", "--shared-noise", *common]))

@@ -146,3 +146,5 @@ def test_bad_arguments():
         layer(hidden[:, :4], targets)
     with pytest.raises(ValueError, match="num_samples must be >= 1"):
         NCEOutput(V, D, torch.ones(V), 0)
+    with pytest.raises(ValueError, match="sparse=True needs loss='nce' or 'ranking'"):
+        NCEOutput(V, D, torch.ones(V), 3, loss="full", sparse=True)

@@ -25,6 +25,8 @@ from nce._atomic import atomic_torch_save
 from nce._validation import check_int
 from nce.output import NCEOutput
 
+EVAL_BATCH = 16  # parallel streams when measuring perplexity and log Z
+
 
 @dataclass(frozen=True)
 class LMConfig:
@@ -109,8 +111,9 @@ def _detach(state):
 
 
 @torch.no_grad()
-def perplexity(model: LanguageModel, stream: torch.Tensor, batch_size=16, bptt=64) -> float:
+def perplexity(model: LanguageModel, stream: torch.Tensor, batch_size=EVAL_BATCH, bptt=64) -> float:
     """Exact normalized perplexity of ``stream`` (full softmax over the vocabulary)."""
+    check_int("bptt", bptt, minimum=1)
     model.eval()
     data = batchify(stream, batch_size)
     total, count, state = 0.0, 0, None
@@ -126,8 +129,11 @@ def perplexity(model: LanguageModel, stream: torch.Tensor, batch_size=16, bptt=6
 
 
 @torch.no_grad()
-def log_partition_stats(model: LanguageModel, stream, batch_size=16, bptt=64, max_tokens=20000):
+def log_partition_stats(
+    model: LanguageModel, stream, batch_size=EVAL_BATCH, bptt=64, max_tokens=20000
+):
     """Mean and standard deviation of the exact :math:`\\log Z(h)` over contexts of ``stream``."""
+    check_int("bptt", bptt, minimum=1)
     model.eval()
     data = batchify(stream[: max_tokens + 1], batch_size)
     h, _ = model.hidden_states(data[:, :-1][:, : bptt * max(1, data.shape[1] // bptt)])
@@ -137,7 +143,11 @@ def log_partition_stats(model: LanguageModel, stream, batch_size=16, bptt=64, ma
 
 @torch.no_grad()
 def generate(model, prompt_ids, n: int, temperature: float = 1.0, generator=None) -> list[int]:
-    """Sample ``n`` tokens after ``prompt_ids`` from the exact normalized distribution."""
+    """Sample ``n`` tokens after ``prompt_ids`` from the exact normalized distribution, its
+    log-probabilities divided by ``temperature`` (> 0)."""
+    finite = isinstance(temperature, (int, float)) and math.isfinite(temperature)
+    if not finite or temperature <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     model.eval()
     ids = torch.as_tensor(prompt_ids, dtype=torch.int64).view(1, -1)
     h, state = model.hidden_states(ids)
@@ -171,6 +181,7 @@ def train(
     ``valid_stream``, the exact validation perplexity.
     """
     check_int("epochs", epochs, minimum=1)
+    check_int("bptt", bptt, minimum=1)
     data = batchify(train_stream, batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     sampler = torch.Generator().manual_seed(seed)

@@ -88,6 +88,8 @@ class NCEOutput(nn.Module):
         check_int("num_samples", num_samples, minimum=1)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if sparse and loss == "full":
+            raise ValueError("sparse=True needs loss='nce' or 'ranking': 'full' reads every row")
         if remove_accidental_hits and loss == "nce":
             raise ValueError(
                 "remove_accidental_hits applies to loss='ranking'; binary NCE needs the noise "

@@ -21,16 +21,20 @@ import torch
 from nce._validation import check_in_range, check_int
 
 UNK, EOS = "<unk>", "<eos>"
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
+# Words: letters and digits of any script, with one inner apostrophe (' or ’); else one mark.
+_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|[^\w\s]|_")
 _REFERENCE = re.compile(r"^\S+\d+:\d+\s+")
 
 
 def tokenize(line: str) -> list[str]:
-    """Lowercase words (with inner apostrophes) and single punctuation marks.
+    """Lowercase words (letters and digits of any script, with inner apostrophes) and single
+    punctuation marks.
 
     Example:
         >>> tokenize("And God said, Let there be light: and there was light.")[:5]
         ['and', 'god', 'said', ',', 'let']
+        >>> tokenize("Naïve café, don’t")
+        ['naïve', 'café', ',', 'don’t']
     """
     return _TOKEN.findall(line.lower())
 
@@ -50,7 +54,7 @@ def read_lines(path: str | Path) -> list[str]:
     if b"\x00" in data:
         raise ValueError(f"corpus {path}: a binary file (it contains NUL bytes), not text")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(f"corpus {path}: not UTF-8 ({err.reason} at byte {err.start})") from err
     lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -9,13 +9,22 @@ nce lm generate lm.pt --prompt "in the beginning" -n 30
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import torch
 
 from nce.cli._output import atomic_write_json, check_output_path
 from nce.cli._table import InputError
-from nce.lm import LanguageModel, LMConfig, generate, log_partition_stats, perplexity, train
+from nce.lm import (
+    EVAL_BATCH,
+    LanguageModel,
+    LMConfig,
+    generate,
+    log_partition_stats,
+    perplexity,
+    train,
+)
 from nce.text import Vocabulary, kjv_verses, read_lines, split_lines, tokenize
 
 
@@ -63,15 +72,22 @@ def _corpus(name: str, max_lines: int | None):
     return [tokenize(line) for line in lines]
 
 
-def _load(path: str):
+def _checkpoint(path: str, option: str | None = None) -> dict:
+    """A saved language-model checkpoint as a dict; anything else raises InputError."""
+    where = f"{option}: {path}" if option else path
     if not Path(path).is_file():
-        raise InputError(f"{path}: no such checkpoint")
+        raise InputError(f"{where}: no such checkpoint")
     try:
         saved = torch.load(path, weights_only=True)
     except Exception as err:
-        raise InputError(f"{path}: not an nce language-model checkpoint ({err})") from err
+        raise InputError(f"{where}: not an nce language-model checkpoint ({err})") from err
     if not isinstance(saved, dict) or "config" not in saved or "vocab" not in saved:
-        raise InputError(f"{path}: not an nce language-model checkpoint")
+        raise InputError(f"{where}: not an nce language-model checkpoint")
+    return saved
+
+
+def _load(path: str):
+    saved = _checkpoint(path)
     vocab = Vocabulary(tuple(saved["vocab"]), tuple(int(c) for c in saved["counts"]))
     model = LanguageModel(LMConfig(**saved["config"]), torch.tensor(vocab.counts))
     model.load_state_dict(saved["model"])
@@ -83,7 +99,7 @@ def _train(args) -> int:
         raise InputError(f"--k must be >= 1, got {args.k}")
     check_output_path(args.output, "-o")
     lines = _corpus(args.corpus, args.max_lines)
-    train_lines, valid_lines, _ = split_lines(lines, seed=0)
+    train_lines, valid_lines, test_lines = split_lines(lines, seed=0)
     vocab = Vocabulary.build(train_lines, min_count=args.min_count)
     if args.loss != "full" and args.k >= len(vocab):
         raise InputError(f"--k {args.k} must be below the vocabulary size {len(vocab)}")
@@ -97,15 +113,27 @@ def _train(args) -> int:
         num_samples=args.k,
         shared_noise=args.shared_noise,
     )
+    valid_stream = vocab.encode(valid_lines)
+    for name, stream in (("validation", valid_stream), ("test", vocab.encode(test_lines))):
+        if stream.numel() < 2 * EVAL_BATCH:
+            raise InputError(
+                f"--corpus {args.corpus}: the {name} split has {stream.numel()} tokens; at least "
+                f"{2 * EVAL_BATCH} are needed (use a longer corpus)"
+            )
+    torch.manual_seed(args.seed)
     model = LanguageModel(config, torch.tensor(vocab.counts))
+    options = {"lr": args.lr, "batch_size": args.batch_size, "bptt": args.bptt, "seed": args.seed}
     if args.resume:
-        saved = torch.load(args.output, weights_only=True) if Path(args.output).is_file() else None
-        if saved is None:
-            raise InputError(f"--resume: no checkpoint at {args.output}")
+        saved = _checkpoint(args.output, "--resume")
         if tuple(saved.get("vocab", ())) != vocab.tokens:
             raise InputError(f"--resume: {args.output} was trained on a different vocabulary")
         if saved.get("config") != dataclasses.asdict(config):
             raise InputError(f"--resume: {args.output} has a different model configuration")
+        if saved.get("options", options) != options:
+            raise InputError(
+                f"--resume: {args.output} was trained with {saved['options']}, not {options}; "
+                "an exact resume needs the same training options"
+            )
     history = train(
         model,
         vocab.encode(train_lines),
@@ -121,8 +149,9 @@ def _train(args) -> int:
             "counts": torch.tensor(vocab.counts),
             "corpus": args.corpus,
             "max_lines": args.max_lines,
+            "options": options,
         },
-        valid_stream=vocab.encode(valid_lines),
+        valid_stream=valid_stream,
         progress=not args.no_progress,
     )
     for record in history:
@@ -154,6 +183,8 @@ def _eval(args) -> int:
 
 
 def _generate(args) -> int:
+    if not math.isfinite(args.temperature) or args.temperature <= 0:
+        raise InputError(f"--temperature must be a finite number > 0, got {args.temperature}")
     _, vocab, model = _load(args.checkpoint)
     if args.n < 1:
         raise InputError(f"-n must be >= 1, got {args.n}")
@@ -176,6 +207,7 @@ def demo_section(out_dir: Path, progress: bool) -> dict:
     train_lines, valid_lines, _ = split_lines(lines, seed=0)
     vocab = Vocabulary.build(train_lines, min_count=2)
     config = LMConfig(len(vocab), 64, 64, num_samples=25)
+    torch.manual_seed(0)
     model = LanguageModel(config, torch.tensor(vocab.counts))
     history = train(
         model,
