@@ -250,3 +250,35 @@ def test_shapes_property(n, d, m, chunk):
     assert nce.info_nce(q, k, randn(m, d), reduction="none").shape == (n,)
     assert nce.info_nce(q, k, randn(n, m, d), reduction="none").shape == (n,)
     assert nce.info_nce(q, k, symmetric=True).shape == ()
+
+
+def test_training_after_an_inference_mode_call():
+    # The CPU tile cache must never hold inference tensors that training would then write.
+    from nce.functional import _tiled_softmax
+
+    _tiled_softmax._cpu_workspace.__dict__.pop("buffers", None)
+    q, k = torch.randn(300, 16), torch.randn(300, 16)
+    with torch.inference_mode():
+        nce.info_nce(q, k)
+    q.requires_grad_()
+    nce.info_nce(q, k).backward()
+    assert torch.isfinite(q.grad).all()
+
+
+def test_in_place_change_after_the_loss_is_refused():
+    q = torch.randn(6, 4, requires_grad=True)
+    k = torch.randn(6, 4)
+    loss = nce.info_nce(q, k, normalize=False, reduction="none")
+    k.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward(torch.arange(6.0))
+
+
+def test_second_derivatives_raise_instead_of_vanishing():
+    q, k = torch.randn(6, 4, requires_grad=True), torch.randn(6, 4)
+    (grad,) = torch.autograd.grad(nce.info_nce(q, k), q, create_graph=False)
+    assert grad.shape == q.shape
+    with pytest.raises(RuntimeError, match="first-order gradient only"):
+        torch.autograd.grad(nce.info_nce(q, k), q, create_graph=True)
+    with pytest.raises(RuntimeError, match="first-order gradient only"):
+        torch.autograd.grad(nce.nt_xent(q, k), q, create_graph=True)

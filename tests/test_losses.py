@@ -95,3 +95,16 @@ def test_constructor_validation():
         BinaryNCE(log_z=float("nan"))
     with pytest.raises(ValueError, match="noise_ratio"):
         BinaryNCE(noise_ratio=-1)
+
+
+def test_binary_nce_module_subtracts_log_z_in_float32():
+    g = torch.Generator().manual_seed(0)
+    data = 600 + torch.randn(8, generator=g)
+    noise = 600 + torch.randn(8, 4, generator=g)
+    q_data, q_noise = torch.randn(8, generator=g), torch.randn(8, 4, generator=g)
+    module = nce.losses.BinaryNCE(log_z=0.1)
+    half = module(data.half(), q_data.half(), noise.half(), q_noise.half())
+    full = module(data.half().float(), q_data.half().float(), noise.half().float(),
+                  q_noise.half().float())  # fmt: skip
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), full, rtol=1e-3, atol=0)

@@ -50,3 +50,11 @@ def test_bad_targets():
         nce.soft_info_nce(q, k, t - t.mean())
     with pytest.raises(ValueError, match=r"targets must have shape \(4, 4\)"):
         nce.soft_info_nce(q, k, t[:, :3])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_targets_that_round_off_one_are_accepted(dtype):
+    q, k = torch.randn(4, 8, dtype=dtype), torch.randn(3, 8, dtype=dtype)
+    targets = torch.full((4, 3), 1 / 3, dtype=dtype)
+    loss = nce.soft_info_nce(q, k, targets)
+    assert loss.dtype == dtype and torch.isfinite(loss)

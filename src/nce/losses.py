@@ -23,6 +23,7 @@ from nce.functional import (
     soft_info_nce,
     supervised_info_nce,
 )
+from nce.functional._common import upcast
 
 
 class Temperature(nn.Module):
@@ -241,6 +242,10 @@ class BinaryNCE(nn.Module):
         self.noise_ratio, self.reduction = noise_ratio, reduction
 
     def forward(self, model_data, noise_data, model_noise, noise_noise):
+        out_dtype = model_data.dtype
+        model_data, noise_data, model_noise, noise_noise = upcast(
+            model_data, noise_data, model_noise, noise_noise
+        )
         log_z = self.log_z.to(model_data.dtype)
         return binary_nce(
             model_data - log_z,
@@ -249,4 +254,4 @@ class BinaryNCE(nn.Module):
             noise_noise,
             noise_ratio=self.noise_ratio,
             reduction=self.reduction,
-        )
+        ).to(out_dtype)

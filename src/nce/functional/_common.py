@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +17,23 @@ def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+def first_order_only(backward):
+    """Decorates the ``backward`` of a custom autograd function whose gradient is computed by hand
+    and is not itself differentiable: a double backward (``create_graph=True``) raises instead of
+    silently dropping the second-order terms."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "this loss's fast path has a first-order gradient only: second derivatives "
+                "(create_graph=True, e.g. a gradient penalty) are not supported"
+            )
+        return backward(ctx, *grads)
+
+    return wrapper
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:

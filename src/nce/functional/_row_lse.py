@@ -13,8 +13,8 @@ time; the backward pass recomputes each tile, with
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
+from nce.functional._common import first_order_only
 from nce.functional._tiled_softmax import LN2, LOG2E, TILE_ELEMENTS, _spans, _TileBuffers
 
 
@@ -45,7 +45,7 @@ class RowLogSumExp(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         a, b, lse = ctx.saved_tensors
         n, m = a.shape[0], b.shape[0]

@@ -31,9 +31,8 @@ import math
 import threading
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from nce.functional._common import normalize_eps
+from nce.functional._common import first_order_only, normalize_eps
 
 LOG2E = 1.0 / math.log(2.0)
 LN2 = math.log(2.0)
@@ -63,7 +62,8 @@ class _TileBuffers:
 
     def __init__(self, like: torch.Tensor, rows: int, cols: int, count: int):
         numel = rows * cols
-        if like.device.type != "cpu":
+        if like.device.type != "cpu" or torch.is_inference_mode_enabled():
+            # Inference tensors cannot be written outside inference mode: never cache them.
             self._flat = [like.new_empty(numel) for _ in range(count)]
             return
         cache = _cpu_workspace.__dict__.setdefault("buffers", {})
@@ -216,31 +216,33 @@ class PairedSoftmaxCE(torch.autograd.Function):
         a2 = q.unit * (scale * LOG2E)
         ctx.q, ctx.k, ctx.symmetric, ctx.chunk = q, k, symmetric, chunk
         ctx.targets, ctx.exclude = targets, exclude
+        # The backward reads key (and, unnormalized, query) as given: saving them makes autograd
+        # refuse a backward after an in-place change to either.
         if symmetric:
             lse2_row, lse2_col, diag2 = _paired_lse2(a2, k.unit, chunk, True, targets)
-            ctx.save_for_backward(a2, scale, lse2_row, lse2_col)
+            ctx.save_for_backward(a2, scale, lse2_row, lse2_col, query, key)
             return LN2 * (0.5 * (lse2_row + lse2_col) - diag2)
         if any(ctx.needs_input_grad[:3]):
             ones = a2.new_ones(a2.shape[0])
             da, db, lse2_row, target2 = _paired_grad(a2, k.unit, chunk, ones, targets, exclude)
-            ctx.save_for_backward(a2, scale, lse2_row, da, db)
+            ctx.save_for_backward(a2, scale, lse2_row, da, db, query, key)
         else:
             lse2_row, _, target2 = _paired_lse2(a2, k.unit, chunk, False, targets, exclude)
         return LN2 * (lse2_row - target2)
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         g = g.contiguous()
         q, k, targets, exclude = ctx.q, ctx.k, ctx.targets, ctx.exclude
         if ctx.symmetric:
-            a2, scale, lse2_row, lse2_col = ctx.saved_tensors
+            a2, scale, lse2_row, lse2_col, _, _ = ctx.saved_tensors
             half = 0.5 * g
             da, db = _paired_grad(
                 a2, k.unit, ctx.chunk, half, targets, None, lse2_row, half, lse2_col
             )
         else:
-            a2, scale, lse2_row, da, db = ctx.saved_tensors
+            a2, scale, lse2_row, da, db, _, _ = ctx.saved_tensors
             if bool((g == g[0]).all()):
                 da, db = da * g[0], db * g[0]
             else:
@@ -327,7 +329,7 @@ class SelfSoftmaxCE(torch.autograd.Function):
         return LN2 * lse2 - positive
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         z2, scale, lse2 = ctx.saved_tensors
         z, g = ctx.z, g.contiguous()

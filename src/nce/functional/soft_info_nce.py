@@ -81,7 +81,9 @@ def soft_info_nce(
     if bool((targets < 0).any()):
         raise ValueError(f"targets has {int((targets < 0).sum())} negative entrie(s)")
     row_sums = targets.double().sum(1)
-    tolerance = 1e-10 if targets.dtype == torch.float64 else 1e-4
+    # A row of M entries rounded to the dtype sums to 1 within about M rounding errors.
+    eps = torch.finfo(targets.dtype).eps
+    tolerance = 1e-10 if targets.dtype == torch.float64 else max(1e-4, targets.shape[1] * eps)
     off = (row_sums - 1).abs() > tolerance
     if bool(off.any()):
         row = int(off.nonzero()[0])
