@@ -59,6 +59,42 @@ def test_equals_full_batch_step_with_dropout_masks_replayed():
     torch.testing.assert_close(torch.rand(1), after_reference)  # random stream continues alike
 
 
+def test_batch_norm_statistics_are_updated_once_per_sub_batch():
+    x1, x2 = _inputs()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8)).double()
+    reference = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8)).double()
+    reference.load_state_dict(net.state_dict())
+    _loss(reference(x1), reference(x2)).backward()
+    grad_cache(_loss, [(net, x1), (net, x2)], sub_batch_size=13)
+    for name, buffer in net.named_buffers():
+        torch.testing.assert_close(buffer, dict(reference.named_buffers())[name], msg=name)
+    for a, b in zip(_grads(net), _grads(reference), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_frozen_encoder_unused_embeddings_and_upstream_inputs():
+    x1, x2 = _inputs()
+    net = _net(0.0)
+    frozen = _net(0.0).requires_grad_(False)
+    _loss(net(x1), frozen(x2)).backward()
+    want = _grads(net)
+    net.zero_grad()
+    grad_cache(_loss, [(net, x1), (frozen, x2)], sub_batch_size=5)
+    for a, b in zip(_grads(net), want, strict=True):
+        torch.testing.assert_close(a, b)
+    net.zero_grad()
+    grad_cache(lambda z1, z2: z1.square().sum(), [(net, x1), (net, x2)], sub_batch_size=5)
+    assert all(p.grad is not None for p in net.parameters())
+    # Inputs made by an upstream graph: the gradient reaches its leaves once, whole.
+    w = torch.eye(6, dtype=torch.float64, requires_grad=True)
+    _loss(net(x1 @ w), net(x2 @ w)).backward()
+    want_w = w.grad.clone()
+    w.grad = None
+    grad_cache(_loss, [(net, x1 @ w), (net, x2 @ w)], sub_batch_size=5)
+    torch.testing.assert_close(w.grad, want_w)
+
+
 def test_bad_arguments():
     net = _net(0.0)
     x1, x2 = _inputs()

@@ -504,3 +504,15 @@ def test_as_noise_rejects_other_objects():
         as_noise(torch.zeros(3), name="prior")
     with pytest.raises(TypeError, match="distribution must be a torch.distributions.Distribution"):
         DistributionNoise(Uniform(3))
+
+
+def test_fits_of_low_rank_float32_data_stay_positive_definite():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(1000, 20, generator=g) @ torch.randn(20, 784, generator=g)
+    assert torch.isfinite(Gaussian.fit(X).log_prob(X[:5])).all()
+    Y = (torch.randn(500, 3, generator=g) @ torch.randn(3, 30, generator=g)) * 100
+    assert torch.isfinite(GaussianMixture.fit(Y, 2, random_state=0).log_prob(Y[:5])).all()
+    with pytest.raises(TypeError, match="X must be float32 or float64 for Gaussian.fit"):
+        Gaussian.fit(X[:, :3].half())
+    with pytest.raises(TypeError, match="X must be float32 or float64 for GaussianMixture.fit"):
+        GaussianMixture.fit(X[:, :3].bfloat16(), 2)

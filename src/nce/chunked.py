@@ -40,6 +40,19 @@ class _RandomState:
             torch.cuda.set_rng_state_all(self.cuda)
 
 
+class _Buffers:
+    """A copy of the buffers of the encoders that are modules, to put back later."""
+
+    def __init__(self, encoders):
+        modules = {id(e): e for e in encoders if isinstance(e, torch.nn.Module)}.values()
+        self.saved = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for buffer, copy in self.saved:
+                buffer.copy_(copy)
+
+
 def grad_cache(
     loss_fn: Callable[..., torch.Tensor],
     encoders: Sequence[tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]],
@@ -81,7 +94,9 @@ def grad_cache(
         if not isinstance(pair[1], torch.Tensor) or pair[1].dim() == 0 or len(pair[1]) == 0:
             raise ValueError(f"encoders[{index}] inputs must be a non-empty batch tensor")
 
-    # (1) embed without graphs, remembering the random state before each sub-batch
+    # (1) embed without graphs, remembering the random state before each sub-batch; buffers
+    # (batch-norm running statistics) are put back afterwards, so that only pass (3) updates them
+    buffers = _Buffers(encoder for encoder, _ in encoders)
     states, embeddings = [], []
     with torch.no_grad():
         for encoder, inputs in encoders:
@@ -90,19 +105,30 @@ def grad_cache(
                 states.append(_RandomState())
                 parts.append(encoder(chunk))
             embeddings.append(torch.cat(parts).detach().requires_grad_())
+    buffers.restore()
     # (2) the loss and its gradient with respect to the embeddings
     loss = loss_fn(*embeddings)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ValueError("loss_fn must return a scalar tensor")
     loss.backward()
     after = _RandomState()
-    # (3) re-embed each sub-batch with its graph, replaying its random state
+    # (3) re-embed each sub-batch with its graph, replaying its random state. Inputs computed by
+    # an upstream graph are cut from it per chunk; their gradient goes up once, whole.
     replay = iter(states)
     for (encoder, inputs), cached in zip(encoders, embeddings, strict=True):
-        for chunk, grad in zip(
-            inputs.split(sub_batch_size), cached.grad.split(sub_batch_size), strict=True
-        ):
-            next(replay).restore()
-            encoder(chunk).backward(grad)
+        chunks = [
+            c.detach().requires_grad_(inputs.requires_grad) for c in inputs.split(sub_batch_size)
+        ]
+        grads = [None] * len(chunks) if cached.grad is None else cached.grad.split(sub_batch_size)
+        for chunk, grad in zip(chunks, grads, strict=True):
+            state = next(replay)
+            if grad is None:  # loss_fn did not use these embeddings
+                continue
+            state.restore()
+            out = encoder(chunk)
+            if out.requires_grad:
+                out.backward(grad)
+        if inputs.requires_grad and all(c.grad is not None for c in chunks):
+            inputs.backward(torch.cat([c.grad for c in chunks]))
     after.restore()
     return loss.detach()

@@ -57,6 +57,19 @@ def as_data(name: str, X, *, min_rows: int, purpose: str) -> torch.Tensor:
     return X
 
 
+def check_fit_dtype(name: str, X: torch.Tensor, purpose: str) -> None:
+    """Fitting needs a Cholesky factorization, which half precision lacks."""
+    if X.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(f"{name} must be float32 or float64 for {purpose}, got {X.dtype}")
+
+
+def fit_ridge(X: torch.Tensor) -> float:
+    """Relative ridge added to a fitted covariance's diagonal (times its mean variance): 1e-6, or
+    D rounding errors of X's dtype if larger, so that the covariance stays positive definite in
+    that dtype even for collinear columns."""
+    return max(1e-6, X.shape[1] * torch.finfo(X.dtype).eps)
+
+
 def check_points(x, dim: int, device: torch.device) -> torch.Tensor:
     """Points ``x`` of shape (*, D) for a continuous noise of dimension ``dim``."""
     check_tensor("x", x, finite=False, nonempty=False)

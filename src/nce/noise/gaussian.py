@@ -19,7 +19,14 @@ import torch
 from torch import Tensor
 
 from nce._validation import check_compatible, check_tensor, shape_str
-from nce.noise._checks import as_data, as_sample_shape, check_generator, check_points
+from nce.noise._checks import (
+    as_data,
+    as_sample_shape,
+    check_fit_dtype,
+    check_generator,
+    check_points,
+    fit_ridge,
+)
 from nce.noise.base import Noise
 
 __all__ = ["Gaussian"]
@@ -83,10 +90,12 @@ class Gaussian(Noise):
 
         .. math:: \mu = \frac{1}{N} \sum_n x_n, \quad
             \Sigma = \frac{1}{N - 1} \sum_n (x_n - \mu)(x_n - \mu)^\top
-            + 10^{-6} \frac{\operatorname{tr} S}{D} I,
+            + r \frac{\operatorname{tr} S}{D} I,
 
-        where :math:`S` is the first term; the ridge keeps :math:`\Sigma` positive definite for
-        collinear columns. The moments are accumulated in float64.
+        where :math:`S` is the first term and :math:`r = \max(10^{-6}, D\,\epsilon)`, with
+        :math:`\epsilon` the machine epsilon of ``X``'s dtype: the ridge keeps :math:`\Sigma`
+        positive definite in that dtype for collinear columns. The moments are accumulated in
+        float64; half-precision ``X`` is refused (no Cholesky factorization).
 
         Arguments:
             X: The data, an (N, D) floating tensor or numpy array with :math:`N \geq 2`, finite
@@ -99,6 +108,7 @@ class Gaussian(Noise):
             tensor([1., 2.])
         """
         X = as_data("X", X, min_rows=2, purpose="Gaussian.fit")
+        check_fit_dtype("X", X, "Gaussian.fit")
         X64 = X.to(torch.float64)
         mean = X64.mean(dim=0)
         centered = X64 - mean
@@ -108,7 +118,7 @@ class Gaussian(Noise):
             raise ValueError(
                 f"X is constant in every column (shape {shape_str(X)}), a Gaussian cannot be fit"
             )
-        covariance = covariance + 1e-6 * trace / X.shape[1] * torch.eye(
+        covariance = covariance + fit_ridge(X) * trace / X.shape[1] * torch.eye(
             X.shape[1], dtype=torch.float64, device=X.device
         )
         return cls(mean.to(X.dtype), covariance.to(X.dtype))

@@ -17,7 +17,13 @@ import torch
 from torch import Tensor
 
 from nce._validation import check_compatible, check_int, check_tensor, shape_str
-from nce.noise._checks import as_data, as_sample_shape, check_generator, check_points
+from nce.noise._checks import (
+    as_data,
+    as_sample_shape,
+    check_fit_dtype,
+    check_generator,
+    check_points,
+)
 from nce.noise.base import Noise
 from nce.noise.gaussian import _cholesky, _log_normal
 
@@ -99,8 +105,10 @@ class GaussianMixture(Noise):
     def fit(cls, X, n_components: int, random_state=None) -> GaussianMixture:
         r"""Fits a mixture of ``n_components`` full-covariance Gaussians to ``X`` by EM.
 
-        The fit is scikit-learn's ``GaussianMixture(covariance_type="full")``, run in float64
-        (its ``reg_covar`` of :math:`10^{-6}` is added to every covariance); its
+        The fit is scikit-learn's ``GaussianMixture(covariance_type="full")``, run in float64;
+        its ``reg_covar``, added to every covariance's diagonal, is scikit-learn's :math:`10^{-6}`
+        or, if larger, :math:`D\,\epsilon` (the machine epsilon of ``X``'s dtype) times the mean
+        variance, so that the covariances stay positive definite in ``X``'s dtype; its
         ``weights_``, ``means_`` and ``covariances_`` are copied into buffers of ``X``'s dtype
         and device, so ``log_prob`` equals its ``score_samples``.
 
@@ -125,8 +133,14 @@ class GaussianMixture(Noise):
                 f"n_components must be <= the number of rows of X ({X.shape[0]}), "
                 f"got {n_components}"
             )
-        em = EM(n_components, covariance_type="full", random_state=random_state)
-        em.fit(X.detach().to("cpu", torch.float64).numpy())
+        check_fit_dtype("X", X, "GaussianMixture.fit")
+        X64 = X.detach().to("cpu", torch.float64).numpy()
+        mean_variance = float(X64.var(axis=0).mean()) if X.shape[0] > 1 else 0.0
+        reg_covar = max(1e-6, X.shape[1] * torch.finfo(X.dtype).eps * mean_variance)
+        em = EM(
+            n_components, covariance_type="full", reg_covar=reg_covar, random_state=random_state
+        )
+        em.fit(X64)
         return cls(
             *(
                 torch.as_tensor(array, dtype=X.dtype, device=X.device)
