@@ -106,5 +106,5 @@ def test_probe_labels_and_output_paths_checked_before_training(tmp_path, blobs):
         _run([*data, "--json", str(tmp_path / "folder"), "-o", str(out)])
     assert not out.exists()
     huge = _write(tmp_path, "huge.npy", np.full((20, 3), 1e308))
-    with pytest.raises(InputError, match="too large for float32"):
+    with pytest.raises(InputError, match="too large"):
         _run(["--data", huge, "--epochs", "1"])

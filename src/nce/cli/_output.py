@@ -23,6 +23,28 @@ def check_output_path(path, flag: str) -> None:
         raise InputError(f"{flag}: cannot write {path}: {parent} is not a writable folder")
 
 
+def check_output_folder(path, flag: str) -> None:
+    """Refuse, before any work, a folder for outputs that is a file or cannot be created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{flag}: {path} is a file, not a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag}: cannot write into {path}: {parent} is not a writable folder")
+
+
+def check_not_an_input(output, inputs, flag: str) -> None:
+    """Refuse an output path that would overwrite one of the command's input files."""
+    target = Path(output).resolve()
+    for source in inputs:
+        if source is not None and Path(source).resolve() == target:
+            raise InputError(
+                f"{flag}: {output} is an input of this command; it would be overwritten"
+            )
+
+
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 

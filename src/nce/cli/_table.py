@@ -45,7 +45,7 @@ def read_table(path: str | Path) -> Table:
     if path.suffix == ".npy":
         return _read_npy(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise InputError(
             f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})"
@@ -86,10 +86,10 @@ def _read_npy(path: Path) -> Table:
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise InputError(f"{path}: not a numeric .npy array ({err})") from err
+        raise InputError(f"{path}: not a numeric .npy array ({str(err).splitlines()[0]})") from err
     if array.ndim == 1:
         array = array[:, None]
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise InputError(
             f"{path}: expected a 2-D numeric array, got shape {array.shape} of {array.dtype}"
         )

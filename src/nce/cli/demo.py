@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 import nce
-from nce.cli._output import atomic_save_figure, atomic_write_json
+from nce.cli._output import atomic_save_figure, atomic_write_json, check_output_folder
 from nce.models import GaussianEnergy
 from nce.noise import Gaussian
 
@@ -115,6 +115,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     out_dir = Path(args.out)
+    check_output_folder(out_dir, "--out")
     progress = not args.no_progress
     results = {"density": run_density(out_dir, progress)}
     for key, command in SECTIONS:

@@ -21,7 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nce.cli._output import atomic_save_figure, atomic_write_bytes, check_output_path
+from nce.cli._output import (
+    atomic_save_figure,
+    atomic_write_bytes,
+    check_not_an_input,
+    check_output_path,
+)
 from nce.cli._table import InputError, read_table
 from nce.density import MODELS, NOISES, NCEDensity
 
@@ -79,10 +84,15 @@ def run(args) -> int:
 def _fit(args) -> int:
     output = Path(args.output)
     check_output_path(output, "-o")
-    if args.plot:
-        check_output_path(args.plot, "--plot")
-        if Path(args.plot).resolve() == output.resolve():
-            raise InputError(f"--plot {args.plot} is the model file -o {args.output}")
+    check_not_an_input(output, (args.data,), "-o")
+    plot = Path(args.plot) if args.plot else _plot_path(output)
+    check_output_path(plot, "--plot")
+    check_not_an_input(plot, (args.data,), "--plot")
+    if plot.resolve() == output.resolve():
+        raise InputError(f"--plot {plot} is the model file -o {args.output}")
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--is-samples", args.is_samples, 2)):
+        if value < low:
+            raise InputError(f"{flag} must be >= {low}, got {value}")
     if args.data is None:
         X, columns, source = builtin_moons(), ["x0", "x1"], BUILTIN
     else:
@@ -91,6 +101,8 @@ def _fit(args) -> int:
         X = table.values
         if args.columns:
             columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+            if len(set(columns)) != len(columns):
+                raise InputError(f"--columns {args.columns}: a column is named twice")
             X = table.select(columns, "--columns")
         source = str(table.path)
     if X.shape[0] < 10:
@@ -114,7 +126,7 @@ def _fit(args) -> int:
         check = estimator.partition_function(n_samples=args.is_samples, random_state=args.seed)
     except (ValueError, TypeError) as err:
         raise InputError(f"{source}: {err}") from err
-    except FloatingPointError as err:
+    except (FloatingPointError, RuntimeError) as err:
         raise InputError(f"{source}: the fit diverged ({err})") from err
     estimator.save(output, metadata={"columns": list(columns), "source": source})
     summary = _summary(estimator, check, X)
@@ -125,7 +137,6 @@ def _fit(args) -> int:
     _print_summary(summary, estimator)
     print(f"  wrote {output}")
     if X.shape[1] == 2:
-        plot = Path(args.plot) if args.plot else _plot_path(output)
         plot_density(plot, X, estimator, columns)
         print(f"  wrote {plot}")
     return 0
@@ -199,13 +210,15 @@ def _default_names(columns: list[str]) -> bool:
 
 def _score(args) -> int:
     check_output_path(args.output, "-o")
+    check_not_an_input(args.output, (args.model, args.data), "-o")
     model_path = Path(args.model)
     if not model_path.is_file():
         raise InputError(f"{model_path}: no such file")
     try:
         estimator = NCEDensity.load(model_path)
     except (ValueError, TypeError, KeyError) as err:
-        raise InputError(f"{model_path}: cannot load the model ({err})") from err
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{model_path}: cannot load the model ({first_line})") from err
     table = read_table(args.data)
     columns = list(estimator.metadata_.get("columns", []))
     n = estimator.n_features_in_

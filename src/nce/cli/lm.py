@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from nce.cli._output import atomic_write_json, check_output_path
+from nce.cli._output import atomic_write_json, check_not_an_input, check_output_path
 from nce.cli._table import InputError
 from nce.lm import (
     EVAL_BATCH,
@@ -33,7 +33,12 @@ def add_arguments(parser) -> None:
     tr = sub.add_parser("train", help="train on the built-in KJV or a text file")
     tr.add_argument("--corpus", default="kjv", help="'kjv' or the path of a UTF-8 text file")
     tr.add_argument("--loss", choices=["nce", "ranking", "full"], default="nce")
-    tr.add_argument("--k", type=int, default=25, help="noise samples per step")
+    tr.add_argument(
+        "--k",
+        type=int,
+        default=25,
+        help="noise words per target word (per batch with --shared-noise)",
+    )
     tr.add_argument(
         "--shared-noise",
         action="store_true",
@@ -80,7 +85,8 @@ def _checkpoint(path: str, option: str | None = None) -> dict:
     try:
         saved = torch.load(path, weights_only=True)
     except Exception as err:
-        raise InputError(f"{where}: not an nce language-model checkpoint ({err})") from err
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{where}: not an nce language-model checkpoint ({first_line})") from err
     if not isinstance(saved, dict) or "config" not in saved or "vocab" not in saved:
         raise InputError(f"{where}: not an nce language-model checkpoint")
     return saved
@@ -98,6 +104,24 @@ def _train(args) -> int:
     if args.k < 1:
         raise InputError(f"--k must be >= 1, got {args.k}")
     check_output_path(args.output, "-o")
+    check_not_an_input(args.output, () if args.corpus == "kjv" else (args.corpus,), "-o")
+    checks = {
+        "--dim": args.dim,
+        "--hidden": args.hidden,
+        "--epochs": args.epochs,
+        "--batch-size": args.batch_size,
+        "--bptt": args.bptt,
+        "--min-count": args.min_count,
+    }
+    for flag, value in checks.items():
+        if value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
+    if args.max_lines is not None and args.max_lines < 1:
+        raise InputError(f"--max-lines must be >= 1, got {args.max_lines}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise InputError(f"--lr must be a finite number > 0, got {args.lr}")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
     lines = _corpus(args.corpus, args.max_lines)
     train_lines, valid_lines, test_lines = split_lines(lines, seed=0)
     vocab = Vocabulary.build(train_lines, min_count=args.min_count)
@@ -147,7 +171,7 @@ def _train(args) -> int:
         extra={
             "vocab": list(vocab.tokens),
             "counts": torch.tensor(vocab.counts),
-            "corpus": args.corpus,
+            "corpus": args.corpus if args.corpus == "kjv" else str(Path(args.corpus).resolve()),
             "max_lines": args.max_lines,
             "options": options,
         },

@@ -14,13 +14,19 @@ with all labels and with 10 labels per class, and the 5-NN accuracy, as fraction
 from __future__ import annotations
 
 import io
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nce.cli._output import atomic_write_bytes, atomic_write_json, check_output_path
+from nce.cli._output import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_not_an_input,
+    check_output_path,
+)
 from nce.cli._table import InputError
 from nce.contrastive import (
     LOSSES,
@@ -152,7 +158,10 @@ def _prepare(x: np.ndarray, kind: str, train: np.ndarray):
     if kind == "images":
         lo, hi = x[train].min(), x[train].max()
         return (x - lo) / (hi - lo if hi > lo else 1.0)
-    mean, std = x[train].mean(0), x[train].std(0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = x[train].mean(0), x[train].std(0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise InputError("--data: values too large to standardize (their variance overflows)")
     return (x - mean) / np.where(std > 0, std, 1.0)
 
 
@@ -167,9 +176,15 @@ def pretrain(args, *, quiet: bool = False) -> dict:
         raise InputError(f"--moco trains with --loss info_nce, got --loss {args.loss}")
     if args.resume and not args.checkpoint:
         raise InputError("--resume needs --checkpoint")
-    for flag, path in (("-o", args.output), ("--json", args.json)):
-        if path:
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise InputError(f"--lr must be a finite number > 0, got {args.lr}")
+    outputs = (("-o", args.output), ("--json", args.json), ("--checkpoint", args.checkpoint))
+    for flag, path in outputs:
+        if path and not (flag == "--checkpoint" and args.resume):
             check_output_path(path, flag)
+            check_not_an_input(path, (args.data, args.labels), flag)
     x, y, kind = load_data(args.data, args.labels)
     if args.loss == "supervised_info_nce" and y is None:
         raise InputError("--loss supervised_info_nce needs labels (--labels)")

@@ -14,7 +14,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from nce.cli._output import atomic_save_figure, atomic_write_bytes, atomic_write_json
+from nce.cli._output import (
+    atomic_save_figure,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_output_folder,
+    check_output_path,
+)
 from nce.cli._table import InputError
 from nce.contrastive import DigitsSplit, load_digits_split
 from nce.contrastive.studies import STUDIES, StudyConfig, markdown_table, plot_study, run_study
@@ -22,7 +28,12 @@ from nce.contrastive.studies import STUDIES, StudyConfig, markdown_table, plot_s
 
 def add_arguments(parser) -> None:
     parser.add_argument("study", choices=list(STUDIES), help="which study to run")
-    parser.add_argument("--epochs", type=int, default=40, help="pretraining epochs per run")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=40,
+        help="pretraining epochs per run (the batch-size study instead trains each size for 10 s)",
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
@@ -42,6 +53,13 @@ def _data(max_train: int | None) -> DigitsSplit:
         raise InputError(
             f"--max-train must be >= 100 (the 10-labels-per-class probe), got {max_train}"
         )
+    counts = data.y_train[:max_train].bincount(minlength=10)
+    if int(counts.min()) < 10:
+        raise InputError(
+            f"--max-train {max_train}: the first {max_train} training images hold only "
+            f"{int(counts.min())} of class {int(counts.argmin())}; the 10-labels-per-class probe "
+            "needs 10 of each"
+        )
     return DigitsSplit(data.x_train[:max_train], data.y_train[:max_train], data.x_test, data.y_test)
 
 
@@ -51,6 +69,11 @@ def run(args) -> int:
             raise InputError(f"{name} must be >= {low}, got {value}")
     if not args.temperature > 0:
         raise InputError(f"--temperature must be > 0, got {args.temperature}")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    check_output_folder(args.out, "--out")
+    if args.json:
+        check_output_path(args.json, "--json")
     data = _data(args.max_train)
     config = StudyConfig(
         epochs=args.epochs,

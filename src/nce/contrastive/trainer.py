@@ -397,7 +397,16 @@ class ContrastiveTrainer:
         self._probe_input = self.augment(x[:2], torch.Generator()) if self.augment else x[:2]
         self._initialize(self.epochs * self._steps_per_epoch(n))
         if resume and self.checkpoint.exists():
-            self.load_state_dict(torch.load(self.checkpoint, weights_only=True))
+            try:
+                state = torch.load(self.checkpoint, weights_only=True)
+            except Exception as err:
+                first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise ValueError(
+                    f"checkpoint {self.checkpoint}: not a trainer checkpoint ({first_line})"
+                ) from err
+            if not isinstance(state, dict):
+                raise ValueError(f"checkpoint {self.checkpoint}: not a trainer checkpoint")
+            self.load_state_dict(state)
         self.model.train()
         bar = tqdm(
             range(self.epoch_, self.epochs),
