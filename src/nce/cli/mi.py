@@ -107,6 +107,14 @@ def _load(args) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
 def run(args) -> int:
     if args.json:
         check_output_path(args.json, "--json")
+    if args.batch_size is not None and args.batch_size < 2:
+        raise InputError(f"--batch-size must be >= 2, got {args.batch_size}")
+    if args.max_steps < 1:
+        raise InputError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if not 0 < args.valid_fraction < 1:
+        raise InputError(f"--valid-fraction must lie in (0, 1), got {args.valid_fraction}")
+    if not 0 <= args.seed < 2**64:
+        raise InputError(f"--seed must be in [0, 2**64), got {args.seed}")
     x, y, x_names, y_names = _load(args)
     result = estimate_mi(
         x,
