@@ -147,3 +147,10 @@ def check_ids(name: str, ids, *, shape: torch.Size | None = None, num_classes: i
             bad = lo if lo < 0 else hi
             raise ValueError(f"{name} holds class id {bad}, outside [0, {num_classes})")
     return ids
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type when the message is empty), for
+    one-line error reports."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -905,10 +905,12 @@ def _plain(value, name: str):
     weights_only=True)`` can read it back; anything else raises, naming where it sits."""
     if value is None or isinstance(value, (bool, str)):
         return value
-    if isinstance(value, (int, float)):
-        return type(value)(value) if type(value) in (int, float) else value.item()
-    if isinstance(value, np.generic) and np.ndim(value) == 0:
-        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v, f"{name}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):

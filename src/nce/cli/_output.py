@@ -16,11 +16,7 @@ def check_output_path(path, flag: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag}: {path} is a folder, not a file name")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{flag}: cannot write {path}: {parent} is not a writable folder")
+    _check_creatable(path.parent, flag)
 
 
 def check_output_folder(path, flag: str) -> None:
@@ -28,11 +24,16 @@ def check_output_folder(path, flag: str) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag}: {path} is a file, not a folder")
-    parent = path
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{flag}: cannot write into {path}: {parent} is not a writable folder")
+    _check_creatable(path, flag)
+
+
+def _check_creatable(folder: Path, flag: str) -> None:
+    """``folder`` exists and is writable, or its nearest existing ancestor is a writable folder."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{flag}: cannot write into {folder}: {existing} is not a writable folder")
 
 
 def check_not_an_input(output, inputs, flag: str) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nce._validation import first_line
+
 
 class InputError(ValueError):
     """Bad user input to a command: the CLI prints the message and exits with code 2."""
@@ -86,7 +88,7 @@ def _read_npy(path: Path) -> Table:
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise InputError(f"{path}: not a numeric .npy array ({str(err).splitlines()[0]})") from err
+        raise InputError(f"{path}: not a numeric .npy array ({first_line(err)})") from err
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nce._validation import first_line
 from nce.cli._output import (
     atomic_save_figure,
     atomic_write_bytes,
@@ -217,8 +218,7 @@ def _score(args) -> int:
     try:
         estimator = NCEDensity.load(model_path)
     except (ValueError, TypeError, KeyError) as err:
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(f"{model_path}: cannot load the model ({first_line})") from err
+        raise InputError(f"{model_path}: cannot load the model ({first_line(err)})") from err
     table = read_table(args.data)
     columns = list(estimator.metadata_.get("columns", []))
     n = estimator.n_features_in_

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from nce._validation import first_line
 from nce.cli._output import atomic_write_json, check_not_an_input, check_output_path
 from nce.cli._table import InputError
 from nce.lm import (
@@ -85,8 +86,9 @@ def _checkpoint(path: str, option: str | None = None) -> dict:
     try:
         saved = torch.load(path, weights_only=True)
     except Exception as err:
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(f"{where}: not an nce language-model checkpoint ({first_line})") from err
+        raise InputError(
+            f"{where}: not an nce language-model checkpoint ({first_line(err)})"
+        ) from err
     if not isinstance(saved, dict) or "config" not in saved or "vocab" not in saved:
         raise InputError(f"{where}: not an nce language-model checkpoint")
     return saved

@@ -38,7 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nce._atomic import atomic_torch_save
-from nce._validation import check_in_range, check_int, check_positive, shape_str
+from nce._validation import check_in_range, check_int, check_positive, first_line, shape_str
 from nce.contrastive.momentum import MomentumEncoder
 from nce.contrastive.queue import KeyQueue
 from nce.functional import (
@@ -400,9 +400,8 @@ class ContrastiveTrainer:
             try:
                 state = torch.load(self.checkpoint, weights_only=True)
             except Exception as err:
-                first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise ValueError(
-                    f"checkpoint {self.checkpoint}: not a trainer checkpoint ({first_line})"
+                    f"checkpoint {self.checkpoint}: not a trainer checkpoint ({first_line(err)})"
                 ) from err
             if not isinstance(state, dict):
                 raise ValueError(f"checkpoint {self.checkpoint}: not a trainer checkpoint")
