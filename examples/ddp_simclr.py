@@ -11,6 +11,7 @@ batch, whatever the ranks' batch sizes.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 
 import torch
@@ -30,17 +31,11 @@ def views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (x + noise) * keep
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128, help="per rank")
-    parser.add_argument("--temperature", type=float, default=0.5)
-    args = parser.parse_args()
-
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
+def train(args: argparse.Namespace) -> None:
+    """Train on this rank's shard; rank 0 prints the loss averaged over ranks after each epoch."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = torch.device(f"cuda:{int(os.environ['LOCAL_RANK'])}" if backend == "nccl" else "cpu")
+    on_gpu = dist.get_backend() == "nccl"
+    device = torch.device(f"cuda:{int(os.environ['LOCAL_RANK'])}" if on_gpu else "cpu")
     torch.manual_seed(0)  # the same initial weights on every rank
 
     x = torch.tensor(load_digits().data, dtype=torch.float32) / 16.0
@@ -72,7 +67,23 @@ def main() -> None:
                 f"{args.batch_size * world}, {world} ranks)",
                 flush=True,
             )
-    dist.destroy_process_group()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128, help="per rank")
+    parser.add_argument("--temperature", type=float, default=0.5)
+    args = parser.parse_args()
+
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        train(args)
+    finally:
+        # The DDP module and the last loss's graph hold the process group; they must be gone
+        # before it is destroyed, or gloo's threads may abort the process at exit.
+        gc.collect()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
