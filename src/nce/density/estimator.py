@@ -1,117 +1,35 @@
-r"""Density estimation with noise-contrastive estimation: :class:`NCEDensity`.
-
-Given data :math:`x_1..x_N \sim p_d` and an unnormalized model :math:`f_\theta` (an
-:class:`~nce.models.EnergyModel`), NCE draws :math:`M = \nu N` samples :math:`y_j` from a fixed
-noise :math:`q` and fits a logistic classifier between the two whose logit is
-
-.. math:: G(u) = f_\theta(u) - \log Z - \log \nu - \log q(u),
-
-with :math:`\log Z` one more parameter. The classifier's negative log-likelihood,
-
-.. math:: \ell(\theta, \log Z) = -\frac{1}{N}\Big[\sum_i \log\sigma(G(x_i))
-          + \sum_j \log\sigma(-G(y_j))\Big],
-
-is :func:`nce.binary_nce`. Its population version is minimized where the logit equals the Bayes
-logit, :math:`\log p_d - \log\nu - \log q`, i.e. where :math:`f_\theta - \log Z = \log p_d`
-wherever :math:`q > 0` (Gutmann & Hyvärinen 2012, Theorem 1): the fitted :math:`f_\theta - \log Z`
-is a *normalized* log density and :math:`\log Z` its log-partition, learned without ever
-integrating. Three consequences drive the estimator:
-
-* the noise must be **fixed** while the model learns (it is fitted once, then frozen) and must
-  cover the data (:math:`q > 0` wherever :math:`p_d > 0`);
-* the estimator is consistent for any such noise, and its variance approaches maximum
-  likelihood's as :math:`\nu \to \infty`, faster when :math:`q` is close to :math:`p_d`;
-* the learned logit :math:`\log p_\theta(x) - \log q(x)` (``log_ratio``) says how much more
-  data-like than noise-like a point is: an out-of-distribution score.
-
-The learned :math:`\log Z` can be checked by importance sampling with the noise as proposal,
-:math:`\hat Z = \frac1S \sum_s e^{f_\theta(y_s)} / q(y_s)` (:meth:`NCEDensity.partition_function`).
-
-References:
-    | Noise-contrastive estimation: A new estimation principle for unnormalized statistical
-    | models (Gutmann & Hyvärinen, AISTATS 2010)
-
-    | Noise-contrastive estimation of unnormalized statistical models, with applications to
-    | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012)
-"""
+"""The estimator :class:`NCEDensity`: construction, ``fit`` with its Adam and L-BFGS training
+loops, and scoring with the fitted model; ``partition_function``, ``save`` and ``load`` hand
+over to :mod:`~nce.density.partition` and :mod:`~nce.density.persistence`."""
 
 from __future__ import annotations
 
 import copy
 import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from nce._atomic import atomic_torch_save
 from nce._validation import check_in_range, check_int, check_positive, shape_str
-from nce.functional.binary_nce import binary_nce
-from nce.models import ConditionalMLPEnergy, EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
-from nce.noise import Box, DistributionNoise, Gaussian, GaussianMixture, Noise, as_noise
+from nce.density._batch import _Batch, _chunks, _nce_loss, _rows
+from nce.density._checks import _check_frozen, _check_random_state, _generator
+from nce.density.partition import PartitionEstimate, estimate_log_partition
+from nce.density.persistence import load_estimator, save_estimator
+from nce.models import EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
+from nce.noise import Box, Gaussian, GaussianMixture, Noise, as_noise
 from nce.noise._checks import as_data
 
-__all__ = ["NCEDensity", "NotFittedError", "PartitionEstimate"]
+__all__ = ["MODELS", "NOISES", "OPTIMIZERS", "NCEDensity", "NotFittedError"]
 
 MODELS = {"mlp": MLPEnergy, "gaussian": GaussianEnergy, "ica": ICAEnergy}
 NOISES = ("gaussian", "mixture", "uniform")
 OPTIMIZERS = ("adam", "lbfgs")
-_BUILTIN_MODELS = {
-    cls.__name__: cls for cls in (GaussianEnergy, ICAEnergy, MLPEnergy, ConditionalMLPEnergy)
-}
-_BUILTIN_NOISES = {
-    "Gaussian": (Gaussian, ("mean", "covariance")),
-    "GaussianMixture": (GaussianMixture, ("weights", "means", "covariances")),
-    "Box": (Box, ("low", "high")),
-}
-_FORMAT = "nce.NCEDensity"
-_CHUNK = 65536
 
 
 class NotFittedError(ValueError, AttributeError):
     """An :class:`NCEDensity` was used before ``fit`` (as scikit-learn's ``NotFittedError``)."""
-
-
-@dataclass(frozen=True)
-class PartitionEstimate:
-    r"""An estimate of :math:`\log Z` with its standard error, next to the learned value.
-
-    Attributes:
-        log_z: The estimate :math:`\log\hat Z`, shape () (or (N,), one per context).
-        stderr: Its standard error (delta method), same shape; 0 for ``method="exact"``.
-        learned: The model's learned :math:`\log Z`, same shape.
-        n_samples: The number of importance samples :math:`S` (0 for ``method="exact"``).
-        ess: The effective sample size :math:`(\sum_s w_s)^2 / \sum_s w_s^2`, same shape.
-        method: "importance" or "exact".
-    """
-
-    log_z: Tensor
-    stderr: Tensor
-    learned: Tensor
-    n_samples: int
-    ess: Tensor
-    method: str
-
-    @property
-    def difference(self) -> Tensor:
-        r"""learned :math:`-` estimate."""
-        return self.learned - self.log_z
-
-    def __str__(self) -> str:
-        if self.log_z.dim() == 0:
-            return (
-                f"log Z = {float(self.log_z):.4f} ± {float(self.stderr):.4f} ({self.method}, "
-                f"S = {self.n_samples}, ESS = {float(self.ess):.0f}); learned "
-                f"{float(self.learned):.4f}"
-            )
-        return (
-            f"log Z for {self.log_z.shape[0]} contexts ({self.method}, S = {self.n_samples}); "
-            f"max |learned - estimate| = {float(self.difference.abs().max()):.4f}"
-        )
 
 
 class NCEDensity:
@@ -635,38 +553,7 @@ class NCEDensity:
             )
         elif context is not None:
             raise ValueError("context was given but the model is unconditional")
-        with torch.no_grad():
-            learned = model.log_partition(context).detach()
-            if method == "exact":
-                if not hasattr(model, "true_log_partition"):
-                    raise ValueError(
-                        f"{type(model).__name__} has no closed-form log-partition; "
-                        "use method='importance'"
-                    )
-                exact = model.true_log_partition().detach()
-                zero = torch.zeros_like(exact)
-                return PartitionEstimate(exact, zero, learned, 0, zero, "exact")
-            generator = _generator(random_state)
-            y = self.noise_.sample((n_samples,), generator=generator).to(param.device, param.dtype)
-            log_q = self.noise_.log_prob(y).to(param.dtype)
-            if context is None:
-                log_w = torch.cat([model(chunk) for chunk in y.split(_CHUNK)]) - log_q
-            else:
-                rows = []
-                for c in context:
-                    c_rep = c.expand(_CHUNK, -1)
-                    rows.append(
-                        torch.cat(
-                            [model(chunk, c_rep[: chunk.shape[0]]) for chunk in y.split(_CHUNK)]
-                        )
-                        - log_q
-                    )
-                log_w = torch.stack(rows)
-            log_z = torch.logsumexp(log_w, -1) - math.log(n_samples)
-            w = torch.exp(log_w - log_w.max(-1, keepdim=True).values)
-            stderr = w.std(-1) / (math.sqrt(n_samples) * w.mean(-1))
-            ess = w.sum(-1).square() / w.square().sum(-1)
-        return PartitionEstimate(log_z, stderr, learned, n_samples, ess, "importance")
+        return estimate_log_partition(model, self.noise_, method, n_samples, random_state, context)
 
     # ------------------------------------------------------------------ persistence
 
@@ -677,40 +564,7 @@ class NCEDensity:
         with ``torch.load(weights_only=True)``, executing no code. ``metadata`` (a dict of such
         values, e.g. column names) comes back as ``metadata_``.
         """
-        self._check_fitted()
-        if metadata is not None and not isinstance(metadata, dict):
-            raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
-        model, noise = self.model_, self.noise_
-        noise_entry = {"class": type(noise).__name__, "state": None}
-        if (
-            type(noise).__name__ in _BUILTIN_NOISES
-            and type(noise) is _BUILTIN_NOISES[type(noise).__name__][0]
-        ):
-            names = _BUILTIN_NOISES[type(noise).__name__][1]
-            noise_entry["state"] = {k: getattr(noise, k).detach().cpu() for k in names}
-        payload = {
-            "format": _FORMAT,
-            "version": 1,
-            "model": {
-                "class": type(model).__name__,
-                "builtin": _BUILTIN_MODELS.get(type(model).__name__) is type(model),
-                "config": model.config(),
-                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            },
-            "noise": noise_entry,
-            "params": self._params(),
-            "fitted": {
-                "log_partition_": self.log_partition_,
-                "n_features_in_": self.n_features_in_,
-                "n_iter_": self.n_iter_,
-                "n_noise_samples_": self.n_noise_samples_,
-                "loss_curve_": list(self.loss_curve_),
-                "validation_curve_": list(self.validation_curve_),
-                "fit_time_": self.fit_time_,
-            },
-            "metadata": _plain(dict(metadata or getattr(self, "metadata_", {}) or {}), "metadata"),
-        }
-        atomic_torch_save(payload, path)
+        save_estimator(self, path, metadata=metadata)
 
     @classmethod
     def load(
@@ -721,77 +575,9 @@ class NCEDensity:
         Built-in models and noises are rebuilt from the file. A custom model (or noise) class is
         not stored as code: pass an instance as ``model=`` (``noise=``) to receive the state.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(
-                f"{path}: not a saved NCEDensity ({type(err).__name__}: {err})"
-            ) from err
-        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise ValueError(f"{path}: not a saved NCEDensity (no {_FORMAT!r} header)")
-        entry = payload["model"]
-        if model is None:
-            if not entry["builtin"]:
-                raise ValueError(
-                    f"{path} holds a custom model of class {entry['class']!r}; pass an instance "
-                    "as model= to load its state"
-                )
-            model = _BUILTIN_MODELS[entry["class"]](**entry["config"])
-        elif not isinstance(model, EnergyModel):
-            raise TypeError(f"model must be an nce.models.EnergyModel, got {type(model).__name__}")
-        dtype = next(iter(entry["state"].values())).dtype
-        model = model.to(dtype)
-        try:
-            model.load_state_dict(entry["state"])
-        except RuntimeError as err:
-            raise ValueError(
-                f"{path}: the model state does not fit {type(model).__name__}: {err}"
-            ) from err
-        noise_entry = payload["noise"]
-        if noise is None:
-            if noise_entry["state"] is None:
-                raise ValueError(
-                    f"{path} was fitted with a custom noise of class {noise_entry['class']!r}; "
-                    "pass it as noise= to load"
-                )
-            noise_cls, names = _BUILTIN_NOISES[noise_entry["class"]]
-            noise = noise_cls(*(noise_entry["state"][k] for k in names))
-        else:
-            noise = as_noise(noise, name="noise")
-        estimator = cls(model=model, noise=noise, **payload["params"])
-        estimator.model_ = model.eval()
-        estimator.noise_ = noise
-        for key, value in payload["fitted"].items():
-            setattr(estimator, key, value)
-        estimator.metadata_ = payload.get("metadata", {})
-        return estimator
+        return load_estimator(cls, path, model=model, noise=noise)
 
     # ------------------------------------------------------------------ helpers
-
-    def _params(self) -> dict:
-        params = {
-            key: getattr(self, key)
-            for key in (
-                "noise_ratio",
-                "optimizer",
-                "lr",
-                "batch_size",
-                "max_epochs",
-                "resample_noise",
-                "validation_fraction",
-                "patience",
-                "tol",
-                "lbfgs_steps",
-                "noise_components",
-                "box_margin",
-                "progress",
-            )
-        }
-        params["random_state"] = self.random_state if isinstance(self.random_state, int) else None
-        return {key: _plain(value, key) for key, value in params.items()}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -815,130 +601,4 @@ class NCEDensity:
         return (
             f"NCEDensity(model={model!r}, noise={noise!r}, noise_ratio={self.noise_ratio}, "
             f"optimizer={self.optimizer!r})"
-        )
-
-
-@dataclass
-class _Batch:
-    """Points with their noise log densities (and contexts)."""
-
-    x: Tensor
-    log_q: Tensor
-    context: Tensor | None
-
-    def take(self, rows: Tensor) -> _Batch:
-        return _Batch(self.x[rows], self.log_q[rows], _rows(self.context, rows))
-
-
-def _rows(context: Tensor | None, rows: Tensor) -> Tensor | None:
-    return None if context is None else context[rows]
-
-
-def _nce_loss(model: EnergyModel, noise_ratio: float, data: _Batch, noise: _Batch) -> Tensor:
-    return binary_nce(
-        model.log_prob(data.x, data.context),
-        data.log_q,
-        model.log_prob(noise.x, noise.context),
-        noise.log_q,
-        noise_ratio=noise_ratio,
-    )
-
-
-def _chunks(X: Tensor, context: Tensor | None):
-    for start in range(0, X.shape[0], _CHUNK):
-        stop = start + _CHUNK
-        yield X[start:stop], None if context is None else context[start:stop]
-    if X.shape[0] == 0:
-        yield X, context
-
-
-def _check_random_state(random_state) -> None:
-    if random_state is None or isinstance(random_state, torch.Generator):
-        return
-    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
-        raise TypeError(
-            f"random_state must be None, an int or a torch.Generator, got "
-            f"{type(random_state).__name__}"
-        )
-    if random_state < 0:
-        raise ValueError(f"random_state must be >= 0, got {random_state}")
-
-
-def _generator(random_state) -> torch.Generator:
-    if isinstance(random_state, torch.Generator):
-        return random_state
-    seed = (
-        int(random_state)
-        if random_state is not None
-        else int(torch.randint(2**62, (), dtype=torch.int64))
-    )
-    return torch.Generator().manual_seed(seed)
-
-
-def _noise_tensors(noise: Noise):
-    """(name, tensor) for every tensor held by the noise, a wrapped distribution's included."""
-    for name, tensor in noise.named_parameters():
-        yield name, tensor
-    for name, tensor in noise.named_buffers():
-        yield name, tensor
-    if isinstance(noise, DistributionNoise):
-        seen: set[int] = set()
-
-        def walk(obj, name, depth):
-            if id(obj) in seen or depth > 6:
-                return
-            seen.add(id(obj))
-            if isinstance(obj, Tensor):
-                yield name, obj
-            elif isinstance(obj, (list, tuple)):
-                for i, item in enumerate(obj):
-                    yield from walk(item, f"{name}[{i}]", depth + 1)
-            elif hasattr(obj, "__dict__") and not isinstance(obj, type):
-                for key, value in vars(obj).items():
-                    yield from walk(value, f"{name}.{key}", depth + 1)
-
-        yield from walk(noise.distribution, "distribution", 0)
-
-
-def _plain(value, name: str):
-    """``value`` as plain Python (numpy scalars become numbers), so that ``torch.load(...,
-    weights_only=True)`` can read it back; anything else raises, naming where it sits."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{name}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {str(k): _plain(v, f"{name}[{k!r}]") for k, v in value.items()}
-    raise TypeError(
-        f"{name} must hold numbers, strings, lists and dicts to be saved, got "
-        f"{type(value).__name__}"
-    )
-
-
-def _check_frozen(noise: Noise, model: EnergyModel) -> None:
-    """Refuses noise that shares memory with the model's parameters (a ``detach()`` of one would
-    move as the model learns), or has trainable tensors of its own."""
-    owners = {}
-    for name, p in model.named_parameters():
-        owners[p.untyped_storage().data_ptr()] = name
-    for name, tensor in _noise_tensors(noise):
-        ptr = tensor.untyped_storage().data_ptr() if tensor.grad_fn is None else None
-        if ptr in owners:
-            raise ValueError(
-                f"noise shares the memory of parameter {owners[ptr]!r} of the model (noise "
-                f"tensor {name!r}): NCE needs a noise that stays fixed while the model learns; "
-                "pass a copy (tensor.detach().clone())"
-            )
-        if not tensor.requires_grad:
-            continue
-        raise ValueError(
-            f"noise holds a trainable tensor {name!r} (requires_grad=True"
-            + (", computed from other parameters" if tensor.grad_fn is not None else "")
-            + "): NCE needs a noise that stays fixed while the model learns; detach it"
         )

@@ -1,0 +1,48 @@
+"""Tensors in batches and chunks: :class:`_Batch` (points with their noise log densities and
+contexts), the NCE loss of a data batch against a noise batch, and the chunks that bound the
+memory of scoring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from nce.functional.binary_nce import binary_nce
+from nce.models import EnergyModel
+
+_CHUNK = 65536
+
+
+@dataclass
+class _Batch:
+    """Points with their noise log densities (and contexts)."""
+
+    x: Tensor
+    log_q: Tensor
+    context: Tensor | None
+
+    def take(self, rows: Tensor) -> _Batch:
+        return _Batch(self.x[rows], self.log_q[rows], _rows(self.context, rows))
+
+
+def _rows(context: Tensor | None, rows: Tensor) -> Tensor | None:
+    return None if context is None else context[rows]
+
+
+def _nce_loss(model: EnergyModel, noise_ratio: float, data: _Batch, noise: _Batch) -> Tensor:
+    return binary_nce(
+        model.log_prob(data.x, data.context),
+        data.log_q,
+        model.log_prob(noise.x, noise.context),
+        noise.log_q,
+        noise_ratio=noise_ratio,
+    )
+
+
+def _chunks(X: Tensor, context: Tensor | None):
+    for start in range(0, X.shape[0], _CHUNK):
+        stop = start + _CHUNK
+        yield X[start:stop], None if context is None else context[start:stop]
+    if X.shape[0] == 0:
+        yield X, context
