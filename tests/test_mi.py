@@ -270,6 +270,18 @@ def test_capped_when_truth_exceeds_log_n():
     assert est.value <= est.log_n_cap
 
 
+def test_capped_when_the_training_batch_limits_the_critic():
+    # 300 held-out rows (log M = 5.7) but minibatches of 8 pairs: InfoNCE training saturates
+    # near log 8 = 2.1, far below the truth of 4 nats.
+    x, y = gaussian_pairs(1000, 1, 4.0)
+    est = estimate_mi(x, y, batch_size=8, **FAST)
+    assert est.log_batch_cap == pytest.approx(math.log(8))
+    assert est.value < est.log_n_cap - 1.5  # not capped by the evaluation block...
+    assert est.capped  # ...but by the training batch
+    nwj = estimate_mi(x, y, estimator="nwj", batch_size=8, **FAST)
+    assert nwj.capped == (nwj.value >= nwj.log_n_cap - 1.5)  # NWJ's objective has no log B cap
+
+
 @pytest.mark.parametrize("estimator", ["nwj", "mine", "smile", "js"])
 def test_every_estimator_runs_and_is_roughly_right(estimator):
     x, y = gaussian_pairs(600, 1, 0.5)

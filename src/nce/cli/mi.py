@@ -3,9 +3,10 @@
     nce mi DATA.csv --x-cols a,b --y-cols c --estimator infonce --json out.json
     nce mi X.csv Y.csv
 
-Prints the estimate in nats with its standard error and the InfoNCE ceiling log M (M the held-out
-evaluation block), says whether the estimate is capped, and writes ``value``, ``stderr``,
-``log_n_cap`` and ``capped`` (with the settings used) to the JSON file, atomically.
+Prints the estimate in nats with its standard error and the InfoNCE ceilings log M (M the held-out
+evaluation block) and log B (B the training batch), says whether the estimate is capped, and writes
+``value``, ``stderr``, ``log_n_cap``, ``log_batch_cap`` and ``capped`` (with the settings used) to
+the JSON file, atomically.
 """
 
 from __future__ import annotations
@@ -133,13 +134,17 @@ def run(args) -> int:
         f"X = {', '.join(x_names)}; Y = {', '.join(y_names)}; "
         f"{result.n_train} rows trained the critic, {result.n_valid} held out]"
     )
+    caps = f"cap: log M = log {m} = {result.log_n_cap:.4f} nats (held-out block)"
+    if result.estimator == "infonce":
+        b = round(math.exp(result.log_batch_cap))
+        caps += f", log B = log {b} = {result.log_batch_cap:.4f} nats (training batch)"
     if result.capped:
         print(
-            f"cap: log M = log {m} = {result.log_n_cap:.4f} nats — CAPPED: the estimate is at the "
-            "ceiling set by the evaluation batch; the true MI may be much higher"
+            f"{caps} — CAPPED: the estimate is near a ceiling set by the batch size; the true MI "
+            "may be much higher"
         )
     else:
-        print(f"cap: log M = log {m} = {result.log_n_cap:.4f} nats — not capped")
+        print(f"{caps} — not capped")
     if args.json:
         atomic_write_json(
             Path(args.json),
@@ -147,6 +152,7 @@ def run(args) -> int:
                 "value": result.value,
                 "stderr": result.stderr,
                 "log_n_cap": result.log_n_cap,
+                "log_batch_cap": result.log_batch_cap,
                 "capped": result.capped,
                 "estimator": result.estimator,
                 "critic": args.critic,
