@@ -300,8 +300,8 @@ def reading_the_numbers(by, n_table, n_large, large_tasks, t_truth):
     i9 = by[("gauss:1:9", "infonce", 5000)][0]
     smile = mean("gauss:5:5", "smile")
     return f"""**Reading the numbers.** Error of the default InfoNCE estimate at I = 2,
-N = {n_table} (mean over seeds): {short}. The bound is not the cause: the exact optimal critic scores {exact}
-on blocks of the held-out size. The trained critic is: it learns a d-dimensional dependence from
+N = {n_table} (mean over seeds): {short}. The bound is not the cause: the exact optimal critic
+scores {exact} on blocks of the held-out size. The trained critic is: it learns a d-dimensional dependence from
 {round(0.7 * n_table)} rows and overfits them within a few hundred steps (the held-out bound
 peaks there), and the peers, trained the same way, miss by as much or more. The shortfall is a
 finite-sample one and shrinks with rows — {large} — so at N = {n_table} in 20-D and above, read
