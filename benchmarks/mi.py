@@ -278,7 +278,7 @@ def init_worker():
 # Report ----------------------------------------------------------------------------------------
 
 
-def reading_the_numbers(by, n_table, n_large, large_tasks, t_truth):
+def reading_the_numbers(by, n_table, n_large, large_tasks):
     """The paragraph under the targets, from the measured numbers."""
 
     def mean(name, estimator="infonce", n=n_table):
@@ -300,20 +300,21 @@ def reading_the_numbers(by, n_table, n_large, large_tasks, t_truth):
     i9 = by[("gauss:1:9", "infonce", 5000)][0]
     smile = mean("gauss:5:5", "smile")
     return f"""**Reading the numbers.** Error of the default InfoNCE estimate at I = 2,
-N = {n_table} (mean over seeds): {short}. The bound is not the cause: the exact optimal critic
-scores {exact} on blocks of the held-out size. The trained critic is: it learns a d-dimensional dependence from
-{round(0.7 * n_table)} rows and overfits them within a few hundred steps (the held-out bound
-peaks there), and the peers, trained the same way, miss by as much or more. The shortfall is a
-finite-sample one and shrinks with rows — {large} — so at N = {n_table} in 20-D and above, read
-the estimate as a lower bound, not a point estimate. KSG, which trains nothing, is the better
-tool for 1-D pairs. On 1-D, I = 9 at N = 5000 the estimate stops at {i9[0]:.2f} nats,
-{i9[2] - i9[0]:.1f} below log M = {i9[2]:.2f}: the critic trained on minibatches of 256 pairs
-(log B = {i9[5]:.2f}) gains nothing from the InfoNCE objective past log B, so `capped` also fires
-near log B and flags it ({i9[3]}). SMILE reports {smile:.2f} nats on 5-D, I = 5: the clipped value
-is not a lower bound, and early stopping on it can pick an inflated critic, so prefer InfoNCE or
-MINE there. On the cubic staircase, whose inputs are not standardized, NWJ, MINE and JS are at
-the mercy of e^f of unbounded inputs while InfoNCE and SMILE track; `estimate_mi` rank-standardizes
-its inputs, which removes that failure for per-column transforms."""
+N = {n_table} (mean over seeds): {short}. The bound is not the cause: the exact optimal
+critic scores {exact} on blocks of the held-out size. The trained critic is: it learns a
+d-dimensional dependence from {round(0.7 * n_table)} rows and overfits them within a few
+hundred steps (the held-out bound peaks there), and the peers, trained the same way, miss by as
+much or more. The shortfall is a finite-sample one and shrinks with rows — {large} — so at
+N = {n_table} in 20-D and above, read the estimate as a lower bound, not a point estimate.
+KSG, which trains nothing, is the better tool for 1-D pairs. On 1-D, I = 9 at N = 5000 the
+estimate stops at {i9[0]:.2f} nats, {i9[2] - i9[0]:.1f} below log M = {i9[2]:.2f}: the critic
+trained on minibatches of 256 pairs (log B = {i9[5]:.2f}) gains nothing from the InfoNCE
+objective past log B, so `capped` also fires near log B and flags it ({i9[3]}). SMILE reports
+{smile:.2f} nats on 5-D, I = 5: the clipped value is not a lower bound, and early stopping on
+it can pick an inflated critic, so prefer InfoNCE or MINE there. On the cubic staircase, whose
+inputs are not standardized, NWJ, MINE and JS are at the mercy of e^f of unbounded inputs while
+InfoNCE and SMILE track; `estimate_mi` rank-standardizes its inputs, which removes that failure
+for per-column transforms."""
 
 
 
@@ -453,7 +454,7 @@ def main():
             f"{verdict} | {np.mean([r[4] for r in runs]):.0f} s |"
         )
 
-    reading = "" if quick else reading_the_numbers(by, n_table, n_large, large_tasks, t_truth)
+    reading = "" if quick else reading_the_numbers(by, n_table, n_large, large_tasks)
     target_met = all(w <= 0.1 for _, w in target_rows)
     target_text = "; ".join(f"{task}: worst |error| {w:.3f}" for task, w in target_rows)
     print(target_text)
