@@ -36,3 +36,28 @@ def test_study_bad_options(tmp_path):
         _run(["temperature", "--epochs", "0", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         _run(["no-such-study"])
+    with pytest.raises(InputError, match="--budget applies only to the batch-size study"):
+        _run(["temperature", "--budget", "5", "--out", str(tmp_path)])
+    for bad in ("0", "-1", "nan", "inf"):
+        with pytest.raises(InputError, match="--budget must be a positive number"):
+            _run(["batch-size", "--budget", bad, "--out", str(tmp_path)])
+
+
+def test_budget_reaches_the_batch_size_study(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run_study(name, data, config, **kw):
+        seen.update(kw, name=name, epochs=config.epochs)
+        return [{"batch_size": 16, "linear_probe": 0.5}]
+
+    monkeypatch.setattr(study, "run_study", fake_run_study)
+    monkeypatch.setattr(study, "plot_study", lambda *a, **k: None)
+    assert (
+        _run(["batch-size", "--budget", "2.5", "--max-train", "150", "--out", str(tmp_path)]) == 0
+    )
+    assert seen == {
+        "name": "batch-size",
+        "epochs": 40,
+        "budget_seconds": 2.5,
+        "sizes": (16, 32, 64, 128),
+    }

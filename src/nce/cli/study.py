@@ -11,6 +11,7 @@ into ``--out``.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -32,7 +33,14 @@ def add_arguments(parser) -> None:
         "--epochs",
         type=int,
         default=40,
-        help="pretraining epochs per run (the batch-size study instead trains each size for 10 s)",
+        help="pretraining epochs per run (the batch-size study trains each size for --budget "
+        "seconds instead)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        help="batch-size study only: seconds of training per batch size, the same for every size "
+        "(default 10)",
     )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.5)
@@ -71,6 +79,14 @@ def run(args) -> int:
         raise InputError(f"--temperature must be > 0, got {args.temperature}")
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if args.budget is not None:
+        if args.study != "batch-size":
+            raise InputError(
+                f"--budget applies only to the batch-size study (the {args.study} study trains "
+                "for --epochs)"
+            )
+        if not (args.budget > 0 and math.isfinite(args.budget)):
+            raise InputError(f"--budget must be a positive number of seconds, got {args.budget}")
     check_output_folder(args.out, "--out")
     if args.json:
         check_output_path(args.json, "--json")
@@ -85,6 +101,8 @@ def run(args) -> int:
     kw = {}
     if args.study == "batch-size" and args.max_train is not None:
         kw["sizes"] = tuple(n for n in (16, 32, 64, 128, 256, 512, 1024) if n <= args.max_train)
+    if args.budget is not None:
+        kw["budget_seconds"] = args.budget
     t0 = time.perf_counter()
     rows = run_study(args.study, data, config, **kw)
     seconds = time.perf_counter() - t0
