@@ -270,6 +270,15 @@ def test_capped_when_truth_exceeds_log_n():
     assert est.value <= est.log_n_cap
 
 
+def test_default_embedding_reaches_every_dependent_direction():
+    # The separable critic's bilinear part has rank <= K: K grows with the dimension.
+    x, y = gaussian_pairs(200, 40, 1.0)
+    assert estimate_mi(x, y[:, :3], max_steps=2, progress=False).critic.embed_dim == 80
+    x, y = gaussian_pairs(200, 2, 1.0)
+    assert estimate_mi(x, y, max_steps=2, progress=False).critic.embed_dim == 32
+    assert estimate_mi(x, y, max_steps=2, embed_dim=5, progress=False).critic.embed_dim == 5
+
+
 def test_capped_when_the_training_batch_limits_the_critic():
     # 300 held-out rows (log M = 5.7) but minibatches of 8 pairs: InfoNCE training saturates
     # near log 8 = 2.1, far below the truth of 4 nats.
