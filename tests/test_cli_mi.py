@@ -57,6 +57,8 @@ def test_one_table_prints_and_writes_json(tmp_path, capsys):
     assert abs(result["value"] - 0.5) < 0.2
     assert result["log_n_cap"] == pytest.approx(math.log(180))
     assert result["capped"] is False
+    # 100 steps are 2 held-out measurements, fewer than the patience of 10.
+    assert result["converged"] is False and "a larger --max-steps" in printed
     assert not list(out.parent.glob(".*.tmp"))
 
 

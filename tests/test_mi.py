@@ -270,6 +270,16 @@ def test_capped_when_truth_exceeds_log_n():
     assert est.value <= est.log_n_cap
 
 
+def test_converged_tells_patience_from_running_out_of_steps():
+    x, y = gaussian_pairs(1000, 1, 1.0)
+    cut_short = estimate_mi(x, y, max_steps=20, eval_every=10, progress=False, random_state=0)
+    assert not cut_short.converged  # 2 measurements, patience 10
+    assert "max_steps ran out" in str(cut_short)
+    patient = estimate_mi(x, y, max_steps=4000, eval_every=10, patience=2, progress=False)
+    assert patient.converged and patient.steps[-1] < 4000
+    assert "max_steps" not in str(patient)
+
+
 def test_default_embedding_reaches_every_dependent_direction():
     # The separable critic's bilinear part has rank <= K: K grows with the dimension.
     x, y = gaussian_pairs(200, 40, 1.0)

@@ -4,9 +4,10 @@
     nce mi X.csv Y.csv
 
 Prints the estimate in nats with its standard error and the InfoNCE ceilings log M (M the held-out
-evaluation block) and log B (B the training batch), says whether the estimate is capped, and writes
-``value``, ``stderr``, ``log_n_cap``, ``log_batch_cap`` and ``capped`` (with the settings used) to
-the JSON file, atomically.
+evaluation block) and log B (B the training batch), says whether the estimate is capped and whether training
+ended before the held-out bound stopped improving, and writes ``value``, ``stderr``,
+``log_n_cap``, ``log_batch_cap``, ``capped`` and ``converged`` (with the settings used) to the JSON
+file, atomically.
 """
 
 from __future__ import annotations
@@ -145,6 +146,11 @@ def run(args) -> int:
         )
     else:
         print(f"{caps} — not capped")
+    if not result.converged:
+        print(
+            f"note: training stopped at --max-steps {args.max_steps} while the held-out bound was "
+            "still improving; a larger --max-steps may raise the estimate"
+        )
     if args.json:
         atomic_write_json(
             Path(args.json),
@@ -154,6 +160,7 @@ def run(args) -> int:
                 "log_n_cap": result.log_n_cap,
                 "log_batch_cap": result.log_batch_cap,
                 "capped": result.capped,
+                "converged": result.converged,
                 "estimator": result.estimator,
                 "critic": args.critic,
                 "x_cols": list(x_names),

@@ -75,6 +75,9 @@ class MIEstimate:
         critic: the trained critic (in evaluation mode), scoring standardized inputs.
         log_batch_cap: log B, B the training minibatch size: the InfoNCE training objective's
             ceiling, past which it gives the critic no reason to sharpen.
+        converged: True when training ended because the held-out bound had not improved for
+            ``patience`` measurements; False when ``max_steps`` ran out first, so that a larger
+            ``max_steps`` may raise the estimate.
     """
 
     value: float
@@ -90,9 +93,12 @@ class MIEstimate:
     n_valid: int = 0
     critic: nn.Module | None = field(default=None, repr=False, compare=False)
     log_batch_cap: float = math.inf
+    converged: bool = True
 
     def __str__(self) -> str:
         flag = " (capped: the true MI may be higher)" if self.capped else ""
+        if not self.converged:
+            flag += " (max_steps ran out while the held-out bound was still improving)"
         return (
             f"I(X; Y) = {self.value:.4f} ± {self.stderr:.4f} nats [{self.estimator}], "
             f"cap log M = {self.log_n_cap:.4f}{flag}"
@@ -285,7 +291,7 @@ def estimate_mi(
         value, stderr, log_n_cap = _evaluate(
             model, estimator, xt[valid_idx], yt[valid_idx], eval_batch_size, clip
         )
-    steps, train_curve, valid_curve, best_step = curve
+    steps, train_curve, valid_curve, best_step, converged = curve
     log_batch_cap = math.log(batch_size)
     ceiling = min(log_n_cap, log_batch_cap) if estimator == "infonce" else log_n_cap
     return MIEstimate(
@@ -302,6 +308,7 @@ def estimate_mi(
         n_valid=n_valid,
         critic=model,
         log_batch_cap=log_batch_cap,
+        converged=converged,
     )
 
 
@@ -488,6 +495,7 @@ def _train(
         np.asarray(train_curve),
         np.asarray(valid_curve),
         best_step,
+        waited >= patience,
     )
 
 
