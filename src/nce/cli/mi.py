@@ -4,10 +4,10 @@
     nce mi X.csv Y.csv
 
 Prints the estimate in nats with its standard error and the InfoNCE ceilings log M (M the held-out
-evaluation block) and log B (B the training batch), says whether the estimate is capped and whether training
-ended before the held-out bound stopped improving, and writes ``value``, ``stderr``,
-``log_n_cap``, ``log_batch_cap``, ``capped`` and ``converged`` (with the settings used) to the JSON
-file, atomically.
+evaluation block) and log B (B the training batch), says whether the estimate is capped and
+whether training ended before the held-out bound stopped improving, and writes ``value``,
+``stderr``, ``log_n_cap``, ``log_batch_cap``, ``capped`` and ``converged`` (with the settings used)
+to the JSON file, atomically.
 """
 
 from __future__ import annotations
