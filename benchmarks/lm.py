@@ -7,6 +7,7 @@ BENCHMARKS.md and a plot of validation perplexity against wall-clock time.
 
     python benchmarks/lm.py                         # the study: every loss, 6 epochs
     python benchmarks/lm.py --max-lines 3000 --epochs 2 --no-write   # a quick look
+    python benchmarks/lm.py --epochs 12 --runs full "nce k=25" --section lm_long   # longer training
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--section", default="lm", help="BENCHMARKS.md section (and plot name) to write"
+    )
     args = parser.parse_args()
 
     lines = [tokenize(v) for v in kjv_verses()[: args.max_lines]]
@@ -104,19 +108,24 @@ def main() -> None:
         ax.plot(clock, [r["valid_perplexity"] for r in history], marker="o", label=name)
     ax.set(xlabel="training time (s)", ylabel="validation perplexity", yscale="log")
     ax.legend()
-    png = Path(__file__).resolve().parent / "results" / "lm_valid_perplexity.png"
+    png = Path(__file__).resolve().parent / "results" / f"{args.section}_valid_perplexity.png"
     png.parent.mkdir(exist_ok=True)
     fig.savefig(png, dpi=120, bbox_inches="tight")
     record = {"results": results, "curves": curves, "commit": _report.commit()}
-    png.with_name("lm.json").write_text(json.dumps(record, indent=1))
+    png.with_name(f"{args.section}.json").write_text(json.dumps(record, indent=1))
+    command = f"python benchmarks/lm.py --epochs {args.epochs}"
+    if args.max_lines:
+        command += f" --max-lines {args.max_lines}"
+    if args.runs != list(RUNS):
+        command += " --runs " + " ".join(f'"{r}"' if " " in r else r for r in args.runs)
+    if args.section != "lm":
+        command += f" --section {args.section}"
     _report.write_section(
-        "lm",
-        "### Word-level LM on the King James Bible: output losses compared\n\n"
-        f"Command: `python benchmarks/lm.py --epochs {args.epochs}"
-        f"{f' --max-lines {args.max_lines}' if args.max_lines else ''}` — commit "
-        f"`{_report.commit()}` — {_report.machine()}. LSTM 256, Adam lr {args.lr}, V = "
-        f"{len(vocab)}, exact test perplexity.\n\n{table}\n\n"
-        "![validation perplexity against time](benchmarks/results/lm_valid_perplexity.png)",
+        args.section,
+        f"### Word-level LM on the King James Bible: output losses compared, {args.epochs} "
+        f"epochs\n\nCommand: `{command}` — commit `{_report.commit()}` — {_report.machine()}. "
+        f"LSTM 256, Adam lr {args.lr}, V = {len(vocab)}, exact test perplexity.\n\n{table}\n\n"
+        f"![validation perplexity against time](benchmarks/results/{png.name})",
     )
 
 
