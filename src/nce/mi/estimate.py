@@ -99,9 +99,11 @@ class MIEstimate:
         flag = " (capped: the true MI may be higher)" if self.capped else ""
         if not self.converged:
             flag += " (max_steps ran out while the held-out bound was still improving)"
+        caps = f"cap log M = {self.log_n_cap:.4f}"
+        if self.estimator == "infonce" and math.isfinite(self.log_batch_cap):
+            caps += f", log B = {self.log_batch_cap:.4f}"
         return (
-            f"I(X; Y) = {self.value:.4f} ± {self.stderr:.4f} nats [{self.estimator}], "
-            f"cap log M = {self.log_n_cap:.4f}{flag}"
+            f"I(X; Y) = {self.value:.4f} ± {self.stderr:.4f} nats [{self.estimator}], {caps}{flag}"
         )
 
 
