@@ -282,3 +282,45 @@ def test_second_derivatives_raise_instead_of_vanishing():
         torch.autograd.grad(nce.info_nce(q, k), q, create_graph=True)
     with pytest.raises(RuntimeError, match="first-order gradient only"):
         torch.autograd.grad(nce.nt_xent(q, k), q, create_graph=True)
+
+
+@pytest.mark.parametrize("temperature", [0.02, 0.0289, 0.5])  # c = log2(e)/tau: 72, 49.9, 2.9
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, TOL64), (torch.float32, TOL32)])
+def test_exponentials_without_maxima_match_reference(temperature, dtype, tol):
+    # Unit rows bound every logit by 1/tau: up to UNSHIFTED_MAX (base 2) the tiles skip the row
+    # maxima; beyond it they subtract them. Both sides of the switch, near-parallel pairs
+    # included (logits at the bound), agree with the float64 reference, in value and gradient.
+    from nce.functional._tiled_softmax import unshifted_ok
+
+    if dtype == torch.float32:  # float32 logits of 1/tau = 50 carry errors of ~50 ulp
+        tol = dict(rtol=tol["rtol"] * max(1.0, 0.1 / temperature), atol=tol["atol"] * 5)
+    q, k = _pair(n=32, d=8, dtype=dtype, seed=3)
+    k = (k + 0).detach()
+    k[:8] = q[:8].detach()  # eight pairs with cosine 1
+    k.requires_grad_()
+    assert unshifted_ok(torch.tensor(1 / temperature), q) == (temperature > 0.0289 - 1e-9)
+    q64, k64 = (x.detach().double().requires_grad_() for x in (q, k))
+    w = torch.linspace(0.1, 2.0, 32, dtype=dtype)
+    for symmetric in (False, True):
+        got = nce.info_nce(q, k, temperature=temperature, symmetric=symmetric, reduction="none")
+        want = (
+            ref.clip_terms(q64, k64, temperature)
+            if symmetric
+            else ref.info_nce_terms(q64, k64, None, temperature, True)
+        )
+        torch.testing.assert_close(got.double(), want, **tol)
+        for weights in (None, w):  # uniform upstream gradient, and a per-row one
+            g_got = torch.autograd.grad(
+                got.sum() if weights is None else (got * weights).sum(), (q, k), retain_graph=True
+            )
+            target = want.sum() if weights is None else (want * weights.double()).sum()
+            g_want = torch.autograd.grad(target, (q64, k64), retain_graph=True)
+            for a, b in zip(g_got, g_want, strict=True):
+                torch.testing.assert_close(a.double(), b, **tol)
+    got = nce.nt_xent(q, k, temperature=temperature, reduction="sum")
+    want = ref.nt_xent_terms(q64, k64, temperature).sum()
+    torch.testing.assert_close(got.double(), want, **tol)
+    g_got = torch.autograd.grad(got, (q, k))
+    g_want = torch.autograd.grad(want, (q64, k64))
+    for a, b in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(a.double(), b, **tol)

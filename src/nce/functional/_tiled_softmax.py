@@ -21,8 +21,11 @@ Both walk over tiles of :math:`S`, reusing one buffer, so memory is O(N·D + til
   tile. Two products' worth of work in all.
 
 Exponentials are taken in base 2 (:math:`e^x = 2^{x \log_2 e}`, the :math:`\log_2 e` folded into
-one factor of the product), which is several times cheaper than ``exp`` on CPUs. Results equal the
-dense computation up to floating-point rounding.
+one factor of the product), which is several times cheaper than ``exp`` on CPUs. With unit rows
+every base-2 logit lies in :math:`[-c, c]`, :math:`c = \log_2 e/\tau`; when :math:`2^{\pm c}` is far
+inside the dtype's range (:math:`c \le` ``UNSHIFTED_MAX``, i.e. :math:`\tau \ge 0.029`), the
+log-sum-exp needs no running maximum, and CPU tiles skip those two passes over memory. Results
+equal the dense computation up to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -38,6 +41,17 @@ LOG2E = 1.0 / math.log(2.0)
 LN2 = math.log(2.0)
 TILE_ELEMENTS = 1 << 21  # the most values a (rows x N) tile holds by default
 SELF_TILE = 512  # side of a square tile of the self-similarity matrix
+UNSHIFTED_MAX = 50.0  # the largest |base-2 logit| exponentiated without subtracting a maximum
+
+
+def unshifted_ok(scale: torch.Tensor, like: torch.Tensor) -> bool:
+    r"""True when unit-row logits :math:`|S_2| \le` ``scale``·log₂e can be exponentiated as they
+    are: on the CPU (reading ``scale`` there costs no device sync), in a dtype with float32's
+    exponent range, and with :math:`c \le` ``UNSHIFTED_MAX``, so that :math:`2^{S_2}` and its row
+    sums over up to :math:`2^{26}` columns stay normal numbers."""
+    if like.device.type != "cpu" or torch.finfo(like.dtype).max < 2.0**127:
+        return False
+    return float(scale) * LOG2E <= UNSHIFTED_MAX
 
 
 def default_rows(n_cols: int) -> int:
@@ -97,17 +111,26 @@ def _exclude(s2: torch.Tensor, exclude, r0: int, r1: int) -> None:
         s2.scatter_(1, exclude[r0:r1, None], float("-inf"))
 
 
-def _paired_lse2(a2, b, chunk: int, columns: bool, targets, exclude=None):
+def _paired_lse2(a2, b, chunk: int, columns: bool, targets, exclude=None, unshifted=False):
     r"""Base-2 row (and column) log-sum-exp of :math:`S_2 = A_2 B^\top` and each row's target
-    logit :math:`S_2[i, t_i]`."""
+    logit :math:`S_2[i, t_i]`; ``unshifted`` (see :func:`unshifted_ok`) sums :math:`2^{S_2}`
+    without subtracting maxima."""
     n, m = a2.shape[0], b.shape[0]
     lse2_row, target2 = a2.new_empty(n), a2.new_empty(n)
     col_max, col_sum = _running(m, a2)
+    if unshifted:
+        col_max.zero_()
     buffers = _TileBuffers(a2, min(chunk, n), m, count=2)
     for r0, r1 in _spans(n, chunk):
         s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, m))
         target2[r0:r1] = s2.gather(1, targets[r0:r1, None]).squeeze(1)
         _exclude(s2, exclude, r0, r1)
+        if unshifted:
+            e = s2.exp2_()
+            if columns:
+                col_sum.add_(e.sum(0))
+            lse2_row[r0:r1] = torch.log2(e.sum(1))
+            continue
         if columns:
             _merge_lse2(col_max, col_sum, s2, 0, buffers.get(1, r1 - r0, m))
         row_max = s2.amax(1, keepdim=True)
@@ -118,7 +141,16 @@ def _paired_lse2(a2, b, chunk: int, columns: bool, targets, exclude=None):
 
 
 def _paired_grad(
-    a2, b, chunk, g_row, targets, exclude=None, lse2_row=None, g_col=None, lse2_col=None
+    a2,
+    b,
+    chunk,
+    g_row,
+    targets,
+    exclude=None,
+    lse2_row=None,
+    g_col=None,
+    lse2_col=None,
+    unshifted=False,
 ):
     r"""Gradients of :math:`\sum_i g^r_i(\operatorname{lse}^r_i - S_{i t_i}) + \sum_j g^c_j
     (\operatorname{lse}^c_j - S_{jj})` with respect to A and B, where :math:`S = A B^\top`,
@@ -133,6 +165,8 @@ def _paired_grad(
 
     When ``lse2_row`` is None it is computed tile by tile in the same sweep (rows only) and
     returned with the target logits, so that the forward pass needs no other sweep.
+    ``unshifted`` (see :func:`unshifted_ok`) exponentiates each tile once, as it is, and applies
+    the log-sum-exps as row and column factors.
     """
     n, m = a2.shape[0], b.shape[0]
     fused = lse2_row is None
@@ -145,12 +179,26 @@ def _paired_grad(
         if fused:
             target2[r0:r1] = s2.gather(1, targets[r0:r1, None]).squeeze(1)
         _exclude(s2, exclude, r0, r1)
-        if fused:
+        if fused and unshifted:
+            e = s2.exp2_()
+            row_sum = e.sum(1)
+            lse2_row[r0:r1] = torch.log2(row_sum)
+            weight = (g_row[r0:r1] / row_sum).unsqueeze(1)
+        elif fused:
             row_max = s2.amax(1, keepdim=True)
             e = s2.sub_(row_max).exp2_()
             row_sum = e.sum(1)
             lse2_row[r0:r1] = row_max.squeeze(1) + torch.log2(row_sum)
             weight = (g_row[r0:r1] / row_sum).unsqueeze(1)
+        elif unshifted:
+            # E_ij = 2^(S_ij - lse_i): the row factor 2^(-lse_i) joins the row weight, and the
+            # column part's 2^(-lse_j) g_j joins it inside one product with a single exp2.
+            weight = (g_row[r0:r1] * torch.exp2(-lse2_row[r0:r1])).unsqueeze(1)
+            e = s2.exp2_()
+            if lse2_col is not None:
+                col_weight = g_col * torch.exp2(-lse2_col)
+                e.mul_(torch.add(weight, col_weight, out=buffers.get(1, r1 - r0, m)))
+                weight = None
         else:
             weight = g_row[r0:r1].unsqueeze(1)
             if lse2_col is not None:
@@ -214,20 +262,27 @@ class PairedSoftmaxCE(torch.autograd.Function):
     def forward(ctx, query, key, scale, normalize, symmetric, chunk, targets, exclude):
         q, k = _UnitRows(query, normalize), _UnitRows(key, normalize)
         a2 = q.unit * (scale * LOG2E)
-        ctx.q, ctx.k, ctx.symmetric, ctx.chunk = q, k, symmetric, chunk
+        unshifted = normalize and unshifted_ok(scale, a2)
+        ctx.q, ctx.k, ctx.symmetric, ctx.chunk, ctx.unshifted = q, k, symmetric, chunk, unshifted
         ctx.targets, ctx.exclude = targets, exclude
         # The backward reads key (and, unnormalized, query) as given: saving them makes autograd
         # refuse a backward after an in-place change to either.
         if symmetric:
-            lse2_row, lse2_col, diag2 = _paired_lse2(a2, k.unit, chunk, True, targets)
+            lse2_row, lse2_col, diag2 = _paired_lse2(
+                a2, k.unit, chunk, True, targets, None, unshifted
+            )
             ctx.save_for_backward(a2, scale, lse2_row, lse2_col, query, key)
             return LN2 * (0.5 * (lse2_row + lse2_col) - diag2)
         if any(ctx.needs_input_grad[:3]):
             ones = a2.new_ones(a2.shape[0])
-            da, db, lse2_row, target2 = _paired_grad(a2, k.unit, chunk, ones, targets, exclude)
+            da, db, lse2_row, target2 = _paired_grad(
+                a2, k.unit, chunk, ones, targets, exclude, unshifted=unshifted
+            )
             ctx.save_for_backward(a2, scale, lse2_row, da, db, query, key)
         else:
-            lse2_row, _, target2 = _paired_lse2(a2, k.unit, chunk, False, targets, exclude)
+            lse2_row, _, target2 = _paired_lse2(
+                a2, k.unit, chunk, False, targets, exclude, unshifted
+            )
         return LN2 * (lse2_row - target2)
 
     @staticmethod
@@ -239,14 +294,16 @@ class PairedSoftmaxCE(torch.autograd.Function):
             a2, scale, lse2_row, lse2_col, _, _ = ctx.saved_tensors
             half = 0.5 * g
             da, db = _paired_grad(
-                a2, k.unit, ctx.chunk, half, targets, None, lse2_row, half, lse2_col
+                a2, k.unit, ctx.chunk, half, targets, None, lse2_row, half, lse2_col, ctx.unshifted
             )
         else:
             a2, scale, lse2_row, da, db, _, _ = ctx.saved_tensors
             if bool((g == g[0]).all()):
                 da, db = da * g[0], db * g[0]
             else:
-                da, db = _paired_grad(a2, k.unit, ctx.chunk, g, targets, exclude, lse2_row)
+                da, db = _paired_grad(
+                    a2, k.unit, ctx.chunk, g, targets, exclude, lse2_row, unshifted=ctx.unshifted
+                )
         # da is dℓ/dA for A = s·Q̂: dℓ/ds = <da, Q̂>, dℓ/dQ̂ = s·da.
         d_scale = None
         if ctx.needs_input_grad[2]:
@@ -256,11 +313,14 @@ class PairedSoftmaxCE(torch.autograd.Function):
         return d_query, d_key, d_scale, None, None, None, None, None
 
 
-def _self_lse2(z2: torch.Tensor, tile: int) -> torch.Tensor:
+def _self_lse2(z2: torch.Tensor, tile: int, unshifted: bool = False) -> torch.Tensor:
     r"""Base-2 row log-sum-exp of :math:`Z_2 Z_2^\top` without its diagonal, from the tiles on and
-    above the diagonal."""
+    above the diagonal; ``unshifted`` (see :func:`unshifted_ok`) sums :math:`2^{S_2}` without
+    running maxima."""
     n = z2.shape[0]
     run_max, run_sum = _running(n, z2)
+    if unshifted:
+        run_max.zero_()
     spans = _spans(n, tile)
     buffers = _TileBuffers(z2, min(tile, n), min(tile, n), count=2)
     for bi, (i0, i1) in enumerate(spans):
@@ -269,33 +329,46 @@ def _self_lse2(z2: torch.Tensor, tile: int) -> torch.Tensor:
             scratch = buffers.get(1, i1 - i0, j1 - j0)
             if i0 == j0:
                 s2.diagonal().fill_(float("-inf"))
+            if unshifted:
+                e = s2.exp2_()
+                run_sum[i0:i1] += e.sum(1)
+                if i0 != j0:
+                    run_sum[j0:j1] += e.sum(0)
+                continue
             _merge_lse2(run_max[i0:i1], run_sum[i0:i1], s2, 1, scratch)
             if i0 != j0:
                 _merge_lse2(run_max[j0:j1], run_sum[j0:j1], s2, 0, scratch)
     return run_max + torch.log2(run_sum)
 
 
-def _self_grad(z, z2, lse2, g, tile: int) -> torch.Tensor:
+def _self_grad(z, z2, lse2, g, tile: int, unshifted: bool = False) -> torch.Tensor:
     r""":math:`(G + G^\top) Z` with :math:`G_{ij} = g_i\, \mathrm{softmax}_{j \ne i}(S_i)_j`,
     the softmax part of the NT-Xent gradient (the caller adds the target part).
 
     :math:`(G^\top)_{ij} = g_j e^{S_{ij} - \operatorname{lse}_j}` comes from the same tile, as
-    :math:`S` is symmetric. Uniform weights :math:`g` are applied once, at the end.
+    :math:`S` is symmetric. Uniform weights :math:`g` are applied once, at the end. With
+    ``unshifted`` (see :func:`unshifted_ok`), :math:`G + G^\top = 2^{S_2} \odot (u_i + u_j)`,
+    :math:`u = g\, 2^{-\operatorname{lse}_2}`: one exponential per tile instead of two.
     """
     n = z.shape[0]
     uniform = bool((g == g[0]).all())
+    u = torch.exp2(-lse2) if uniform else g * torch.exp2(-lse2)
     dz = torch.zeros_like(z)
     spans = _spans(n, tile)
     buffers = _TileBuffers(z, min(tile, n), min(tile, n), count=2)
     for bi, (i0, i1) in enumerate(spans):
         for j0, j1 in spans[bi:]:
             s2 = torch.matmul(z2[i0:i1], z2[j0:j1].T, out=buffers.get(0, i1 - i0, j1 - j0))
-            h_t = torch.sub(s2, lse2[j0:j1], out=buffers.get(1, i1 - i0, j1 - j0)).exp2_()
-            h = s2.sub_(lse2[i0:i1, None]).exp2_()
-            if not uniform:
-                h.mul_(g[i0:i1, None])
-                h_t.mul_(g[j0:j1])
-            h.add_(h_t)
+            if unshifted:
+                pair = torch.add(u[i0:i1, None], u[j0:j1], out=buffers.get(1, i1 - i0, j1 - j0))
+                h = s2.exp2_().mul_(pair)
+            else:
+                h_t = torch.sub(s2, lse2[j0:j1], out=buffers.get(1, i1 - i0, j1 - j0)).exp2_()
+                h = s2.sub_(lse2[i0:i1, None]).exp2_()
+                if not uniform:
+                    h.mul_(g[i0:i1, None])
+                    h_t.mul_(g[j0:j1])
+                h.add_(h_t)
             if i0 == j0:
                 h.diagonal().zero_()
             dz[i0:i1].addmm_(h, z[j0:j1])
@@ -321,10 +394,11 @@ class SelfSoftmaxCE(torch.autograd.Function):
     def forward(ctx, views, scale, tile: int):
         z = _UnitRows(views, normalize=True)
         z2 = z.unit * (scale * LOG2E).sqrt()
-        lse2 = _self_lse2(z2, tile)
+        unshifted = unshifted_ok(scale, z2)
+        lse2 = _self_lse2(z2, tile, unshifted)
         twin = _twin(z2.shape[0], z2.device)
         positive = scale * (z.unit * z.unit[twin]).sum(1)
-        ctx.z, ctx.tile = z, tile
+        ctx.z, ctx.tile, ctx.unshifted = z, tile, unshifted
         ctx.save_for_backward(z2, scale, lse2)
         return LN2 * lse2 - positive
 
@@ -335,7 +409,7 @@ class SelfSoftmaxCE(torch.autograd.Function):
         z, g = ctx.z, g.contiguous()
         twin = _twin(z2.shape[0], z2.device)
         # (G + Gᵀ) Ẑ, whose inner product with Ẑ is twice dℓ/ds.
-        dz = _self_grad(z.unit, z2, lse2, g, ctx.tile)
+        dz = _self_grad(z.unit, z2, lse2, g, ctx.tile, ctx.unshifted)
         dz.sub_((g + g[twin]).unsqueeze(1) * z.unit[twin])
         d_scale = None
         if ctx.needs_input_grad[1]:
