@@ -48,6 +48,8 @@ def main() -> None:
         "--section", default="lm", help="BENCHMARKS.md section (and plot name) to write"
     )
     args = parser.parse_args()
+    if args.runs != list(RUNS) and args.section == "lm" and not args.no_write:
+        parser.error("--runs with a subset of the losses needs --section NAME (or --no-write)")
 
     lines = [tokenize(v) for v in kjv_verses()[: args.max_lines]]
     train_lines, valid_lines, test_lines = split_lines(lines, seed=0)
@@ -118,6 +120,8 @@ def main() -> None:
         command += f" --max-lines {args.max_lines}"
     if args.runs != list(RUNS):
         command += " --runs " + " ".join(f'"{r}"' if " " in r else r for r in args.runs)
+    if args.lr != 2e-3:
+        command += f" --lr {args.lr}"
     if args.section != "lm":
         command += f" --section {args.section}"
     _report.write_section(

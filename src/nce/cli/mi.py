@@ -5,7 +5,7 @@
 
 Prints the estimate in nats with its standard error and the InfoNCE ceilings log M (M the held-out
 evaluation block) and log B (B the training batch), says whether the estimate is capped and
-whether training ended before the held-out bound stopped improving, and writes ``value``,
+whether training ended before early stopping, and writes ``value``,
 ``stderr``, ``log_n_cap``, ``log_batch_cap``, ``capped`` and ``converged`` (with the settings used)
 to the JSON file, atomically.
 """
@@ -148,8 +148,9 @@ def run(args) -> int:
         print(f"{caps} — not capped")
     if not result.converged:
         print(
-            f"note: training stopped at --max-steps {args.max_steps} while the held-out bound was "
-            "still improving; a larger --max-steps may raise the estimate"
+            f"note: training stopped at --max-steps {args.max_steps} before early stopping (the "
+            "held-out bound had improved within its last 10 measurements); a larger --max-steps "
+            "may raise the estimate"
         )
     if args.json:
         atomic_write_json(

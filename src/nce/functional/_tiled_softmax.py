@@ -51,7 +51,7 @@ def unshifted_ok(scale: torch.Tensor, like: torch.Tensor) -> bool:
     sums over up to :math:`2^{26}` columns stay normal numbers."""
     if like.device.type != "cpu" or torch.finfo(like.dtype).max < 2.0**127:
         return False
-    return float(scale) * LOG2E <= UNSHIFTED_MAX
+    return abs(float(scale)) * LOG2E <= UNSHIFTED_MAX
 
 
 def default_rows(n_cols: int) -> int:

@@ -98,7 +98,7 @@ class MIEstimate:
     def __str__(self) -> str:
         flag = " (capped: the true MI may be higher)" if self.capped else ""
         if not self.converged:
-            flag += " (max_steps ran out while the held-out bound was still improving)"
+            flag += " (max_steps ran out before early stopping; more steps may raise it)"
         caps = f"cap log M = {self.log_n_cap:.4f}"
         if self.estimator == "infonce" and math.isfinite(self.log_batch_cap):
             caps += f", log B = {self.log_batch_cap:.4f}"
