@@ -352,7 +352,8 @@ def _self_grad(z, z2, lse2, g, tile: int, unshifted: bool = False) -> torch.Tens
     """
     n = z.shape[0]
     uniform = bool((g == g[0]).all())
-    u = torch.exp2(-lse2) if uniform else g * torch.exp2(-lse2)
+    if unshifted:
+        u = torch.exp2(-lse2) if uniform else g * torch.exp2(-lse2)
     dz = torch.zeros_like(z)
     spans = _spans(n, tile)
     buffers = _TileBuffers(z, min(tile, n), min(tile, n), count=2)
