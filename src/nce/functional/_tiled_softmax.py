@@ -117,9 +117,8 @@ def _paired_lse2(a2, b, chunk: int, columns: bool, targets, exclude=None, unshif
     without subtracting maxima."""
     n, m = a2.shape[0], b.shape[0]
     lse2_row, target2 = a2.new_empty(n), a2.new_empty(n)
-    col_max, col_sum = _running(m, a2)
-    if unshifted:
-        col_max.zero_()
+    # Unshifted sums need no running maximum: it stays 0.
+    col_max, col_sum = (a2.new_zeros(m), a2.new_zeros(m)) if unshifted else _running(m, a2)
     buffers = _TileBuffers(a2, min(chunk, n), m, count=2)
     for r0, r1 in _spans(n, chunk):
         s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, m))
@@ -318,9 +317,7 @@ def _self_lse2(z2: torch.Tensor, tile: int, unshifted: bool = False) -> torch.Te
     above the diagonal; ``unshifted`` (see :func:`unshifted_ok`) sums :math:`2^{S_2}` without
     running maxima."""
     n = z2.shape[0]
-    run_max, run_sum = _running(n, z2)
-    if unshifted:
-        run_max.zero_()
+    run_max, run_sum = (z2.new_zeros(n), z2.new_zeros(n)) if unshifted else _running(n, z2)
     spans = _spans(n, tile)
     buffers = _TileBuffers(z2, min(tile, n), min(tile, n), count=2)
     for bi, (i0, i1) in enumerate(spans):
