@@ -29,6 +29,7 @@ from nce.functional import (
     debiased_info_nce,
     info_nce,
     nt_xent,
+    pairwise_nce,
     soft_info_nce,
     supervised_info_nce,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "noise",
     "nt_xent",
     "output",
+    "pairwise_nce",
     "soft_info_nce",
     "supervised_info_nce",
 ]

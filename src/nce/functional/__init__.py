@@ -8,6 +8,7 @@ from nce.functional.binary_nce import binary_nce
 from nce.functional.debiased_info_nce import debiased_info_nce
 from nce.functional.info_nce import info_nce
 from nce.functional.nt_xent import nt_xent
+from nce.functional.pairwise_nce import pairwise_nce
 from nce.functional.soft_info_nce import soft_info_nce
 from nce.functional.supervised_info_nce import supervised_info_nce
 
@@ -16,6 +17,7 @@ __all__ = [
     "debiased_info_nce",
     "info_nce",
     "nt_xent",
+    "pairwise_nce",
     "soft_info_nce",
     "supervised_info_nce",
 ]
