@@ -70,6 +70,21 @@ def clip_terms(q, k, tau=0.1, normalize=True):
     )
 
 
+def pairwise_terms(q, k, tau=0.1, bias=-10.0, labels=None, normalize=True):
+    """SigLIP (Zhai et al. 2023, eq. 1), per query: -sum_j log 1 / (1 + exp(-z_ij s_ij)),
+    s_ij = q_i . k_j / tau + b, z_ij = 1 for the positive pairs (the diagonal, or equal labels)."""
+    n = q.shape[0]
+    out = []
+    for i in range(n):
+        row = 0.0
+        for j in range(n):
+            positive = i == j if labels is None else bool(labels[i] == labels[j])
+            z = 1.0 if positive else -1.0
+            row = row - _logsigmoid(z * (_sim(q[i], k[j], normalize) / tau + bias))
+        out.append(row)
+    return torch.stack(out)
+
+
 def nt_xent_terms(v1, v2, tau=0.5):
     """SimCLR eq. 1 for each of the 2N anchors: -log exp(s_ij/t) / sum_{k != i} exp(s_ik/t)."""
     z = torch.cat([v1, v2])

@@ -14,12 +14,13 @@ import math
 import torch
 from torch import nn
 
-from nce._validation import check_in_range, check_positive, check_reduction
+from nce._validation import check_in_range, check_int, check_positive, check_reduction
 from nce.functional import (
     binary_nce,
     debiased_info_nce,
     info_nce,
     nt_xent,
+    pairwise_nce,
     soft_info_nce,
     supervised_info_nce,
 )
@@ -255,3 +256,68 @@ class BinaryNCE(nn.Module):
             noise_ratio=self.noise_ratio,
             reduction=self.reduction,
         ).to(out_dtype)
+
+
+class SigLIPLoss(nn.Module):
+    r"""SigLIP's loss (Zhai et al. 2023, arXiv:2303.15343) with a learned temperature and bias:
+    module form of :func:`nce.pairwise_nce`; ``forward(query, key, labels=None)``.
+
+    The temperature is learned as a log scale :math:`t = \log(1/\tau)`, initialised at
+    :math:`\log 10` (:math:`\tau = 0.1`) and clamped to a maximum scale of 100, as in
+    :class:`CLIPLoss`; the bias :math:`b` is a parameter initialised at ``bias``.
+
+    Why the bias matters: each pair is a binary NCE problem whose logit is
+    :math:`\log p_m - \log p_n - \log Z - \log \nu`. The similarity learns the log ratio; the bias
+    stands for :math:`-\log Z - \log \nu`, the prior log-odds of a positive among the N pairs of a
+    query's row. While the scores are still uninformative the best bias is the one whose
+    :math:`\sigma(b)` is the fraction of positives, :math:`1/N`: :math:`b = -\log(N - 1)`.
+    Without a bias (or with one far from that) the first steps are spent pushing every score
+    down, because the N − 1 negatives of each row dominate the loss. The paper's :math:`-10` is
+    that prior for :math:`N \approx e^{10} \approx 22{,}000`, its batch sizes; for a batch of N
+    pairs, :math:`-\log N` is the better start (measured in ``BENCHMARKS.md``, "SigLIP's bias").
+
+    Args:
+        temperature: initial :math:`\tau > 0`, at least 1/100.
+        bias: initial bias, a finite number.
+        normalize, reduction, chunk_size, gather: as for :func:`nce.pairwise_nce`.
+
+    Example:
+        >>> import math, torch
+        >>> loss = SigLIPLoss(bias=-math.log(256))
+        >>> loss(torch.randn(256, 32), torch.randn(256, 32)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        bias: float = -10.0,
+        *,
+        normalize: bool = True,
+        reduction: str = "mean",
+        chunk_size: int | None = None,
+        gather: bool = False,
+    ):
+        super().__init__()
+        check_reduction(reduction)
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise ValueError(f"bias must be a finite number, got {bias!r}")
+        if chunk_size is not None:
+            check_int("chunk_size", chunk_size, minimum=1)
+        self.temperature = Temperature(temperature, learnable=True)
+        self.bias = nn.Parameter(torch.tensor(float(bias)))
+        self.normalize, self.reduction = normalize, reduction
+        self.chunk_size, self.gather = chunk_size, gather
+
+    def forward(self, query, key, labels=None):
+        return pairwise_nce(
+            query,
+            key,
+            temperature=self.temperature(),
+            bias=self.bias,
+            labels=labels,
+            normalize=self.normalize,
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
+            gather=self.gather,
+        )
