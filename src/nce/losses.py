@@ -269,12 +269,15 @@ class SigLIPLoss(nn.Module):
     Why the bias matters: each pair is a binary NCE problem whose logit is
     :math:`\log p_m - \log p_n - \log Z - \log \nu`. The similarity learns the log ratio; the bias
     stands for :math:`-\log Z - \log \nu`, the prior log-odds of a positive among the N pairs of a
-    query's row. While the scores are still uninformative the best bias is the one whose
-    :math:`\sigma(b)` is the fraction of positives, :math:`1/N`: :math:`b = -\log(N - 1)`.
-    Without a bias (or with one far from that) the first steps are spent pushing every score
-    down, because the N − 1 negatives of each row dominate the loss. The paper's :math:`-10` is
-    that prior for :math:`N \approx e^{10} \approx 22{,}000`, its batch sizes; for a batch of N
-    pairs, :math:`-\log N` is the better start (measured in ``BENCHMARKS.md``, "SigLIP's bias").
+    query's row. While the scores are still uninformative the best constant logit is the one whose
+    :math:`\sigma(b)` is the fraction of positives, :math:`1/N`: :math:`b = -\log(N - 1)
+    \approx -\log N`, the start that matches the prior at any batch size (the paper's -10 matches
+    it for :math:`N \approx e^{10} \approx 22{,}000`). The bias also sets which negatives are
+    pushed: a negative's gradient is :math:`\sigma(s_{ij})`, and with :math:`\tau = 0.1` the scores
+    lie in :math:`[b - 10, b + 10]`. At :math:`b = -10` only negatives with a cosine near 1 push
+    (hard negatives) while each positive pulls with weight near 1; at :math:`b = -\log N` all N - 1
+    negatives together push as hard as the positive pulls. Which start trains better is measured
+    on a small two-tower model in ``BENCHMARKS.md`` ("SigLIP's bias"), at several batch sizes.
 
     Args:
         temperature: initial :math:`\tau > 0`, at least 1/100.
@@ -282,8 +285,8 @@ class SigLIPLoss(nn.Module):
         normalize, reduction, chunk_size, gather: as for :func:`nce.pairwise_nce`.
 
     Example:
-        >>> import math, torch
-        >>> loss = SigLIPLoss(bias=-math.log(256))
+        >>> import torch
+        >>> loss = SigLIPLoss(temperature=0.1, bias=-10.0)
         >>> loss(torch.randn(256, 32), torch.randn(256, 32)).shape
         torch.Size([])
     """
