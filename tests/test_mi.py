@@ -245,6 +245,19 @@ def test_critics_score_every_pair():
 
 # estimate_mi: small, fast runs.
 
+
+class DistanceCritic(torch.nn.Module):
+    """f(x, y) = -scale (x - y)^2 for one column each: sharp for a large scale, worse than a
+    constant for a negative one."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(scale))
+
+    def forward(self, x, y):
+        return -self.scale * (x - y.T) ** 2
+
+
 FAST = dict(max_steps=200, progress=False, random_state=0)
 
 
@@ -377,18 +390,10 @@ def test_estimate_rejects_bad_input(kwargs, message):
 
 def test_log_n_cap_bounds_infonce_on_uneven_blocks():
     # Five held-out rows in blocks of 3 and 2: the cap is the size-weighted mean of log M_b.
-    class Sharp(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.tensor(1e3))
-
-        def forward(self, x, y):
-            return -self.scale * (x - y.T) ** 2
-
     x = np.arange(20.0)
     est = estimate_mi(
-        x, x.copy(), critic=Sharp(), validation_fraction=0.25, eval_batch_size=4, max_steps=1,
-        standardize="none", progress=False, random_state=0,
+        x, x.copy(), critic=DistanceCritic(1e3), validation_fraction=0.25, eval_batch_size=4,
+        max_steps=1, standardize="none", progress=False, random_state=0,
     )  # fmt: skip
     assert est.n_valid == 5
     assert est.log_n_cap == pytest.approx(0.6 * math.log(3) + 0.4 * math.log(2))
@@ -441,19 +446,10 @@ def test_none_warns_about_columns_far_from_unit_scale():
 
 
 def test_an_estimate_below_zero_warns():
-    class Backwards(torch.nn.Module):
-        """Scores the true partner lowest: a critic worse than a constant."""
-
-        def __init__(self):
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.tensor(50.0))
-
-        def forward(self, x, y):
-            return self.scale * (x - y.T) ** 2
-
     x, y = gaussian_pairs(400, 1, 2.0)
     with pytest.warns(UserWarning, match=r"below 0 .* mutual information is never negative"):
-        est = estimate_mi(x, y, critic=Backwards(), max_steps=1, lr=1e-8, progress=False)
+        backwards = DistanceCritic(-50.0)  # scores the true partner lowest
+        est = estimate_mi(x, y, critic=backwards, max_steps=1, lr=1e-8, progress=False)
     assert est.value < 0
 
 
