@@ -380,6 +380,7 @@ def test_rank_standardization_is_invariant_to_monotone_maps():
         ),
     ],
 )
+@pytest.mark.filterwarnings("ignore:x column 0 has root mean square")
 def test_estimate_rejects_bad_input(kwargs, message):
     args = dict(x=np.arange(10.0), y=np.arange(10.0)[::-1].copy())
     args.update(kwargs)
@@ -428,7 +429,10 @@ def test_zscore_of_huge_values_does_not_overflow():
 def test_none_refuses_a_column_float32_cannot_resolve():
     x, y = gaussian_pairs(400, 1, 1.0)
     nearly_constant = 1 + 1e-9 * x
-    with pytest.raises(ValueError, match=r"standardize='none' merges the values of x column 0"):
+    with (
+        pytest.raises(ValueError, match=r"standardize='none' merges the values of x column 0"),
+        pytest.warns(UserWarning, match=r"standard deviation 9\.9\de-10"),
+    ):
         estimate_mi(nearly_constant, y, standardize="none", **QUICK)
     # zscore and rank see through the offset
     assert estimate_mi(nearly_constant, y, standardize="zscore", **QUICK).value == pytest.approx(
@@ -436,6 +440,7 @@ def test_none_refuses_a_column_float32_cannot_resolve():
     )
 
 
+@pytest.mark.filterwarnings("ignore:the held-out estimate is")
 def test_none_warns_about_columns_far_from_unit_scale():
     x, y = gaussian_pairs(400, 2, 1.0)
     with pytest.warns(UserWarning, match=r"y column 1 .* standardize='none'"):
