@@ -158,7 +158,8 @@ def estimate_mi(
     measurements without improvement.
 
     Args:
-        x: samples of X, one row per draw; 1-D means one column.
+        x: samples of X, one row per draw (a numpy array, tensor, DataFrame or nested list of
+            numbers); 1-D means one column.
         y: samples of Y, paired row by row with ``x``.
         estimator: "infonce" | "nwj" | "mine" | "smile" | "js" (:mod:`nce.mi.estimators`);
             "info_nce" is accepted for "infonce".
