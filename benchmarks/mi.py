@@ -35,13 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nce.mi import (  # noqa: E402
     SeparableCritic,
     estimate_mi,
-    infonce_bound,
-    js_bound,
-    mine_bound,
-    nwj_bound,
-    smile_bound,
+    info_nce_bound,
 )
-from nce.mi.estimate import mine_average  # noqa: E402
+from nce.mi.estimators import get_estimator  # noqa: E402
+from nce.mi.train import mine_average  # noqa: E402
 
 import _report  # noqa: E402
 
@@ -78,6 +75,7 @@ def staircase(args):
     g = torch.Generator().manual_seed(seed)
     out = {}
     for estimator in ESTIMATORS:
+        record = get_estimator(estimator)
         critic = SeparableCritic(STAIR_DIM, STAIR_DIM)
         optimizer = torch.optim.Adam(critic.parameters(), lr=5e-4)
         average, trace = None, []
@@ -95,18 +93,9 @@ def staircase(args):
                 if not bool(torch.isfinite(scores).all()):
                     trace.append(math.nan)
                     continue
-                if estimator == "mine":
+                if record.moving_average:
                     average = mine_average(scores, average)
-                if estimator == "infonce":
-                    bound = infonce_bound(scores)
-                elif estimator == "nwj":
-                    bound = nwj_bound(scores)
-                elif estimator == "mine":
-                    bound = mine_bound(scores, average)
-                elif estimator == "smile":
-                    bound = smile_bound(scores, 5.0)
-                else:
-                    bound = js_bound(scores)
+                bound = record.training_objective(scores, 5.0, average)
                 trace.append(float(bound.detach()))
                 if not math.isfinite(trace[-1]):
                     continue
@@ -234,7 +223,7 @@ def exact_critic_infonce(name, n_rows, seed):
     var = 1 - rho**2
     log_cond = -torch.cdist(rho * x, y).square() / (2 * var) - 0.5 * d * math.log(var)
     scores = log_cond + 0.5 * y.square().sum(1)  # minus log p(y_j), constants dropped
-    return float(infonce_bound(scores))
+    return float(info_nce_bound(scores))
 
 
 def table_run(args):

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from nce.mi import (
     SeparableCritic,
     dv_bound,
     estimate_mi,
+    influence_values,
+    info_nce_bound,
     infonce_bound,
     js_bound,
     js_objective,
@@ -20,7 +23,8 @@ from nce.mi import (
     nwj_bound,
     smile_bound,
 )
-from nce.mi.estimate import influence_values
+from nce.mi.estimators import ESTIMATORS, get_estimator
+from nce.mi.standardize import average_ranks, normal_scores, zscore
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +108,7 @@ def naive_js_objective(s):
 @pytest.mark.parametrize(
     "bound,naive",
     [
-        (infonce_bound, naive_infonce),
+        (info_nce_bound, naive_infonce),
         (nwj_bound, naive_nwj),
         (dv_bound, naive_dv),
         (lambda s: smile_bound(s, 1.5), lambda s: naive_smile(s, 1.5)),
@@ -121,7 +125,7 @@ def test_bounds_match_naive_loops(bound, naive, seed):
     assert float(bound(s.detach().float())) == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
-@pytest.mark.parametrize("bound", [infonce_bound, nwj_bound, dv_bound, js_objective])
+@pytest.mark.parametrize("bound", [info_nce_bound, nwj_bound, dv_bound, js_objective])
 def test_gradcheck(bound):
     assert torch.autograd.gradcheck(bound, (scores(n=5),))
 
@@ -154,11 +158,11 @@ def test_js_trained_bounds_carry_the_js_gradient(bound):
 )
 def test_infonce_never_exceeds_log_n(s):
     n = s.shape[0]
-    assert float(infonce_bound(torch.from_numpy(s))) <= math.log(n) + 1e-9
+    assert float(info_nce_bound(torch.from_numpy(s))) <= math.log(n) + 1e-9
 
 
 def test_infonce_reaches_log_n_for_a_perfect_critic():
-    assert float(infonce_bound(1e4 * torch.eye(64, dtype=torch.float64))) == pytest.approx(
+    assert float(info_nce_bound(1e4 * torch.eye(64, dtype=torch.float64))) == pytest.approx(
         math.log(64)
     )
 
@@ -166,7 +170,7 @@ def test_infonce_reaches_log_n_for_a_perfect_critic():
 def test_shift_invariance_and_shift_sensitivity():
     s = scores()
     torch.testing.assert_close(dv_bound(s + 3), dv_bound(s))
-    torch.testing.assert_close(infonce_bound(s + 3), infonce_bound(s))
+    torch.testing.assert_close(info_nce_bound(s + 3), info_nce_bound(s))
     assert float(nwj_bound(s + 3).detach()) != pytest.approx(float(nwj_bound(s).detach()))
 
 
@@ -182,7 +186,7 @@ def test_optimal_gaussian_critic_gives_the_true_mi(mi):
         values["nwj"].append(float(nwj_bound(s + 1)))
         values["dv"].append(float(dv_bound(s)))
         values["js"].append(float(js_bound(s)))
-        values["infonce"].append(float(infonce_bound(s)))
+        values["infonce"].append(float(info_nce_bound(s)))
     for name in ("nwj", "dv", "js"):
         v = np.asarray(values[name])
         assert abs(v.mean() - mi) < 4 * v.std() / math.sqrt(reps) + 0.01, name
@@ -217,7 +221,7 @@ def test_influence_standard_error_matches_the_spread(estimator):
         (torch.ones(3, 3, dtype=torch.long), r"floating"),
     ],
 )
-@pytest.mark.parametrize("bound", [infonce_bound, nwj_bound, dv_bound, smile_bound, js_bound])
+@pytest.mark.parametrize("bound", [info_nce_bound, nwj_bound, dv_bound, smile_bound, js_bound])
 def test_bounds_reject_bad_scores(bound, bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         bound(bad)
@@ -240,6 +244,19 @@ def test_critics_score_every_pair():
 
 
 # estimate_mi: small, fast runs.
+
+
+class DistanceCritic(torch.nn.Module):
+    """f(x, y) = -scale (x - y)^2 for one column each: sharp for a large scale, worse than a
+    constant for a negative one."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(scale))
+
+    def forward(self, x, y):
+        return -self.scale * (x - y.T) ** 2
+
 
 FAST = dict(max_steps=200, progress=False, random_state=0)
 
@@ -347,16 +364,23 @@ def test_rank_standardization_is_invariant_to_monotone_maps():
         (dict(x=np.r_[np.arange(9.0), np.nan]), r"x contains 1 NaN"),
         (dict(estimator="mutual"), r"estimator must be one of"),
         (dict(critic="bilinear"), r"critic must be one of"),
-        (dict(valid_fraction=1.0), r"valid_fraction must lie in \(0, 1\)"),
+        (dict(validation_fraction=1.0), r"validation_fraction must lie in \(0, 1\)"),
+        (dict(lr=0.0), r"lr must be a finite number > 0"),
+        (dict(random_state=-1), r"random_state must be >= 0"),
+        (dict(random_state="0"), r"random_state must be None, an int or a torch.Generator"),
         (dict(standardize="robust"), r"standardize must be one of"),
         (dict(batch_size=1), r"batch_size must be >= 2"),
         (dict(max_steps=0), r"max_steps must be >= 1"),
-        (dict(x=np.zeros((10, 2, 2))), r"x must be 1-D \(N,\) or 2-D"),
-        (dict(x=[1.0] * 10), r"x must be a numpy array or a torch.Tensor"),
+        (dict(x=np.zeros((10, 2, 2))), r"x must be 1-D or 2-D"),
+        (dict(x=np.array(["a"] * 10)), r"x must hold numbers"),
         (dict(random_state=2**64), r"random_state must be below 2\*\*64"),
-        (dict(x=np.arange(10.0) * 1e39, standardize="none"), r"x has values beyond float32"),
+        (
+            dict(x=np.arange(10.0) * 1e39, standardize="none"),
+            r"x column 0 has values beyond float32",
+        ),
     ],
 )
+@pytest.mark.filterwarnings("ignore:x column 0 has root mean square")
 def test_estimate_rejects_bad_input(kwargs, message):
     args = dict(x=np.arange(10.0), y=np.arange(10.0)[::-1].copy())
     args.update(kwargs)
@@ -367,19 +391,134 @@ def test_estimate_rejects_bad_input(kwargs, message):
 
 def test_log_n_cap_bounds_infonce_on_uneven_blocks():
     # Five held-out rows in blocks of 3 and 2: the cap is the size-weighted mean of log M_b.
-    class Sharp(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.tensor(1e3))
-
-        def forward(self, x, y):
-            return -self.scale * (x - y.T) ** 2
-
     x = np.arange(20.0)
     est = estimate_mi(
-        x, x.copy(), critic=Sharp(), valid_fraction=0.25, eval_batch_size=4, max_steps=1,
-        standardize="none", progress=False, random_state=0,
+        x, x.copy(), critic=DistanceCritic(1e3), validation_fraction=0.25, eval_batch_size=4,
+        max_steps=1, standardize="none", progress=False, random_state=0,
     )  # fmt: skip
     assert est.n_valid == 5
     assert est.log_n_cap == pytest.approx(0.6 * math.log(3) + 0.4 * math.log(2))
     assert est.value <= est.log_n_cap + 1e-9
+
+
+# Standardization: nothing lost silently.
+
+QUICK = dict(max_steps=20, eval_every=10, progress=False, random_state=0)
+
+
+def test_zscore_refuses_a_column_it_would_collapse():
+    # One value near the float64 maximum: the z-scores of the 599 others agree to 1e-308 and
+    # merge, so the column would carry nothing (the estimate came out as 0 with no word).
+    x, y = gaussian_pairs(600, 1, 1.0)
+    x[5, 0] = 1.7e308
+    with pytest.raises(ValueError, match=r"standardize='zscore' merges the values of x column 0"):
+        estimate_mi(x, y, standardize="zscore", **QUICK)
+    assert estimate_mi(x, y, **QUICK).value > 0.3  # rank standardization keeps the information
+
+
+def test_zscore_of_huge_values_does_not_overflow():
+    x, y = gaussian_pairs(600, 1, 1.0)
+    torch.testing.assert_close(
+        zscore(torch.from_numpy(x * 1e306)), zscore(torch.from_numpy(x)), rtol=1e-12, atol=1e-12
+    )
+    huge = estimate_mi(x * 1e306, y, standardize="zscore", **QUICK)
+    plain = estimate_mi(x, y, standardize="zscore", **QUICK)
+    assert huge.value == pytest.approx(plain.value, abs=1e-4)
+
+
+def test_none_refuses_a_column_float32_cannot_resolve():
+    x, y = gaussian_pairs(400, 1, 1.0)
+    nearly_constant = 1 + 1e-9 * x
+    with (
+        pytest.raises(ValueError, match=r"standardize='none' merges the values of x column 0"),
+        pytest.warns(UserWarning, match=r"standard deviation 9\.9\de-10"),
+    ):
+        estimate_mi(nearly_constant, y, standardize="none", **QUICK)
+    # zscore and rank see through the offset
+    assert estimate_mi(nearly_constant, y, standardize="zscore", **QUICK).value == pytest.approx(
+        estimate_mi(x, y, standardize="zscore", **QUICK).value, abs=1e-4
+    )
+
+
+@pytest.mark.filterwarnings("ignore:the held-out estimate is")
+def test_none_warns_about_columns_far_from_unit_scale():
+    x, y = gaussian_pairs(400, 2, 1.0)
+    with pytest.warns(UserWarning, match=r"y column 1 .* standardize='none'"):
+        estimate_mi(x, y * [1.0, 1e5], standardize="none", **QUICK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        estimate_mi(x, y, standardize="none", **QUICK)
+
+
+def test_an_estimate_below_zero_warns():
+    x, y = gaussian_pairs(400, 1, 2.0)
+    with pytest.warns(UserWarning, match=r"below 0 .* mutual information is never negative"):
+        backwards = DistanceCritic(-50.0)  # scores the true partner lowest
+        est = estimate_mi(x, y, critic=backwards, max_steps=1, lr=1e-8, progress=False)
+    assert est.value < 0
+
+
+def test_rank_standardization_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    special = pytest.importorskip("scipy.special")
+    rng = np.random.default_rng(0)
+    a = np.c_[
+        rng.standard_normal(2000), np.round(rng.standard_normal(2000), 1), rng.integers(0, 4, 2000)
+    ]
+    ranks = average_ranks(torch.from_numpy(a)).numpy()
+    np.testing.assert_array_equal(ranks, stats.rankdata(a, axis=0))
+    want = special.ndtri((stats.rankdata(a, axis=0) - 0.5) / len(a))
+    got = normal_scores(torch.from_numpy(a)).numpy()
+    # torch's and scipy's ndtri agree to a few float64 ulps, and exactly in the float32 the
+    # critic sees
+    np.testing.assert_array_max_ulp(got, want, maxulp=4)
+    np.testing.assert_array_equal(got.astype(np.float32), want.astype(np.float32))
+
+
+# Names, the estimator table and random states.
+
+
+def test_old_keywords_warn_and_still_work():
+    x, y = gaussian_pairs(300, 1, 0.5)
+    new = estimate_mi(x, y, lr=1e-3, validation_fraction=0.4, **QUICK)
+    with pytest.warns(DeprecationWarning, match=r"learning_rate= is deprecated.*use lr="):
+        old = estimate_mi(x, y, learning_rate=1e-3, validation_fraction=0.4, **QUICK)
+    assert old.value == new.value
+    with pytest.warns(DeprecationWarning, match=r"valid_fraction= is deprecated.*validation_frac"):
+        old = estimate_mi(x, y, lr=1e-3, valid_fraction=0.4, **QUICK)
+    assert old.value == new.value and old.n_valid == 120
+    with pytest.raises(TypeError, match="got both lr= and its old name learning_rate="):
+        estimate_mi(x, y, lr=1e-3, learning_rate=1e-3, **QUICK)
+
+
+def test_infonce_bound_is_a_deprecated_alias():
+    s = scores()
+    with pytest.warns(DeprecationWarning, match="use info_nce_bound"):
+        old = infonce_bound(s)
+    assert torch.equal(old, info_nce_bound(s))
+
+
+def test_info_nce_is_an_alias_of_infonce():
+    x, y = gaussian_pairs(300, 1, 0.5)
+    alias = estimate_mi(x, y, estimator="info_nce", **QUICK)
+    assert alias.estimator == "infonce"
+    assert alias.value == estimate_mi(x, y, estimator="infonce", **QUICK).value
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_each_estimators_influence_averages_to_its_held_out_bound(name):
+    record = get_estimator(name)
+    s = scores(n=9).detach()
+    value, psi = record.influence(s, 1.5)
+    assert value == pytest.approx(float(record.held_out_bound(s, 1.5)), abs=1e-12)
+    assert float(psi.mean()) == pytest.approx(value, abs=1e-12)
+
+
+def test_random_state_generator_and_global_generator_untouched():
+    x, y = gaussian_pairs(300, 1, 0.5)
+    before = torch.random.get_rng_state()
+    options = dict(max_steps=20, eval_every=10, progress=False)
+    a = estimate_mi(x, y, random_state=torch.Generator().manual_seed(5), **options)
+    b = estimate_mi(x, y, random_state=torch.Generator().manual_seed(5), **options)
+    assert a.value == b.value
+    assert torch.equal(before, torch.random.get_rng_state())

@@ -125,7 +125,7 @@ def run(args) -> int:
         critic=args.critic,
         batch_size=args.batch_size,
         max_steps=args.max_steps,
-        valid_fraction=args.valid_fraction,
+        validation_fraction=args.valid_fraction,
         random_state=args.seed,
         progress=not args.no_progress,
     )

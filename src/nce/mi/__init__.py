@@ -8,7 +8,7 @@ tight at a log density ratio :math:`\log p(y|x)/p(y)` (up to a shift):
 ========================  ==================================================  ===============
 function                  value                                               limit
 ========================  ==================================================  ===============
-:func:`infonce_bound`     mean(s_ii − logsumexp_j s_ij) + log N               ≤ log N always
+:func:`info_nce_bound`    mean(s_ii − logsumexp_j s_ij) + log N               ≤ log N always
 :func:`nwj_bound`         mean(s_ii) − e⁻¹ mean_{i≠j} e^{s_ij}                 variance ~ e^I
 :func:`dv_bound`          mean(s_ii) − log mean_{i≠j} e^{s_ij}                 biased gradient
 :func:`mine_bound`        DV, gradient with a moving-average denominator      variance ~ e^I
@@ -18,26 +18,39 @@ function                  value                                               li
 
 :func:`estimate_mi` trains a critic (:class:`SeparableCritic`, :class:`ConcatCritic`) on part of
 the data and reports the bound on the rest as an :class:`MIEstimate`, with ``log_n_cap`` and a
-``capped`` flag where the batch size, not the data, limits the answer.
+``capped`` flag where the batch size, not the data, limits the answer. Its pieces, one module
+each: :mod:`~nce.mi.estimators` (the table of estimators), :mod:`~nce.mi.standardize`,
+:mod:`~nce.mi.train`, :mod:`~nce.mi.evaluate` and :mod:`~nce.mi.influence` (standard errors).
+
+``infonce_bound`` is the former name of :func:`info_nce_bound` (deprecated, removed in the next
+release).
 
 References: Poole et al. (2019), "On variational bounds of mutual information", arXiv:1905.06922.
 """
 
-from nce.mi.critics import ConcatCritic, SeparableCritic
+from nce.mi.critics import CRITICS, ConcatCritic, SeparableCritic
 from nce.mi.dv import dv_bound, mine_bound
-from nce.mi.estimate import ESTIMATORS, MIEstimate, estimate_mi
-from nce.mi.infonce import infonce_bound
+from nce.mi.estimate import MIEstimate, estimate_mi
+from nce.mi.estimators import ALIASES, ESTIMATORS
+from nce.mi.evaluate import influence_values
+from nce.mi.infonce import info_nce_bound, infonce_bound
 from nce.mi.js import js_bound, js_objective
 from nce.mi.nwj import nwj_bound
 from nce.mi.smile import smile_bound
+from nce.mi.standardize import STANDARDIZE
 
 __all__ = [
+    "ALIASES",
+    "CRITICS",
     "ESTIMATORS",
+    "STANDARDIZE",
     "ConcatCritic",
     "MIEstimate",
     "SeparableCritic",
     "dv_bound",
     "estimate_mi",
+    "influence_values",
+    "info_nce_bound",
     "infonce_bound",
     "js_bound",
     "js_objective",

@@ -21,6 +21,8 @@ from torch import nn
 
 from nce._validation import check_int
 
+CRITICS = ("separable", "concat")
+
 
 class MLP(nn.Module):
     r"""A ReLU network with a linear skip path: :math:`\mathrm{net}(x) + W x`.
@@ -135,3 +137,18 @@ class ConcatCritic(nn.Module):
             [x.unsqueeze(1).expand(n, m, x.shape[1]), y.unsqueeze(0).expand(n, m, y.shape[1])], -1
         )
         return self.net(pairs).squeeze(-1)
+
+
+def build_critic(
+    critic: str | nn.Module, x_features: int, y_features: int, *, hidden: int, layers: int,
+    embed_dim: int,
+) -> nn.Module:  # fmt: skip
+    """The critic named by ``critic`` ("separable" | "concat") for inputs of ``x_features`` and
+    ``y_features`` columns, or ``critic`` itself when it is a module."""
+    if isinstance(critic, nn.Module):
+        return critic
+    if critic == "separable":
+        return SeparableCritic(
+            x_features, y_features, hidden=hidden, layers=layers, embed_dim=embed_dim
+        )
+    return ConcatCritic(x_features, y_features, hidden=hidden, layers=layers)

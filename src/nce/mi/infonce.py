@@ -21,13 +21,14 @@ representations well; its cap is why it cannot measure large information on smal
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
 from nce.mi._scores import check_scores
 
 
-def infonce_bound(scores: torch.Tensor) -> torch.Tensor:
+def info_nce_bound(scores: torch.Tensor) -> torch.Tensor:
     r"""InfoNCE lower bound on :math:`I(X; Y)` from a critic score matrix, in nats.
 
     .. math:: I_{\mathrm{NCE}} = \frac{1}{N} \sum_i \Big[s_{ii} - \log \sum_j e^{s_{ij}}\Big]
@@ -47,8 +48,8 @@ def infonce_bound(scores: torch.Tensor) -> torch.Tensor:
 
     Example:
         >>> import torch
-        >>> from nce.mi import infonce_bound
-        >>> infonce_bound(10 * torch.eye(64)) <= torch.log(torch.tensor(64.0))
+        >>> from nce.mi import info_nce_bound
+        >>> info_nce_bound(10 * torch.eye(64)) <= torch.log(torch.tensor(64.0))
         tensor(True)
     """
     dtype = scores.dtype
@@ -56,3 +57,14 @@ def infonce_bound(scores: torch.Tensor) -> torch.Tensor:
     n = s.shape[0]
     bound = (s.diagonal() - torch.logsumexp(s, 1)).mean() + math.log(n)
     return bound.to(dtype)
+
+
+def infonce_bound(scores: torch.Tensor) -> torch.Tensor:
+    """Deprecated name of :func:`info_nce_bound` (the bound is named after its loss,
+    :func:`nce.info_nce`); it will be removed in the next release."""
+    warnings.warn(
+        "infonce_bound is deprecated and will be removed in the next release; use info_nce_bound",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return info_nce_bound(scores)
