@@ -8,11 +8,11 @@ A file is a two-line header followed by the payload, a dict saved by :func:`torc
     {"kind":"lm","version":2,"sha256":"<64 hex digits>"}
     <torch.save bytes of the payload>
 
-``sha256`` is the SHA-256 of ``"<kind>\\n<version>\\n"`` followed by the payload bytes, so any change
-to the file after it was written (a flipped bit, a truncated copy, an edited header) is detected on
-load. Files are written whole or not at all (:func:`nce._atomic.atomic_write_bytes`) and the payload
-is read with ``torch.load(weights_only=True)``: it holds only tensors, numbers, strings, lists and
-dicts, and a file asking to run pickled code is refused.
+``sha256`` is the SHA-256 of ``"<kind>\\n<version>\\n"`` followed by the payload bytes, so any
+change to the file after it was written (a flipped bit, a truncated copy, an edited header) is
+detected on load. Files are written whole or not at all (:func:`nce._atomic.atomic_write_bytes`) and
+the payload is read with ``torch.load(weights_only=True)``: it holds only tensors, numbers, strings,
+lists and dicts, and a file asking to run pickled code is refused.
 
 Files written before this format (a bare :func:`torch.save` dict, version 1) are still read, as
 *legacy* files, where they were read before: they carry no hash, so their integrity cannot be

@@ -184,7 +184,8 @@ def _load_noise(saved: Checkpoint, noise, dim: int) -> Noise:
         raise saved.error(f"entry 'noise.state' does not build a {name}: {_one_line(err)}") from err
     if tuple(noise.event_shape) != (dim,):
         raise saved.error(
-            f"the noise has event shape {tuple(noise.event_shape)} but the model has dimension {dim}"
+            f"the noise has event shape {tuple(noise.event_shape)} but the model has dimension "
+            f"{dim}"
         )
     return noise
 
