@@ -322,9 +322,15 @@ def train(
             history = list(saved.entry("history", list))
         for epoch in range(start, epochs):
             record = _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress)
-            if valid_stream is not None and "diverged" not in record:
+            problem = record.get("diverged")
+            if problem is None and not all(torch.isfinite(p).all() for p in model.parameters()):
+                problem = "the weights are no longer finite"
+            if problem is None and valid_stream is not None:
                 record["valid_perplexity"] = _exp(_mean_nll(model, valid_stream, EVAL_BATCH, 64))
-            _check_finite(model, record, epochs, lr, checkpoint)
+                if not math.isfinite(record["valid_perplexity"]):
+                    problem = f"the validation perplexity became {record['valid_perplexity']}"
+            if problem is not None:
+                raise _divergence(problem, epoch + 1, epochs, lr, checkpoint)
             history.append(record)
             if checkpoint is not None:
                 payload = {
@@ -378,23 +384,15 @@ def _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress) -> di
     }
 
 
-def _check_finite(model, record, epochs, lr, checkpoint) -> None:
-    """Raise DivergenceError, naming what happened and ``lr``, once training has diverged."""
-    problem = record.get("diverged")
-    if problem is None and not all(torch.isfinite(p).all() for p in model.parameters()):
-        problem = "the weights are no longer finite"
-    if problem is None and not math.isfinite(record.get("valid_perplexity", 0.0)):
-        problem = f"the validation perplexity became {record['valid_perplexity']}"
-    if problem is None:
-        return
-    epoch = record["epoch"]
+def _divergence(problem: str, epoch: int, epochs: int, lr: float, checkpoint) -> DivergenceError:
+    """The error that says training diverged: what happened, when, what is kept, what to change."""
     if checkpoint is None:
         kept = "no checkpoint is written"
     elif epoch == 1:
         kept = f"{checkpoint} is not written"
     else:
         kept = f"{checkpoint} keeps epoch {epoch - 1}, the last good one"
-    raise DivergenceError(
+    return DivergenceError(
         f"training diverged in epoch {epoch} of {epochs}: {problem}; {kept}; lower lr "
         f"(it is {lr:g})"
     )
