@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from nce._checkpoint import load_checkpoint
 from nce.cli import pretrain
