@@ -91,3 +91,14 @@ def test_diverging_training_is_reported_by_name(trained, tmp_path, capsys):
     err = _one_line_error(capsys)
     assert "training diverged in epoch 1 of 1" in err and "lower lr (it is 100)" in err
     assert not out.exists()
+
+
+def test_checkpoint_of_an_earlier_version_evaluates_with_a_warning(trained, tmp_path, capsys):
+    import torch
+
+    payload = dict(load_checkpoint(trained[1], kind="lm"))
+    del payload["corpus_checksum"], payload["options"]
+    legacy = tmp_path / "legacy.pt"
+    torch.save(payload, legacy)  # the earlier format: a bare torch.save dict
+    assert main(["lm", "eval", str(legacy)]) == 0
+    assert "without a corpus checksum" in capsys.readouterr().err
