@@ -41,7 +41,7 @@ VERSION = 2  # version 1: the legacy files, a bare torch.save dict without heade
 KINDS = {
     "density": "a saved NCEDensity",
     "lm": "an nce language-model checkpoint",
-    "contrastive": "a contrastive-trainer checkpoint",
+    "contrastive": "a trainer checkpoint",
     "encoder": "an nce encoder file",
 }
 _ZIP = b"PK\x03\x04"  # torch.save's own format: the legacy files
