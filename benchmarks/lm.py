@@ -52,7 +52,7 @@ def main() -> None:
         parser.error("--runs with a subset of the losses needs --section NAME (or --no-write)")
 
     lines = [tokenize(v) for v in kjv_verses()[: args.max_lines]]
-    train_lines, valid_lines, test_lines = split_lines(lines, seed=0)
+    train_lines, valid_lines, test_lines = split_lines(lines, random_state=0)
     vocab = Vocabulary.build(train_lines, min_count=2)
     streams = [vocab.encode(s) for s in (train_lines, valid_lines, test_lines)]
     print(f"V = {len(vocab)}, train tokens = {streams[0].numel()}", flush=True)

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
+from nce._checkpoint import load_checkpoint
 from nce.cli import pretrain
 from nce.cli._table import InputError
 
@@ -39,7 +39,7 @@ def test_pretrain_vectors_writes_json_and_encoder(blobs, capsys):
         assert 0.0 <= result[key] <= 1.0
     assert result["linear_probe_accuracy"] > 0.9
     assert len(result["loss_history"]) == 3
-    saved = torch.load(enc, weights_only=False)
+    saved = load_checkpoint(enc, kind="encoder")
     assert saved["encoder"]["class"] == "MLPEncoder"
     assert "linear probe accuracy" in capsys.readouterr().out
 
@@ -55,7 +55,7 @@ def test_pretrain_images_moco_with_checkpoint(tmp_path):
     argv += ["--loss", "info_nce", "--moco", "--queue-size", "64", "--epochs", "2"]
     argv += ["--batch-size", "16", "--width", "2", "--checkpoint", str(ckpt)]
     assert _run([*argv, "--json", str(tmp_path / "o.json")]) == 0
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+    assert load_checkpoint(ckpt, kind="contrastive")["epoch"] == 2
     assert _run([*argv, "--resume"]) == 0
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import nce
+from nce._checkpoint import load_checkpoint
 from nce.contrastive import (
     Compose,
     ContrastiveTrainer,
@@ -243,7 +244,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, moco):
     full = _trainer(**kw).fit(x)
     path = tmp_path / "ckpt.pt"
     _trainer(checkpoint=path, callback=lambda t, epoch, loss: epoch == 2, **kw).fit(x)
-    assert torch.load(path, weights_only=False)["epoch"] == 2
+    assert load_checkpoint(path, kind="contrastive")["epoch"] == 2
     resumed = _trainer(checkpoint=path, **kw).fit(x, resume=True)
     assert resumed.history_ == full.history_
     for a, b in zip(

@@ -51,10 +51,11 @@ def test_vocabulary_encode_decode_and_counts():
 
 def test_split_is_fixed_and_disjoint():
     lines = list(range(1000))
-    train, valid, test = split_lines(lines, seed=0)
+    train, valid, test = split_lines(lines, random_state=0)
     assert (len(train), len(valid), len(test)) == (900, 50, 50)
     assert sorted(train + valid + test) == lines
-    assert split_lines(lines, seed=0) == (train, valid, test)
+    with pytest.warns(DeprecationWarning, match="use random_state="):
+        assert split_lines(lines, seed=0) == (train, valid, test)
     with pytest.raises(ValueError, match="summing to 1"):
         split_lines(lines, fractions=(0.5, 0.2, 0.2))
 

@@ -6,12 +6,15 @@ with NCE, ranking NCE or the full softmax; evaluation is always the exact normal
 
 .. math:: \mathrm{PPL} = \exp\Big(-\frac1T\sum_t \log p(w_t \mid w_{<t})\Big).
 
-Training checkpoints hold everything a resumed run needs to continue exactly: parameters,
-optimizer state, the noise sampler's and torch's random states, and the position in the data.
+Training checkpoints (the library's checkpoint format, :mod:`nce._checkpoint`, with a content
+hash verified on load) hold everything a resumed run needs to continue exactly: parameters,
+optimizer state, the noise sampler's and the dropout's random states, the position in the data,
+and the configuration and training options, which a resume must repeat.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -21,8 +24,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from nce._atomic import atomic_torch_save
-from nce._validation import check_int
+from nce._checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
+from nce._deprecation import renamed_keywords
+from nce._random import as_generator, as_seed, check_random_state, seeded
+from nce._validation import check_in_range, check_int
 from nce.output import NCEOutput
 
 EVAL_BATCH = 16  # parallel streams when measuring perplexity and log Z
@@ -48,6 +59,57 @@ class LMConfig:
     shared_noise: bool = False
     log_z: str | float = 0.0
 
+    def __post_init__(self):
+        for name in ("vocab_size", "dim", "hidden", "num_samples"):
+            check_int(name, getattr(self, name), minimum=2 if name == "vocab_size" else 1)
+        if self.cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {self.cell!r}")
+        if self.loss not in ("nce", "ranking", "full"):
+            raise ValueError(f"loss must be 'nce', 'ranking' or 'full', got {self.loss!r}")
+        for name in ("tied", "shared_noise"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
+        check_in_range("dropout", self.dropout, 0.0, 1.0)
+        finite = isinstance(self.log_z, (int, float)) and math.isfinite(self.log_z)
+        if isinstance(self.log_z, bool) or not (finite or self.log_z in ("learned", "context")):
+            raise ValueError(
+                f"log_z must be 'learned', 'context' or a finite number, got {self.log_z!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, config) -> LMConfig:
+        """The config saved in a checkpoint (``asdict(config)``); unknown or missing fields and
+        bad values raise ValueError or TypeError naming them."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - fields)
+        if unknown:
+            raise ValueError(f"config has unknown field(s) {', '.join(map(repr, unknown))}")
+        if "vocab_size" not in config:
+            raise ValueError("config has no 'vocab_size'")
+        return cls(**config)
+
+
+def parameter_shapes(config: LMConfig) -> dict[str, tuple[int, ...]]:
+    """The shapes of the :class:`LanguageModel` weights whose size the config sets: G = 4 gates
+    for an LSTM, 3 for a GRU; V vocabulary, D ``dim``, H ``hidden``.
+
+    Shape:
+        - ``embedding.weight``: (V, D); ``rnn.weight_ih_l0``: (G·H, D);
+          ``rnn.weight_hh_l0``: (G·H, H); ``output.embedding.weight``: (V, H);
+          ``output.bias.weight``: (V, 1)
+    """
+    v, d, h = config.vocab_size, config.dim, config.hidden
+    gates = 4 if config.cell == "lstm" else 3
+    return {
+        "embedding.weight": (v, d),
+        "rnn.weight_ih_l0": (gates * h, d),
+        "rnn.weight_hh_l0": (gates * h, h),
+        "output.embedding.weight": (v, h),
+        "output.bias.weight": (v, 1),
+    }
+
 
 class LanguageModel(nn.Module):
     """Embedding, one recurrent layer and an :class:`NCEOutput` over ``counts``' vocabulary.
@@ -58,8 +120,14 @@ class LanguageModel(nn.Module):
 
     def __init__(self, config: LMConfig, counts: torch.Tensor):
         super().__init__()
-        if config.cell not in ("lstm", "gru"):
-            raise ValueError(f"cell must be 'lstm' or 'gru', got {config.cell!r}")
+        if not isinstance(config, LMConfig):
+            raise TypeError(f"config must be an LMConfig, got {type(config).__name__}")
+        counts = torch.as_tensor(counts)
+        if counts.shape != (config.vocab_size,):
+            raise ValueError(
+                f"counts has shape {tuple(counts.shape)} but the vocabulary has "
+                f"{config.vocab_size} words"
+            )
         if config.tied and config.dim != config.hidden:
             raise ValueError(f"tied=True needs dim == hidden, got {config.dim} and {config.hidden}")
         if config.loss != "full" and config.num_samples >= config.vocab_size:
@@ -68,6 +136,7 @@ class LanguageModel(nn.Module):
                 f"V = {config.vocab_size}"
             )
         self.config = config
+        self.counts = counts.detach().cpu()
         rnn = nn.LSTM if config.cell == "lstm" else nn.GRU
         self.rnn = rnn(config.dim, config.hidden, batch_first=True)
         self.drop = nn.Dropout(config.dropout)
@@ -112,7 +181,20 @@ def _detach(state):
 
 @torch.no_grad()
 def perplexity(model: LanguageModel, stream: torch.Tensor, batch_size=EVAL_BATCH, bptt=64) -> float:
-    """Exact normalized perplexity of ``stream`` (full softmax over the vocabulary)."""
+    """Exact normalized perplexity of ``stream`` (full softmax over the vocabulary): ``inf`` when
+    the mean negative log-likelihood is beyond float range; a model whose log-probabilities are
+    NaN (its weights are not finite) raises ValueError."""
+    nll = _mean_nll(model, stream, batch_size, bptt)
+    if math.isnan(nll):
+        raise ValueError(
+            "the model's log-probabilities are NaN: its weights are not finite (did training "
+            "diverge?)"
+        )
+    return _exp(nll)
+
+
+def _mean_nll(model: LanguageModel, stream: torch.Tensor, batch_size: int, bptt: int) -> float:
+    """The mean negative log-likelihood per token of ``stream``, in nats (may be inf or NaN)."""
     check_int("bptt", bptt, minimum=1)
     model.eval()
     data = batchify(stream, batch_size)
@@ -125,7 +207,15 @@ def perplexity(model: LanguageModel, stream: torch.Tensor, batch_size=EVAL_BATCH
         logp = model.output.log_prob(h.reshape(-1, h.shape[-1]))
         total -= logp.gather(1, targets.reshape(-1, 1)).sum().item()
         count += targets.numel()
-    return math.exp(total / count)
+    return total / count
+
+
+def _exp(x: float) -> float:
+    """``exp(x)``, ``inf`` past the float range instead of an OverflowError."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 @torch.no_grad()
@@ -160,6 +250,15 @@ def generate(model, prompt_ids, n: int, temperature: float = 1.0, generator=None
     return out
 
 
+class DivergenceError(FloatingPointError):
+    """Training diverged: the loss, the weights or the validation perplexity stopped being finite.
+    The message says when and which option to change; the last good checkpoint is kept."""
+
+
+TRAINING_OPTIONS = ("lr", "batch_size", "bptt", "random_state")
+
+
+@renamed_keywords(seed="random_state")
 def train(
     model: LanguageModel,
     train_stream: torch.Tensor,
@@ -168,7 +267,7 @@ def train(
     batch_size: int = 32,
     bptt: int = 35,
     lr: float = 2e-3,
-    seed: int = 0,
+    random_state: int | torch.Generator | None = 0,
     checkpoint: str | Path | None = None,
     resume: bool = False,
     extra: dict | None = None,
@@ -177,67 +276,226 @@ def train(
 ) -> list[dict]:
     """Train with Adam; checkpoint (atomically) after every epoch; ``resume`` continues exactly.
 
-    Returns one record per epoch run: loss, seconds, tokens per second and, given
-    ``valid_stream``, the exact validation perplexity.
+    Args:
+        model: the :class:`LanguageModel` to train, in place.
+        train_stream: (T,) int64 token ids.
+        epochs: the number of epochs in all (a resumed run trains the remaining ones).
+        batch_size: parallel streams; bptt: steps of truncated backpropagation.
+        lr: Adam's learning rate.
+        random_state: None, an int or a :class:`torch.Generator`; draws the noise samples and the
+            dropout masks. torch's global generator is left as it was.
+        checkpoint: the file written after every epoch (none if None).
+        resume: continue from ``checkpoint``, which must have been written with the same model
+            configuration, training options and ``extra`` entries (the differing ones are named).
+        extra: plain entries stored in the checkpoint (e.g. the vocabulary).
+        valid_stream: (T',) token ids whose exact perplexity is measured after every epoch.
+        progress: show a progress bar.
+
+    Returns:
+        One record per epoch run: loss, seconds, tokens per second and, given ``valid_stream``,
+        the exact validation perplexity.
+
+    Raises:
+        DivergenceError: the loss, the weights or the validation perplexity became non-finite
+            (lower ``lr``); the checkpoint of the last good epoch is kept.
     """
     check_int("epochs", epochs, minimum=1)
     check_int("bptt", bptt, minimum=1)
+    check_random_state(random_state)
     data = batchify(train_stream, batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    sampler = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    dropout_seed = as_seed(random_state)
+    sampler = as_generator(random_state)
+    saved_random_state = random_state if isinstance(random_state, int) else None
+    options = {"lr": lr, "batch_size": batch_size, "bptt": bptt, "random_state": saved_random_state}
     start, history = 0, []
-    if resume:
-        if checkpoint is None or not Path(checkpoint).is_file():
-            raise ValueError(f"resume=True but there is no checkpoint at {checkpoint}")
-        saved = torch.load(checkpoint, weights_only=True)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        sampler.set_state(saved["sampler_state"])
-        torch.set_rng_state(saved["torch_rng_state"])
-        start, history = saved["epoch"], list(saved["history"])
-    for epoch in range(start, epochs):
-        model.train()
-        state, total, steps, t0 = None, 0.0, 0, time.perf_counter()
-        windows = range(0, data.shape[1] - 1, bptt)
-        bar = tqdm(windows, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        for t in bar:
-            targets = data[:, t + 1 : t + 1 + bptt]
-            inputs = data[:, t : t + targets.shape[1]]
-            loss, state = model.loss(inputs, targets, _detach(state), generator=sampler)
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(
-                loss=f"{total / steps:.3f}",
-                tok_s=f"{steps * bptt * batch_size / elapsed:.0f}",
-                refresh=False,
-            )
-        seconds = time.perf_counter() - t0
-        record = {
-            "epoch": epoch + 1,
-            "loss": total / steps,
-            "seconds": seconds,
-            "tokens_per_second": data.numel() / seconds,
-        }
-        if valid_stream is not None:
-            record["valid_perplexity"] = perplexity(model, valid_stream)
-        history.append(record)
-        if checkpoint is not None:
-            atomic_torch_save(
-                {
+    with seeded(dropout_seed):
+        if resume:
+            if checkpoint is None or not Path(checkpoint).is_file():
+                raise ValueError(f"resume=True but there is no checkpoint at {checkpoint}")
+            saved = read_checkpoint(checkpoint)
+            check_resume(saved, model.config, options, extra or {})
+            load_state(model, saved["model"], saved, "model")
+            load_state(optimizer, saved.entry("optimizer", dict), saved, "optimizer")
+            _set_states(saved, sampler)
+            start = saved.entry("epoch", int)
+            history = list(saved.entry("history", list))
+        for epoch in range(start, epochs):
+            record = _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress)
+            problem = record.get("diverged")
+            if problem is None and not all(torch.isfinite(p).all() for p in model.parameters()):
+                problem = "the weights are no longer finite"
+            if problem is None and valid_stream is not None:
+                record["valid_perplexity"] = _exp(_mean_nll(model, valid_stream, EVAL_BATCH, 64))
+                if not math.isfinite(record["valid_perplexity"]):
+                    problem = f"the validation perplexity became {record['valid_perplexity']}"
+            if problem is not None:
+                raise _divergence(problem, epoch + 1, epochs, lr, checkpoint)
+            history.append(record)
+            if checkpoint is not None:
+                payload = {
                     "model": model.state_dict(),
+                    "counts": model.counts,
                     "optimizer": optimizer.state_dict(),
                     "sampler_state": sampler.get_state(),
                     "torch_rng_state": torch.get_rng_state(),
                     "epoch": epoch + 1,
                     "history": history,
                     "config": asdict(model.config),
+                    "options": options,
                     **(extra or {}),
-                },
-                Path(checkpoint),
-            )
+                }
+                save_checkpoint(payload, Path(checkpoint), kind="lm")
     return history
+
+
+def _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress) -> dict:
+    """One pass over ``data`` (B, L); a non-finite loss stops it, saying so in ``"diverged"``."""
+    model.train()
+    state, total, steps, t0 = None, 0.0, 0, time.perf_counter()
+    windows = range(0, data.shape[1] - 1, bptt)
+    bar = tqdm(windows, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+    for t in bar:
+        targets = data[:, t + 1 : t + 1 + bptt]
+        inputs = data[:, t : t + targets.shape[1]]
+        loss, state = model.loss(inputs, targets, _detach(state), generator=sampler)
+        value = loss.item()
+        if not math.isfinite(value):
+            bar.close()
+            problem = f"the training loss became {value} at step {steps + 1} of {len(windows)}"
+            return {"epoch": epoch + 1, "diverged": problem}
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        total, steps = total + value, steps + 1
+        elapsed = time.perf_counter() - t0
+        bar.set_postfix(
+            loss=f"{total / steps:.3f}",
+            tok_s=f"{steps * bptt * data.shape[0] / elapsed:.0f}",
+            refresh=False,
+        )
+    seconds = time.perf_counter() - t0
+    return {
+        "epoch": epoch + 1,
+        "loss": total / steps,
+        "seconds": seconds,
+        "tokens_per_second": data.numel() / seconds,
+    }
+
+
+def _divergence(problem: str, epoch: int, epochs: int, lr: float, checkpoint) -> DivergenceError:
+    """The error that says training diverged: what happened, when, what is kept, what to change."""
+    if checkpoint is None:
+        kept = "no checkpoint is written"
+    elif epoch == 1:
+        kept = f"{checkpoint} is not written"
+    else:
+        kept = f"{checkpoint} keeps epoch {epoch - 1}, the last good one"
+    return DivergenceError(
+        f"training diverged in epoch {epoch} of {epochs}: {problem}; {kept}; lower lr "
+        f"(it is {lr:g})"
+    )
+
+
+def _set_states(saved: Checkpoint, sampler: torch.Generator) -> None:
+    targets = {"sampler_state": sampler.set_state, "torch_rng_state": torch.set_rng_state}
+    for key, target in targets.items():
+        value = saved.entry(key, torch.Tensor)
+        try:
+            target(value)
+        except (RuntimeError, TypeError) as err:
+            raise saved.error(f"entry {key!r} is not a random-generator state") from err
+
+
+def read_checkpoint(path: str | Path, *, source: str | None = None) -> Checkpoint:
+    """A language-model checkpoint written by :func:`train` (or an earlier version of it), its
+    config, counts and weights checked against each other; any problem raises
+    :class:`~nce._checkpoint.CheckpointError` naming the file and the entry."""
+    saved = load_checkpoint(path, kind="lm", legacy=_legacy_reason, source=source)
+    try:
+        config = LMConfig.from_dict(saved.entry("config", dict))
+    except (TypeError, ValueError) as err:
+        raise saved.error(f"entry 'config' is not a language-model config: {err}") from err
+    counts = saved.get("counts")  # absent only from checkpoints of earlier versions
+    if counts is not None and tuple(getattr(counts, "shape", ())) != (config.vocab_size,):
+        raise saved.error(
+            f"entry 'counts' has shape {tuple(counts.shape)} but the config's vocabulary has "
+            f"{config.vocab_size} words"
+        )
+    state = saved.entry("model", dict)
+    for key, shape in parameter_shapes(config).items():
+        if config.tied and key == "embedding.weight":
+            continue
+        found = state.get(key)
+        if not isinstance(found, torch.Tensor) or tuple(found.shape) != shape:
+            have = "is missing" if found is None else f"has shape {tuple(found.shape)}"
+            if not isinstance(found, (torch.Tensor, type(None))):
+                have = f"is a {type(found).__name__}"
+            raise saved.error(
+                f"entry 'model' does not fit the config (vocab_size {config.vocab_size}, dim "
+                f"{config.dim}, hidden {config.hidden}): {key} {have} but the config needs {shape}"
+            )
+    saved["config"] = config
+    return saved
+
+
+def load_model(path: str | Path, *, source: str | None = None) -> tuple[LanguageModel, Checkpoint]:
+    """The trained :class:`LanguageModel` of a checkpoint (in evaluation mode) and the checkpoint
+    (:func:`read_checkpoint`): the weights are checked before the model is built."""
+    saved = read_checkpoint(path, source=source)
+    try:
+        model = LanguageModel(saved["config"], saved.entry("counts", torch.Tensor))
+    except (TypeError, ValueError) as err:
+        raise saved.error(f"entry 'config' does not build a model: {err}") from err
+    load_state(model, saved["model"], saved, "model")
+    return model.eval(), saved
+
+
+def check_resume(saved: Checkpoint, config: LMConfig, options: dict, extra: dict) -> None:
+    """Refuse to resume ``saved`` with another model ``config``, other training ``options`` or
+    other ``extra`` entries, naming every differing key. Entries a checkpoint predates are not
+    compared."""
+    stored = saved["config"]
+    differences = [
+        _difference(f"config.{k}", getattr(stored, k), getattr(config, k))
+        for k in asdict(config)
+        if getattr(stored, k) != getattr(config, k)
+    ]
+    saved_options = dict(saved.get("options") or {})
+    if "seed" in saved_options:  # written by an earlier version
+        saved_options["random_state"] = saved_options.pop("seed")
+    differences += [
+        _difference(f"options.{k}", saved_options[k], v)
+        for k, v in options.items()
+        if k in saved_options and saved_options[k] != v
+    ]
+    differences += [
+        _difference(k, saved[k], v)
+        for k, v in extra.items()
+        if k in saved and not _same(saved[k], v)
+    ]
+    if differences:
+        raise CheckpointError(
+            f"{saved.source} cannot be resumed with these settings: {'; '.join(differences)} "
+            "(an exact resume needs the same model, training options and data)"
+        )
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    return a == b
+
+
+def _difference(name: str, stored, requested) -> str:
+    scalar = (str, int, float, bool, type(None))
+    if isinstance(stored, scalar) and isinstance(requested, scalar):
+        return f"{name} is {stored!r} in the checkpoint, {requested!r} now"
+    return f"{name} differs"
+
+
+def _legacy_reason(payload: dict) -> str | None:
+    """None for a checkpoint written before the checkpoint format (a bare ``torch.save`` dict)."""
+    missing = [k for k in ("config", "model") if k not in payload]
+    return f"no {', '.join(map(repr, missing))}" if missing else None

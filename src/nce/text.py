@@ -10,6 +10,7 @@ rest to ``<unk>``; each line ends with ``<eos>``. Splits are by line (verse), fi
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from nce._deprecation import renamed_keywords
+from nce._random import as_generator
 from nce._validation import check_in_range, check_int
 
 UNK, EOS = "<unk>", "<eos>"
@@ -63,6 +66,34 @@ def read_lines(path: str | Path) -> list[str]:
     return lines
 
 
+def read_corpus(corpus: str, max_lines: int | None = None) -> list[str]:
+    """The lines of ``corpus``: ``"kjv"`` (the built-in King James Bible) or the path of a UTF-8
+    text file; only the first ``max_lines`` when given."""
+    lines = kjv_verses() if corpus == "kjv" else read_lines(corpus)
+    if max_lines is not None:
+        check_int("max_lines", max_lines, minimum=1)
+        lines = lines[:max_lines]
+    return lines
+
+
+def corpus_checksum(lines: list[str]) -> str:
+    """``"sha256:<hex>"`` of the lines joined by newlines: what a model was trained on, to verify
+    later that the same text is read again."""
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def check_corpus(lines: list[str], expected: str, corpus: str, *, owner: str) -> None:
+    """Refuse ``lines`` read from ``corpus`` unless their checksum is ``expected``, the one
+    ``owner`` (e.g. a checkpoint) recorded; the message names both checksums and the corpus."""
+    found = corpus_checksum(lines)
+    if found != expected:
+        raise ValueError(
+            f"{owner} was trained on corpus {corpus} with checksum {expected}, but it now reads "
+            f"as {found}: the text changed since training (its test split is no longer the "
+            "held-out one); restore that text or train again"
+        )
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Tokens by id: ``<unk>`` is 0, ``<eos>`` is 1, then words by decreasing count.
@@ -103,13 +134,15 @@ class Vocabulary:
         return [self.tokens[int(i)] for i in ids]
 
 
-def split_lines(lines: list, *, seed: int = 0, fractions=(0.9, 0.05, 0.05)):
-    """A fixed random split of lines into (train, valid, test) by ``fractions``."""
+@renamed_keywords(seed="random_state")
+def split_lines(lines: list, *, random_state=0, fractions=(0.9, 0.05, 0.05)):
+    """A random split of lines into (train, valid, test) by ``fractions``, fixed by
+    ``random_state`` (None, an int or a :class:`torch.Generator`)."""
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(f"fractions must be three numbers summing to 1, got {fractions}")
     for name, f in zip(("train", "valid", "test"), fractions, strict=True):
         check_in_range(f"fractions ({name})", float(f), 0.0, 1.0, closed_high=True)
-    order = torch.randperm(len(lines), generator=torch.Generator().manual_seed(seed)).tolist()
+    order = torch.randperm(len(lines), generator=as_generator(random_state)).tolist()
     n_train = round(fractions[0] * len(lines))
     n_valid = round(fractions[1] * len(lines))
     pick = [lines[i] for i in order]

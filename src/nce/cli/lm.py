@@ -8,25 +8,34 @@ nce lm generate lm.pt --prompt "in the beginning" -n 30
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import sys
 from pathlib import Path
 
 import torch
 
-from nce._validation import first_line
+from nce._random import seeded
 from nce.cli._output import atomic_write_json, check_not_an_input, check_output_path
 from nce.cli._table import InputError
 from nce.lm import (
     EVAL_BATCH,
+    DivergenceError,
     LanguageModel,
     LMConfig,
     generate,
+    load_model,
     log_partition_stats,
     perplexity,
     train,
 )
-from nce.text import Vocabulary, kjv_verses, read_lines, split_lines, tokenize
+from nce.text import (
+    Vocabulary,
+    check_corpus,
+    corpus_checksum,
+    read_corpus,
+    split_lines,
+    tokenize,
+)
 
 
 def add_arguments(parser) -> None:
@@ -72,33 +81,18 @@ def add_arguments(parser) -> None:
 
 
 def _corpus(name: str, max_lines: int | None):
-    lines = kjv_verses() if name == "kjv" else read_lines(name)
-    if max_lines is not None:
-        lines = lines[:max_lines]
-    return [tokenize(line) for line in lines]
-
-
-def _checkpoint(path: str, option: str | None = None) -> dict:
-    """A saved language-model checkpoint as a dict; anything else raises InputError."""
-    where = f"{option}: {path}" if option else path
-    if not Path(path).is_file():
-        raise InputError(f"{where}: no such checkpoint")
-    try:
-        saved = torch.load(path, weights_only=True)
-    except Exception as err:
-        raise InputError(
-            f"{where}: not an nce language-model checkpoint ({first_line(err)})"
-        ) from err
-    if not isinstance(saved, dict) or "config" not in saved or "vocab" not in saved:
-        raise InputError(f"{where}: not an nce language-model checkpoint")
-    return saved
+    return [tokenize(line) for line in read_corpus(name, max_lines)]
 
 
 def _load(path: str):
-    saved = _checkpoint(path)
-    vocab = Vocabulary(tuple(saved["vocab"]), tuple(int(c) for c in saved["counts"]))
-    model = LanguageModel(LMConfig(**saved["config"]), torch.tensor(vocab.counts))
-    model.load_state_dict(saved["model"])
+    """The model of a checkpoint, its vocabulary, and the checkpoint."""
+    model, saved = load_model(path)
+    tokens = saved.entry("vocab", list)
+    if len(tokens) != model.config.vocab_size or not all(isinstance(t, str) for t in tokens):
+        raise saved.error(
+            f"entry 'vocab' must list the {model.config.vocab_size} words of the model as strings"
+        )
+    vocab = Vocabulary(tuple(tokens), tuple(int(c) for c in saved["counts"]))
     return saved, vocab, model
 
 
@@ -124,8 +118,9 @@ def _train(args) -> int:
         raise InputError(f"--lr must be a finite number > 0, got {args.lr}")
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
-    lines = _corpus(args.corpus, args.max_lines)
-    train_lines, valid_lines, test_lines = split_lines(lines, seed=0)
+    text = read_corpus(args.corpus, args.max_lines)
+    lines = [tokenize(line) for line in text]
+    train_lines, valid_lines, test_lines = split_lines(lines, random_state=0)
     vocab = Vocabulary.build(train_lines, min_count=args.min_count)
     if args.loss != "full" and args.k >= len(vocab):
         raise InputError(f"--k {args.k} must be below the vocabulary size {len(vocab)}")
@@ -146,20 +141,8 @@ def _train(args) -> int:
                 f"--corpus {args.corpus}: the {name} split has {stream.numel()} tokens; at least "
                 f"{2 * EVAL_BATCH} are needed (use a longer corpus)"
             )
-    torch.manual_seed(args.seed)
-    model = LanguageModel(config, torch.tensor(vocab.counts))
-    options = {"lr": args.lr, "batch_size": args.batch_size, "bptt": args.bptt, "seed": args.seed}
-    if args.resume:
-        saved = _checkpoint(args.output, "--resume")
-        if tuple(saved.get("vocab", ())) != vocab.tokens:
-            raise InputError(f"--resume: {args.output} was trained on a different vocabulary")
-        if saved.get("config") != dataclasses.asdict(config):
-            raise InputError(f"--resume: {args.output} has a different model configuration")
-        if saved.get("options", options) != options:
-            raise InputError(
-                f"--resume: {args.output} was trained with {saved['options']}, not {options}; "
-                "an exact resume needs the same training options"
-            )
+    with seeded(args.seed):
+        model = LanguageModel(config, torch.tensor(vocab.counts))
     history = train(
         model,
         vocab.encode(train_lines),
@@ -167,15 +150,14 @@ def _train(args) -> int:
         batch_size=args.batch_size,
         bptt=args.bptt,
         lr=args.lr,
-        seed=args.seed,
+        random_state=args.seed,
         checkpoint=args.output,
         resume=args.resume,
         extra={
             "vocab": list(vocab.tokens),
-            "counts": torch.tensor(vocab.counts),
             "corpus": args.corpus if args.corpus == "kjv" else str(Path(args.corpus).resolve()),
             "max_lines": args.max_lines,
-            "options": options,
+            "corpus_checksum": corpus_checksum(text),
         },
         valid_stream=valid_stream,
         progress=not args.no_progress,
@@ -193,8 +175,17 @@ def _eval(args) -> int:
     if args.json:
         check_output_path(args.json, "--json")
     saved, vocab, model = _load(args.checkpoint)
-    lines = _corpus(saved["corpus"], saved.get("max_lines"))
-    _, _, test_lines = split_lines(lines, seed=0)
+    corpus, max_lines = saved.entry("corpus", str), saved.get("max_lines")
+    text = read_corpus(corpus, max_lines)
+    if "corpus_checksum" in saved:
+        check_corpus(text, saved["corpus_checksum"], corpus, owner=args.checkpoint)
+    else:
+        print(
+            f"warning: {args.checkpoint} was written by an earlier version of nce without a "
+            f"corpus checksum: the text of {corpus} cannot be verified to be the training corpus",
+            file=sys.stderr,
+        )
+    _, _, test_lines = split_lines([tokenize(line) for line in text], random_state=0)
     stream = vocab.encode(test_lines)
     result = {"test_perplexity": perplexity(model, stream)}
     result["log_z_mean"], result["log_z_std"] = log_partition_stats(model, stream)
@@ -224,17 +215,21 @@ def _generate(args) -> int:
 
 
 def run(args) -> int:
-    return {"train": _train, "eval": _eval, "generate": _generate}[args.lm_command](args)
+    try:
+        return {"train": _train, "eval": _eval, "generate": _generate}[args.lm_command](args)
+    except DivergenceError as err:
+        print(f"nce lm {args.lm_command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 def demo_section(out_dir: Path, progress: bool) -> dict:
     """A short run: one epoch of NCE (k = 25) on the first 2,000 verses of the KJV."""
     lines = _corpus("kjv", 2000)
-    train_lines, valid_lines, _ = split_lines(lines, seed=0)
+    train_lines, valid_lines, _ = split_lines(lines, random_state=0)
     vocab = Vocabulary.build(train_lines, min_count=2)
     config = LMConfig(len(vocab), 64, 64, num_samples=25)
-    torch.manual_seed(0)
-    model = LanguageModel(config, torch.tensor(vocab.counts))
+    with seeded(0):
+        model = LanguageModel(config, torch.tensor(vocab.counts))
     history = train(
         model,
         vocab.encode(train_lines),

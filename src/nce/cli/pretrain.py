@@ -13,7 +13,6 @@ with all labels and with 10 labels per class, and the 5-NN accuracy, as fraction
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from pathlib import Path
@@ -21,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nce._checkpoint import save_checkpoint
 from nce.cli._output import (
-    atomic_write_bytes,
     atomic_write_json,
     check_not_an_input,
     check_output_path,
@@ -260,9 +259,8 @@ def pretrain(args, *, quiet: bool = False) -> dict:
                 f"5-NN accuracy: {probe.knn_accuracy:.4f}"
             )
     if args.output:
-        buffer = io.BytesIO()
-        torch.save({"encoder": encoder_spec, "state_dict": encoder.state_dict()}, buffer)
-        atomic_write_bytes(Path(args.output), buffer.getvalue())
+        payload = {"encoder": encoder_spec, "state_dict": encoder.state_dict()}
+        save_checkpoint(payload, args.output, kind="encoder")
         if not quiet:
             print(f"wrote {args.output}")
     return results

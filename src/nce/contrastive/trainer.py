@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from nce._atomic import atomic_torch_save
-from nce._validation import check_in_range, check_int, check_positive, first_line, shape_str
+from nce._checkpoint import Checkpoint, load_checkpoint, load_state, save_checkpoint
+from nce._validation import check_in_range, check_int, check_positive, shape_str
 from nce.contrastive.momentum import MomentumEncoder
 from nce.contrastive.queue import KeyQueue
 from nce.functional import (
@@ -264,28 +264,36 @@ class ContrastiveTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a ``state_dict`` written by a trainer of the same configuration."""
+        """Restore a ``state_dict`` written by a trainer of the same configuration; a missing or
+        unfitting entry raises :class:`~nce._checkpoint.CheckpointError` naming it."""
+        if not isinstance(state, Checkpoint):
+            state = Checkpoint(state, "checkpoint")
         if state.get("config") != self._config():
-            raise ValueError(
-                "checkpoint was written by a trainer with another configuration: "
+            raise state.error(
+                "written by a trainer with another configuration: "
                 f"{state.get('config')} vs {self._config()}"
             )
+        load_state(self.model, state.entry("model", dict), state, "model")
+        load_state(self.optimizer, state.entry("optimizer", dict), state, "optimizer")
+        load_state(self.scheduler, state.entry("scheduler", dict), state, "scheduler")
         try:
-            self.model.load_state_dict(state["model"])
+            self.generator.set_state(state.entry("generator", torch.Tensor))
         except RuntimeError as err:
-            raise ValueError(f"checkpoint does not fit this model: {err}") from err
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
+            raise state.error("entry 'generator' is not a random-generator state") from err
         if self.key_model is not None:
-            self.key_model.load_state_dict(state["key_model"])
-            self.queue.load_state_dict(state["queue"])
-        self.history_ = list(state["history"])
-        self.epoch_ = int(state["epoch"])
+            load_state(self.key_model, state.entry("key_model", dict), state, "key_model")
+            load_state(self.queue, state.entry("queue", dict), state, "queue")
+        self.history_ = list(state.entry("history", list))
+        self.epoch_ = int(state.entry("epoch", int))
 
     def save(self, path: str | Path) -> None:
-        """Write ``state_dict()`` to ``path`` atomically (a temporary file, then a rename)."""
-        atomic_torch_save(self.state_dict(), path)
+        """Write ``state_dict()`` to ``path`` atomically, in the library's checkpoint format
+        (:mod:`nce._checkpoint`: a content hash, verified when :meth:`load` reads it)."""
+        save_checkpoint(self.state_dict(), path, kind="contrastive")
+
+    def load(self, path: str | Path) -> None:
+        """Restore the checkpoint file at ``path`` (:meth:`save`; files of earlier versions too)."""
+        self.load_state_dict(load_checkpoint(path, kind="contrastive", legacy=_legacy_reason))
 
     def _config(self) -> dict:
         return {
@@ -397,15 +405,7 @@ class ContrastiveTrainer:
         self._probe_input = self.augment(x[:2], torch.Generator()) if self.augment else x[:2]
         self._initialize(self.epochs * self._steps_per_epoch(n))
         if resume and self.checkpoint.exists():
-            try:
-                state = torch.load(self.checkpoint, weights_only=True)
-            except Exception as err:
-                raise ValueError(
-                    f"checkpoint {self.checkpoint}: not a trainer checkpoint ({first_line(err)})"
-                ) from err
-            if not isinstance(state, dict):
-                raise ValueError(f"checkpoint {self.checkpoint}: not a trainer checkpoint")
-            self.load_state_dict(state)
+            self.load(self.checkpoint)
         self.model.train()
         bar = tqdm(
             range(self.epoch_, self.epochs),
@@ -446,3 +446,9 @@ class ContrastiveTrainer:
         out = torch.cat([self.encoder(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
         self.encoder.train(was_training)
         return out.cpu()
+
+
+def _legacy_reason(state: dict) -> str | None:
+    """None for a trainer checkpoint written before the checkpoint format (a bare dict)."""
+    missing = [k for k in ("config", "model", "generator") if k not in state]
+    return f"no {', '.join(map(repr, missing))}" if missing else None

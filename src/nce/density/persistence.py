@@ -1,9 +1,11 @@
-"""Saving and loading a fitted :class:`~nce.density.NCEDensity`: the file holds only plain
-values (tensors, numbers, strings, lists and dicts), so that ``torch.load(weights_only=True)``
+"""Saving and loading a fitted :class:`~nce.density.NCEDensity`, in the library's checkpoint format
+(:mod:`nce._checkpoint`: a header with a content hash, verified on load). The payload holds only
+plain values (tensors, numbers, strings, lists and dicts), so that ``torch.load(weights_only=True)``
 reads it back; built-in models and noises are recorded by class name and rebuilt."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +13,13 @@ import numpy as np
 import torch
 from torch.distributions import Distribution
 
-from nce._atomic import atomic_torch_save
+from nce._checkpoint import (
+    Checkpoint,
+    _one_line,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
 from nce.models import ConditionalMLPEnergy, EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
 from nce.noise import Box, Gaussian, GaussianMixture, Noise, as_noise
 
@@ -28,7 +36,16 @@ _BUILTIN_NOISES = {
     "GaussianMixture": (GaussianMixture, ("weights", "means", "covariances")),
     "Box": (Box, ("low", "high")),
 }
-_FORMAT = "nce.NCEDensity"
+_FORMAT = "nce.NCEDensity"  # the marker of files written before the checkpoint format
+_FITTED = (
+    "log_partition_",
+    "n_features_in_",
+    "n_iter_",
+    "n_noise_samples_",
+    "loss_curve_",
+    "validation_curve_",
+    "fit_time_",
+)
 
 
 def save_estimator(estimator: NCEDensity, path, *, metadata: dict | None = None) -> None:
@@ -45,8 +62,6 @@ def save_estimator(estimator: NCEDensity, path, *, metadata: dict | None = None)
         names = _BUILTIN_NOISES[type(noise).__name__][1]
         noise_entry["state"] = {k: getattr(noise, k).detach().cpu() for k in names}
     payload = {
-        "format": _FORMAT,
-        "version": 1,
         "model": {
             "class": type(model).__name__,
             "builtin": _BUILTIN_MODELS.get(type(model).__name__) is type(model),
@@ -55,18 +70,10 @@ def save_estimator(estimator: NCEDensity, path, *, metadata: dict | None = None)
         },
         "noise": noise_entry,
         "params": _params(estimator),
-        "fitted": {
-            "log_partition_": estimator.log_partition_,
-            "n_features_in_": estimator.n_features_in_,
-            "n_iter_": estimator.n_iter_,
-            "n_noise_samples_": estimator.n_noise_samples_,
-            "loss_curve_": list(estimator.loss_curve_),
-            "validation_curve_": list(estimator.validation_curve_),
-            "fit_time_": estimator.fit_time_,
-        },
+        "fitted": {key: _plain(getattr(estimator, key), key) for key in _FITTED},
         "metadata": _plain(dict(metadata or getattr(estimator, "metadata_", {}) or {}), "metadata"),
     }
-    atomic_torch_save(payload, path)
+    save_checkpoint(payload, path, kind="density")
 
 
 def load_estimator(
@@ -76,77 +83,124 @@ def load_estimator(
     model: EnergyModel | None = None,
     noise: Noise | Distribution | None = None,
 ) -> NCEDensity:
-    """:meth:`NCEDensity.load <nce.density.NCEDensity.load>`: reads a saved ``cls``."""
+    """:meth:`NCEDensity.load <nce.density.NCEDensity.load>`: reads a saved ``cls``.
+
+    Every entry is checked before anything is built, so a damaged or foreign file raises one
+    :class:`~nce._checkpoint.CheckpointError` naming the file and the entry.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    saved = load_checkpoint(path, kind="density", legacy=_is_legacy)
+    model = _load_model(saved, model)
+    noise = _load_noise(saved, noise, model.dim)
+    params = saved.entry("params", dict)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: not a saved NCEDensity ({type(err).__name__}: {err})") from err
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise ValueError(f"{path}: not a saved NCEDensity (no {_FORMAT!r} header)")
-    entry = payload["model"]
-    if model is None:
-        if not entry["builtin"]:
-            raise ValueError(
-                f"{path} holds a custom model of class {entry['class']!r}; pass an instance "
-                "as model= to load its state"
-            )
-        model = _BUILTIN_MODELS[entry["class"]](**entry["config"])
-    elif not isinstance(model, EnergyModel):
-        raise TypeError(f"model must be an nce.models.EnergyModel, got {type(model).__name__}")
-    dtype = next(iter(entry["state"].values())).dtype
-    model = model.to(dtype)
-    try:
-        model.load_state_dict(entry["state"])
-    except RuntimeError as err:
-        raise ValueError(
-            f"{path}: the model state does not fit {type(model).__name__}: {err}"
-        ) from err
-    noise_entry = payload["noise"]
-    if noise is None:
-        if noise_entry["state"] is None:
-            raise ValueError(
-                f"{path} was fitted with a custom noise of class {noise_entry['class']!r}; "
-                "pass it as noise= to load"
-            )
-        noise_cls, names = _BUILTIN_NOISES[noise_entry["class"]]
-        noise = noise_cls(*(noise_entry["state"][k] for k in names))
-    else:
-        noise = as_noise(noise, name="noise")
-    estimator = cls(model=model, noise=noise, **payload["params"])
+        estimator = cls(model=model, noise=noise, **params)
+    except (TypeError, ValueError) as err:
+        raise saved.error(f"entry 'params' does not fit {cls.__name__}: {err}") from err
     estimator.model_ = model.eval()
     estimator.noise_ = noise
-    for key, value in payload["fitted"].items():
-        setattr(estimator, key, value)
-    estimator.metadata_ = payload.get("metadata", {})
+    fitted = saved.entry("fitted", dict)
+    for key in _FITTED:
+        setattr(estimator, key, saved.entry(key, within=fitted, name=f"fitted.{key}"))
+    estimator.metadata_ = saved.get("metadata", {})
     return estimator
 
 
-def _params(estimator: NCEDensity) -> dict:
-    """The constructor arguments of ``estimator``, as plain values (a seed only if an int)."""
-    params = {
-        key: getattr(estimator, key)
-        for key in (
-            "noise_ratio",
-            "optimizer",
-            "lr",
-            "batch_size",
-            "max_epochs",
-            "resample_noise",
-            "validation_fraction",
-            "patience",
-            "tol",
-            "lbfgs_steps",
-            "noise_components",
-            "box_margin",
-            "progress",
+def _is_legacy(payload: dict) -> str | None:
+    """None for a file written by the earlier format (a ``torch.save`` dict marked ``_FORMAT``)."""
+    return None if payload.get("format") == _FORMAT else f"no {_FORMAT!r} header"
+
+
+def _load_model(saved: Checkpoint, model: EnergyModel | None) -> EnergyModel:
+    """The saved energy model, its config and weights checked before it is built."""
+    entry = saved.entry("model", dict)
+    name = saved.entry("class", str, within=entry, name="model.class")
+    state = saved.entry("state", dict, within=entry, name="model.state")
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise saved.error("entry 'model.state' must map parameter names to tensors")
+    if model is None:
+        if not saved.entry("builtin", bool, within=entry, name="model.builtin"):
+            raise saved.error(
+                f"holds a custom model of class {name!r}; pass an instance as model= to load its "
+                "state"
+            )
+        if name not in _BUILTIN_MODELS:
+            raise saved.error(
+                f"unknown model class {name!r} (the built-in ones are {', '.join(_BUILTIN_MODELS)})"
+            )
+        config = saved.entry("config", dict, within=entry, name="model.config")
+        model = _build(saved, _BUILTIN_MODELS[name], config, state)
+    elif not isinstance(model, EnergyModel):
+        raise TypeError(f"model must be an nce.models.EnergyModel, got {type(model).__name__}")
+    model = model.to(next(iter(state.values())).dtype)
+    load_state(model, state, saved, "model.state")
+    return model
+
+
+def _build(saved: Checkpoint, model_cls: type, config: dict, state: dict) -> EnergyModel:
+    """``model_cls(**config)``, once a build on the meta device (no memory) shows that its
+    parameters have the shapes of the saved ``state``: a damaged config (a huge ``hidden``) is
+    refused before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in model_cls(**config).state_dict().items()}
+    except Exception as err:
+        raise saved.error(
+            f"entry 'model.config' does not build a {model_cls.__name__}: {_one_line(err)}"
+        ) from err
+    for key, shape in shapes.items():
+        found = tuple(state[key].shape) if key in state else None
+        if found != shape:
+            have = "is missing" if found is None else f"has shape {found}"
+            raise saved.error(
+                f"entry 'model.state' does not fit its config {config}: {key} {have} but the "
+                f"config needs {shape}"
+            )
+    return model_cls(**config)
+
+
+def _load_noise(saved: Checkpoint, noise, dim: int) -> Noise:
+    """The saved noise (built-in classes) or the given one."""
+    entry = saved.entry("noise", dict)
+    if noise is not None:
+        return as_noise(noise, name="noise")
+    name = saved.entry("class", str, within=entry, name="noise.class")
+    state = saved.entry("state", (dict, type(None)), within=entry, name="noise.state")
+    if state is None:
+        raise saved.error(
+            f"was fitted with a custom noise of class {name!r}; pass it as noise= to load"
         )
-    }
-    params["random_state"] = (
-        estimator.random_state if isinstance(estimator.random_state, int) else None
-    )
+    if name not in _BUILTIN_NOISES:
+        raise saved.error(
+            f"unknown noise class {name!r} (the built-in ones are {', '.join(_BUILTIN_NOISES)})"
+        )
+    noise_cls, names = _BUILTIN_NOISES[name]
+    values = [saved.entry(k, torch.Tensor, within=state, name=f"noise.state.{k}") for k in names]
+    try:
+        noise = noise_cls(*values)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise saved.error(f"entry 'noise.state' does not build a {name}: {_one_line(err)}") from err
+    if tuple(noise.event_shape) != (dim,):
+        raise saved.error(
+            f"the noise has event shape {tuple(noise.event_shape)} but the model has dimension "
+            f"{dim}"
+        )
+    return noise
+
+
+def _params(estimator: NCEDensity) -> dict:
+    """The constructor's keyword arguments (read from its signature, so that the file follows the
+    constructor), as plain values; ``random_state`` only if an int."""
+    names = [
+        name
+        for name in inspect.signature(type(estimator).__init__).parameters
+        if name not in ("self", "model", "noise") and hasattr(estimator, name)
+    ]
+    params = {name: getattr(estimator, name) for name in names}
+    if not isinstance(params.get("random_state"), int):
+        params["random_state"] = None
     return {key: _plain(value, key) for key, value in params.items()}
 
 
