@@ -73,6 +73,11 @@ def as_scale(temperature, like: torch.Tensor):
     return 1.0 / float(temperature)
 
 
+_LARGEST = {
+    t: torch.finfo(t).max for t in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
+
+
 def finish(
     loss: torch.Tensor,
     reduction: str,
@@ -95,7 +100,7 @@ def finish(
         out, world, n = reduce(loss, reduction), 1, loss.shape[0]
     else:
         out, world, n = reduce_across_ranks(loss, reduction, where), where.world_size, where.total
-    limit = min(torch.finfo(out_dtype).max, torch.finfo(out.dtype).max)
+    limit = min(_LARGEST[out_dtype], _LARGEST[out.dtype])
     if bound is not None and bound * world * (n if reduction == "sum" else 1) < limit:
         return out.to(out_dtype)
     result = out.to(out_dtype)
