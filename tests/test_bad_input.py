@@ -135,7 +135,7 @@ def test_device_mismatch():
 
 
 def test_device_mismatch_message_on_meta():
-    with pytest.raises(ValueError, match="device mismatch: query is on cpu but key is on meta"):
+    with pytest.raises(TypeError, match=r"key is a meta tensor \(a shape without values"):
         nce.info_nce(Q, torch.empty(4, 3, device="meta"))
 
 
@@ -161,3 +161,88 @@ def test_chunk_size_must_be_a_positive_int():
             call(0)
         with pytest.raises(TypeError, match="chunk_size must be an int"):
             call(2.5)
+
+
+def _overflow_cases():
+    """Each loss on float16 inputs, with a temperature that may push its result past 65504."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1000, 8, generator=g), torch.randn(1000, 8, generator=g)
+    labels = torch.arange(1000) // 2
+    targets = torch.eye(1000)
+    return {
+        "info_nce": lambda dt, **kw: nce.info_nce(q.to(dt), k.to(dt), **kw),
+        "symmetric": lambda dt, **kw: nce.info_nce(q.to(dt), k.to(dt), symmetric=True, **kw),
+        "negatives": lambda dt, **kw: nce.info_nce(q.to(dt), k.to(dt), k[:50].to(dt), **kw),
+        "nt_xent": lambda dt, **kw: nce.nt_xent(q.to(dt), k.to(dt), **kw),
+        "supervised": lambda dt, **kw: nce.supervised_info_nce(q.to(dt), labels, **kw),
+        "debiased": lambda dt, **kw: nce.debiased_info_nce(q.to(dt), k.to(dt), tau_plus=0.1, **kw),
+        "soft": lambda dt, **kw: nce.soft_info_nce(q.to(dt), k.to(dt), targets.to(dt), **kw),
+    }
+
+
+OVERFLOW = _overflow_cases()
+
+
+@pytest.mark.parametrize("name", OVERFLOW)
+def test_float16_result_beyond_its_range_is_refused_not_inf(name):
+    call = OVERFLOW[name]
+    message = r"largest torch.float16 value 65504 \(reduction='sum'.*temperature=0.01.*\"mean\""
+    with pytest.raises(ValueError, match=message):
+        call(torch.float16, temperature=0.01, reduction="sum")
+    with pytest.raises(ValueError, match=r"reduction='mean'.*temperature=1e-06.*float32 inputs$"):
+        call(torch.float16, temperature=1e-6)
+    mean = call(torch.float16, temperature=0.01)  # the same inputs fit with reduction="mean"
+    assert mean.dtype == torch.float16 and torch.isfinite(mean)
+    torch.testing.assert_close(
+        mean.float(), call(torch.float32, temperature=0.01), rtol=1e-3, atol=0
+    )
+    total = call(torch.float32, temperature=0.01, reduction="sum")  # float32 holds the sum
+    assert torch.isfinite(total) and total > 65504
+
+
+@pytest.mark.parametrize("name", ["info_nce", "symmetric", "negatives", "soft"])
+def test_unnormalized_similarities_beyond_float32_are_refused_not_nan(name):
+    q, k = 1e19 * torch.randn(6, 4), 1e19 * torch.randn(6, 4)
+    call = {
+        "info_nce": lambda: nce.info_nce(q, k, normalize=False),
+        "symmetric": lambda: nce.info_nce(q, k, normalize=False, symmetric=True),
+        "negatives": lambda: nce.info_nce(q, k, k[:3], normalize=False),
+        "soft": lambda: nce.soft_info_nce(q, k, torch.eye(6), normalize=False),
+    }[name]
+    with pytest.raises(ValueError, match=r"the loss overflows torch.float32 although the inputs "
+                       r"are finite \(temperature=0.1, normalize=False"):  # fmt: skip
+        call()
+    q, k = q.double(), k.double()  # float64 holds them
+    assert torch.isfinite(call())
+
+
+def test_binary_nce_overflow_is_refused_not_inf():
+    x, y = torch.full((4,), -60000.0), torch.full((4, 3), 60000.0)
+    with pytest.raises(ValueError, match="exceeds the largest torch.float16 value"):
+        nce.binary_nce(x.half(), -x.half(), y.half(), -y.half())
+    big = torch.full((4,), 3e38)
+    with pytest.raises(ValueError, match="the loss overflows torch.float32"):
+        nce.binary_nce(-big, big, big[:, None], -big[:, None])
+    assert torch.isfinite(nce.binary_nce(x, -x, y, -y))
+
+
+@pytest.mark.parametrize("name", [*LOSSES, "supervised", "binary_nce"])
+def test_meta_tensors_are_refused_with_a_clear_error(name):
+    meta = torch.empty(4, 3, device="meta")
+    labels = torch.tensor([0, 0, 1, 1]).expand(3, 4).T
+    call = {
+        **LOSSES,
+        "supervised": lambda q, k, **kw: nce.supervised_info_nce(
+            q, torch.tensor([0, 0, 1, 1]), **kw
+        ),
+        "binary_nce": lambda q, k, **kw: nce.binary_nce(q[:, 0], K[:, 0], K, K, **kw),
+    }[name]
+    with pytest.raises(TypeError, match=r"is a meta tensor \(a shape without values"):
+        call(meta, labels if name == "supervised" else K)
+    if name != "binary_nce":
+        with pytest.raises(TypeError, match="temperature is a meta tensor"):
+            call(
+                Q,
+                labels if name == "supervised" else K,
+                temperature=torch.tensor(0.1, device="meta"),
+            )

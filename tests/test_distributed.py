@@ -1,7 +1,10 @@
-"""gather=True on real gloo process groups: parity with one process on the concatenated batch."""
+"""gather=True on real gloo process groups: parity with one process on the concatenated batch,
+and bad batches refused alike on every rank (never a rank left waiting in a collective)."""
 
 import os
+import re
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -33,9 +36,14 @@ def _global_batch(total):
     )
 
 
-def _worker(rank, world, port, sizes, out_dir):
+def _init(rank, world, port):
+    """A gloo group whose collectives fail after a minute instead of hanging the suite."""
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+
+
+def _worker(rank, world, port, sizes, out_dir):
+    _init(rank, world, port)
     try:
         q_all, k_all = _global_batch(sum(sizes))
         lo = sum(sizes[:rank])
@@ -68,7 +76,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("sizes", [(4, 4), (3, 5), (2, 4, 3)], ids=["2equal", "2uneven", "3uneven"])
+@pytest.mark.parametrize(
+    "sizes",
+    [(4, 4), (3, 5), (2, 4, 3), (1, 7), (0, 3, 5)],
+    ids=["2equal", "2uneven", "3uneven", "one_row", "zero_rows"],
+)
 def test_gather_matches_single_process_on_the_global_batch(sizes, tmp_path):
     world = len(sizes)
     mp.spawn(_worker, args=(world, _free_port(), sizes, str(tmp_path)), nprocs=world, join=True)
@@ -96,3 +108,134 @@ def test_gather_refuses_explicit_negatives():
     q, k = _global_batch(4)
     with pytest.raises(ValueError, match="gather=True gathers the in-batch keys"):
         nce.info_nce(q, k, torch.randn(3, D, dtype=torch.float64), gather=True)
+
+
+def _rows(n, d=D, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype, requires_grad=True)
+
+
+# Each case: what rank r passes (a function of r), and the error every rank must raise.
+BAD_BATCHES = {
+    "global_batch_of_one": (
+        lambda r: nce.info_nce(_rows(1 - r), _rows(1 - r, seed=1), gather=True),
+        ValueError,
+        r"in-batch negatives need a batch of at least 2, got 1 \+ 0 = 1 rows of query over 2",
+    ),
+    "no_rows_anywhere_nt_xent": (
+        lambda r: nce.nt_xent(_rows(0), _rows(0), gather=True),
+        ValueError,
+        r"NT-Xent needs a batch of at least 1, got 0 \+ 0 = 0 rows of view1",
+    ),
+    "no_rows_anywhere_clip": (
+        lambda r: nce.info_nce(_rows(0), _rows(0), symmetric=True, gather=True),
+        ValueError,
+        "a batch of at least 2",
+    ),
+    "feature_size_differs": (
+        lambda r: nce.info_nce(_rows(3, 5 + r), _rows(3, 5 + r, seed=1), gather=True),
+        ValueError,
+        r"same feature shape on every rank, got rank 0: query of shape \(3, 5\), "
+        r"rank 1: query of shape \(3, 6\)",
+    ),
+    "dtype_differs": (
+        lambda r: nce.nt_xent(
+            *(_rows(3, dtype=torch.float32 if r else torch.float64, seed=s) for s in (0, 1)),
+            gather=True,
+        ),
+        TypeError,
+        "view1 of the same dtype on every rank, got rank 0: torch.float64, rank 1: torch.float32",
+    ),
+    "nan_on_one_rank": (
+        lambda r: nce.info_nce(
+            _rows(3).detach().index_fill(0, torch.tensor([0]), float("nan") if r else 0.0),
+            _rows(3, seed=1),
+            gather=True,
+        ),
+        ValueError,
+        "on rank 1 of 2: query contains 5 NaN or Inf value",
+    ),
+    "shape_mismatch_on_one_rank": (
+        lambda r: nce.info_nce(_rows(3), _rows(3 + r, seed=1), symmetric=True, gather=True),
+        ValueError,
+        r"on rank 1 of 2: query has shape \(3, 5\) but key has \(4, 5\)",
+    ),
+    "meta_tensor_on_one_rank": (
+        lambda r: nce.info_nce(
+            _rows(3), torch.empty(3, D, device="meta") if r == 0 else _rows(3), gather=True
+        ),
+        TypeError,
+        "on rank 0 of 2: key is a meta tensor",
+    ),
+    "negatives_on_one_rank": (
+        lambda r: nce.info_nce(_rows(3), _rows(3), _rows(4) if r else None, gather=True),
+        ValueError,
+        "on rank 1 of 2: gather=True gathers the in-batch keys",
+    ),
+    "gradient_tracked_on_one_rank": (
+        lambda r: nce.info_nce(_rows(3), _rows(3).detach().requires_grad_(r == 1), gather=True),
+        ValueError,
+        "gather=True needs every rank to track gradients alike",
+    ),
+    "gather_rows_feature_size_differs": (
+        lambda r: nce.distributed.gather_rows(torch.zeros(2, 3 + r)),
+        ValueError,
+        r"rank 0: x of shape \(2, 3\), rank 1: x of shape \(2, 4\)",
+    ),
+    "float16_overflow_on_every_rank": (
+        lambda r: nce.info_nce(
+            _rows(4, seed=r).half(), _rows(4, seed=2 + r).half(), temperature=1e-6, gather=True
+        ),
+        ValueError,
+        "exceeds the largest torch.float16 value 65504",
+    ),
+}
+
+
+def _bad_batch_worker(rank, world, port, out_dir):
+    _init(rank, world, port)
+    try:
+        raised = {}
+        for name, (call, _, _) in BAD_BATCHES.items():
+            try:
+                call(rank)
+                raised[name] = None
+            except (TypeError, ValueError) as error:
+                raised[name] = (type(error), str(error))
+        # After every refusal the group is still in step: a good call runs on every rank.
+        q = _rows(1 + 3 * rank)
+        loss = nce.info_nce(q, _rows(1 + 3 * rank, seed=1), gather=True)
+        loss.backward()
+        n = 0 if rank else 2
+        none = nce.nt_xent(_rows(n), _rows(n, seed=1), gather=True, reduction="none")
+        none.sum().backward()
+        raised["after"] = (float(loss), tuple(q.grad.shape), tuple(none.shape))
+        torch.save(raised, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_bad_batches_raise_the_same_error_on_every_rank(tmp_path):
+    mp.spawn(_bad_batch_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for name, (_, kind, message) in BAD_BATCHES.items():
+        for raised in ranks:
+            assert raised[name] is not None, f"{name}: no error"
+            assert raised[name][0] is kind, f"{name}: {raised[name]}"
+            assert re.search(message, raised[name][1]), f"{name}: {raised[name][1]}"
+        assert ranks[0][name] == ranks[1][name], name
+    assert ranks[0]["after"][1] == (1, D) and ranks[1]["after"][1] == (4, D)
+    assert ranks[0]["after"][2] == (4,) and ranks[1]["after"][2] == (0,)
+
+
+def test_global_layout_without_process_group_checks_the_local_batch():
+    with pytest.raises(
+        ValueError, match=r"need a batch of at least 2, got query of shape \(1, 5\)"
+    ):
+        nce.info_nce(_rows(1), _rows(1), gather=True)
+    with pytest.raises(
+        ValueError, match=r"need a batch of at least 2, got query of shape \(0, 5\)"
+    ):
+        nce.info_nce(_rows(0), _rows(0), gather=True)
+    with pytest.raises(ValueError, match=r"query has shape \(3, 5\) but key has \(4, 5\)"):
+        nce.info_nce(_rows(3), _rows(4), gather=True)

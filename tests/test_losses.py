@@ -1,3 +1,4 @@
+import inspect
 import math
 
 import pytest
@@ -108,3 +109,99 @@ def test_binary_nce_module_subtracts_log_z_in_float32():
                   q_noise.half().float())  # fmt: skip
     assert half.dtype == torch.float16
     torch.testing.assert_close(half.float(), full, rtol=1e-3, atol=0)
+
+
+def _parameters(fn, kinds):
+    return {n for n, p in inspect.signature(fn).parameters.items() if p.kind in kinds} - {"self"}
+
+
+POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+ANY = (*POSITIONAL, inspect.Parameter.KEYWORD_ONLY)
+# Options a module holds beyond its function's: how its Temperature (or log Z) is kept.
+TEMPERATURE_MODULE = {"learn_temperature", "max_scale"}
+MODULES = [
+    # module, its function, options of the module's own, options the module leaves out
+    (InfoNCE, nce.info_nce, TEMPERATURE_MODULE, set()),
+    (
+        CLIPLoss,
+        nce.info_nce,
+        TEMPERATURE_MODULE,
+        {"symmetric", "negatives", "log_q", "negative_ids"},
+    ),
+    (NTXent, nce.nt_xent, TEMPERATURE_MODULE, set()),
+    (SupervisedInfoNCE, nce.supervised_info_nce, TEMPERATURE_MODULE, set()),
+    (DebiasedInfoNCE, nce.debiased_info_nce, TEMPERATURE_MODULE, set()),
+    (SoftInfoNCE, nce.soft_info_nce, TEMPERATURE_MODULE, set()),
+    (BinaryNCE, nce.binary_nce, {"log_z"}, set()),
+]
+
+
+@pytest.mark.parametrize(
+    "module, function, own, left_out", MODULES, ids=lambda x: getattr(x, "__name__", "")
+)
+def test_every_module_takes_exactly_its_functions_options(module, function, own, left_out):
+    for fn in (module.__init__, module.forward):
+        kinds = {p.kind for p in inspect.signature(fn).parameters.values()}
+        assert inspect.Parameter.VAR_KEYWORD not in kinds, f"{fn.__qualname__} takes **kwargs"
+    constructor = _parameters(module.__init__, ANY)
+    forward_options = _parameters(module.forward, (inspect.Parameter.KEYWORD_ONLY,))
+    options = _parameters(function, (inspect.Parameter.KEYWORD_ONLY,)) - left_out
+    assert not constructor & forward_options
+    assert constructor | forward_options == options | own
+    # the function's positional tensors are forward's positional arguments
+    tensors = _parameters(function, POSITIONAL) - left_out
+    assert len(_parameters(module.forward, POSITIONAL)) == len(tensors)
+
+
+def test_module_options_reach_the_function():
+    q, k = randn(6, 4), randn(6, 4, seed=1)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    # chunk_size and gather used to be dropped by these modules
+    torch.testing.assert_close(
+        SupervisedInfoNCE(chunk_size=2)(q, labels), nce.supervised_info_nce(q, labels)
+    )
+    torch.testing.assert_close(
+        DebiasedInfoNCE(0.1, chunk_size=2)(q, k), nce.debiased_info_nce(q, k, tau_plus=0.1)
+    )
+    torch.testing.assert_close(NTXent(gather=True)(q, k), nce.nt_xent(q, k))
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        SupervisedInfoNCE(chunk_size=0)(q, labels)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        DebiasedInfoNCE(0.1, chunk_size=0)(q, k)
+    ids = torch.tensor([0, 1, 0, 2, 3, 4])
+    want = nce.info_nce(
+        q, k, remove_accidental_hits=True, key_ids=ids, temperature=0.07, symmetric=True
+    )
+    torch.testing.assert_close(CLIPLoss(remove_accidental_hits=True)(q, k, key_ids=ids), want)
+    with pytest.raises(TypeError):
+        InfoNCE()(q, k, gather=True)  # options belong to the constructor
+
+
+TILED_LOSSES = {
+    "info_nce": lambda q, k, **kw: nce.info_nce(q, k, **kw),
+    "nt_xent": lambda q, k, **kw: nce.nt_xent(q, k, **kw),
+    "supervised_info_nce": lambda q, k, **kw: nce.supervised_info_nce(
+        q, torch.arange(q.shape[0]) // 2, **kw
+    ),
+    "debiased_info_nce": lambda q, k, **kw: nce.debiased_info_nce(q, k, tau_plus=0.1, **kw),
+}
+
+
+def _chunk_size_doc(function):
+    doc = inspect.getdoc(function)
+    start = doc.index("chunk_size:")
+    end = "only memory and speed change."
+    return doc[start : doc.index(end, start) + len(end)]
+
+
+@pytest.mark.parametrize("name", TILED_LOSSES)
+def test_chunk_size_has_one_meaning_in_every_loss(name):
+    assert _chunk_size_doc(getattr(nce, name)) == _chunk_size_doc(nce.info_nce)
+    q, k = randn(9, 4), randn(9, 4, seed=1)
+    loss = TILED_LOSSES[name]
+    default = loss(q, k)
+    for chunk in (1, 4, 9, 100):
+        torch.testing.assert_close(loss(q, k, chunk_size=chunk), default)
+    # None is the tiled, memory-efficient path too (its gradient is first-order only)
+    with pytest.raises(RuntimeError, match="first-order gradient only"):
+        torch.autograd.grad(loss(q, k), q, create_graph=True)

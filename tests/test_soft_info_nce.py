@@ -46,8 +46,12 @@ def test_bad_targets():
     t = _targets(4, 4)
     with pytest.raises(ValueError, match="rows must sum to 1"):
         nce.soft_info_nce(q, k, t * 1.1)
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match=r"targets has \d+ negative entries$"):
         nce.soft_info_nce(q, k, t - t.mean())
+    one = t.clone()
+    one[0, 0] = -0.1
+    with pytest.raises(ValueError, match="targets has 1 negative entry$"):
+        nce.soft_info_nce(q, k, one)
     with pytest.raises(ValueError, match=r"targets must have shape \(4, 4\)"):
         nce.soft_info_nce(q, k, t[:, :3])
 

@@ -14,9 +14,10 @@ import torch
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def shape_str(x: torch.Tensor) -> str:
-    """``(8, 16)`` for a tensor of that shape, ``()`` for a scalar."""
-    return "(" + ", ".join(str(s) for s in x.shape) + ("," if x.dim() == 1 else "") + ")"
+def shape_str(x: torch.Tensor | torch.Size) -> str:
+    """``(8, 16)`` for a tensor (or a ``torch.Size``) of that shape, ``()`` for a scalar."""
+    shape = x if isinstance(x, torch.Size) else x.shape
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def check_reduction(reduction: str) -> str:
@@ -34,9 +35,11 @@ def check_tensor(
     finite: bool = True,
     nonempty: bool = True,
 ) -> torch.Tensor:
-    """Check that ``x`` is a tensor of the expected rank, floating dtype and finite values."""
+    """Check that ``x`` is a tensor with values (not a meta tensor) of the expected rank,
+    floating dtype and finite values."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    _check_not_meta(name, x)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.dim() not in allowed:
@@ -46,10 +49,18 @@ def check_tensor(
         raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
     if nonempty and x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {shape_str(x)})")
-    if finite and x.is_floating_point() and not x.is_meta and not _all_finite(x):
+    if finite and x.is_floating_point() and not _all_finite(x):
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} contains {bad} NaN or Inf value(s)")
     return x
+
+
+def _check_not_meta(name: str, x: torch.Tensor) -> None:
+    if x.is_meta:
+        raise TypeError(
+            f"{name} is a meta tensor (a shape without values, shape {shape_str(x)}): "
+            "pass a tensor that holds data"
+        )
 
 
 def _all_finite(x: torch.Tensor) -> bool:
@@ -98,11 +109,13 @@ def check_compatible(**tensors: torch.Tensor) -> None:
             )
 
 
-def check_positive(name: str, value, *, allow_tensor: bool = False) -> None:
-    """A finite number > 0; a 0-dim tensor (e.g. a learned temperature) when ``allow_tensor``."""
+def check_positive(name: str, value, *, allow_tensor: bool = False) -> float:
+    """A finite number > 0; a 0-dim tensor (e.g. a learned temperature) when ``allow_tensor``.
+    Returns the value as a Python float."""
     if isinstance(value, torch.Tensor):
         if not allow_tensor:
             raise TypeError(f"{name} must be a number, got a tensor")
+        _check_not_meta(name, value)
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar, got shape {shape_str(value)}")
         v = float(value.detach())
@@ -112,6 +125,7 @@ def check_positive(name: str, value, *, allow_tensor: bool = False) -> None:
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {v}")
+    return v
 
 
 def check_in_range(name: str, value, low: float, high: float, *, closed_high: bool = False) -> None:

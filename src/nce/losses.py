@@ -63,6 +63,9 @@ class Temperature(nn.Module):
 
 
 class _ContrastiveLoss(nn.Module):
+    """Holds the temperature (a :class:`Temperature`: ``learn_temperature`` and ``max_scale`` are
+    the module's own options, beyond its function's) and the reduction."""
+
     def __init__(self, temperature, learn_temperature, max_scale, reduction):
         super().__init__()
         check_reduction(reduction)
@@ -71,7 +74,10 @@ class _ContrastiveLoss(nn.Module):
 
 
 class InfoNCE(_ContrastiveLoss):
-    """Module form of :func:`nce.info_nce`; ``forward(query, key, negatives=None, **kwargs)``."""
+    """Module form of :func:`nce.info_nce`: its keyword options are constructor arguments; the
+    per-batch tensors are arguments of ``forward(query, key, negatives=None, *, log_q=None,
+    key_ids=None, negative_ids=None)``. ``learn_temperature`` and ``max_scale`` describe the
+    :class:`Temperature` module that holds ``temperature``."""
 
     def __init__(
         self,
@@ -83,11 +89,14 @@ class InfoNCE(_ContrastiveLoss):
         symmetric: bool = False,
         reduction: str = "mean",
         chunk_size: int | None = None,
+        gather: bool = False,
+        remove_accidental_hits: bool = False,
     ):
         super().__init__(temperature, learn_temperature, max_scale, reduction)
         self.normalize, self.symmetric, self.chunk_size = normalize, symmetric, chunk_size
+        self.gather, self.remove_accidental_hits = gather, remove_accidental_hits
 
-    def forward(self, query, key, negatives=None, **kwargs):
+    def forward(self, query, key, negatives=None, *, log_q=None, key_ids=None, negative_ids=None):
         return info_nce(
             query,
             key,
@@ -97,15 +106,46 @@ class InfoNCE(_ContrastiveLoss):
             symmetric=self.symmetric,
             reduction=self.reduction,
             chunk_size=self.chunk_size,
-            **kwargs,
+            gather=self.gather,
+            log_q=log_q,
+            remove_accidental_hits=self.remove_accidental_hits,
+            key_ids=key_ids,
+            negative_ids=negative_ids,
         )
 
 
 class CLIPLoss(InfoNCE):
-    """CLIP's symmetric InfoNCE with a learned temperature (initial 0.07, maximum scale 100)."""
+    """CLIP's symmetric InfoNCE (:func:`nce.info_nce` with ``symmetric=True``) with a learned
+    temperature (initial 0.07, maximum scale 100): ``forward(query, key, *, key_ids=None)``.
+    It takes :class:`InfoNCE`'s options except those the symmetric loss does not define
+    (``symmetric`` itself, explicit negatives and ``log_q``)."""
 
-    def __init__(self, temperature: float = 0.07, *, learn_temperature: bool = True, **kwargs):
-        super().__init__(temperature, learn_temperature=learn_temperature, symmetric=True, **kwargs)
+    def __init__(
+        self,
+        temperature: float = 0.07,
+        *,
+        learn_temperature: bool = True,
+        max_scale: float = 100.0,
+        normalize: bool = True,
+        reduction: str = "mean",
+        chunk_size: int | None = None,
+        gather: bool = False,
+        remove_accidental_hits: bool = False,
+    ):
+        super().__init__(
+            temperature,
+            learn_temperature=learn_temperature,
+            max_scale=max_scale,
+            normalize=normalize,
+            symmetric=True,
+            reduction=reduction,
+            chunk_size=chunk_size,
+            gather=gather,
+            remove_accidental_hits=remove_accidental_hits,
+        )
+
+    def forward(self, query, key, *, key_ids=None):
+        return super().forward(query, key, key_ids=key_ids)
 
 
 class NTXent(_ContrastiveLoss):
@@ -119,9 +159,10 @@ class NTXent(_ContrastiveLoss):
         max_scale: float = 100.0,
         reduction: str = "mean",
         chunk_size: int | None = None,
+        gather: bool = False,
     ):
         super().__init__(temperature, learn_temperature, max_scale, reduction)
-        self.chunk_size = chunk_size
+        self.chunk_size, self.gather = chunk_size, gather
 
     def forward(self, view1, view2):
         return nt_xent(
@@ -130,6 +171,7 @@ class NTXent(_ContrastiveLoss):
             temperature=self.temperature(),
             reduction=self.reduction,
             chunk_size=self.chunk_size,
+            gather=self.gather,
         )
 
 
@@ -143,12 +185,18 @@ class SupervisedInfoNCE(_ContrastiveLoss):
         learn_temperature: bool = False,
         max_scale: float = 100.0,
         reduction: str = "mean",
+        chunk_size: int | None = None,
     ):
         super().__init__(temperature, learn_temperature, max_scale, reduction)
+        self.chunk_size = chunk_size
 
     def forward(self, embeddings, labels):
         return supervised_info_nce(
-            embeddings, labels, temperature=self.temperature(), reduction=self.reduction
+            embeddings,
+            labels,
+            temperature=self.temperature(),
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
         )
 
 
@@ -164,11 +212,12 @@ class DebiasedInfoNCE(_ContrastiveLoss):
         learn_temperature: bool = False,
         max_scale: float = 100.0,
         reduction: str = "mean",
+        chunk_size: int | None = None,
     ):
         super().__init__(temperature, learn_temperature, max_scale, reduction)
         check_in_range("tau_plus", tau_plus, 0.0, 1.0)
         check_in_range("beta", beta, 0.0, math.inf)
-        self.tau_plus, self.beta = tau_plus, beta
+        self.tau_plus, self.beta, self.chunk_size = tau_plus, beta, chunk_size
 
     def forward(self, query, key):
         return debiased_info_nce(
@@ -178,6 +227,7 @@ class DebiasedInfoNCE(_ContrastiveLoss):
             beta=self.beta,
             temperature=self.temperature(),
             reduction=self.reduction,
+            chunk_size=self.chunk_size,
         )
 
 

@@ -1,13 +1,17 @@
-"""Pieces shared by the loss functions: reduction, compute dtype, temperature, normalization."""
+"""Pieces shared by the loss functions: reduction, compute dtype, temperature, normalization,
+and the overflow check of the result."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
-from nce._validation import check_positive
+from nce._validation import _all_finite, check_positive
+from nce.functional._gather import Layout, reduce_across_ranks
 
 
 def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -56,9 +60,10 @@ def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1, eps=normalize_eps(x.dtype))
 
 
-def check_temperature(temperature) -> None:
-    """A temperature is a finite number > 0, or a scalar tensor (possibly learnable) > 0."""
-    check_positive("temperature", temperature, allow_tensor=True)
+def check_temperature(temperature) -> float:
+    """A temperature is a finite number > 0, or a scalar tensor (possibly learnable) > 0.
+    Returns its value as a Python float."""
+    return check_positive("temperature", temperature, allow_tensor=True)
 
 
 def as_scale(temperature, like: torch.Tensor):
@@ -66,3 +71,54 @@ def as_scale(temperature, like: torch.Tensor):
     if isinstance(temperature, torch.Tensor):
         return 1.0 / temperature.to(like.dtype).reshape(())
     return 1.0 / float(temperature)
+
+
+_LARGEST = {
+    t: torch.finfo(t).max for t in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
+
+
+def finish(
+    loss: torch.Tensor,
+    reduction: str,
+    out_dtype: torch.dtype,
+    *,
+    bound: float | None,
+    describe: Callable[[], str],
+    where: Layout | None = None,
+) -> torch.Tensor:
+    r"""Reduce per-example losses (across ranks when ``where`` is given) and return the result in
+    ``out_dtype``, refusing a result that overflows instead of returning inf or NaN.
+
+    ``bound`` is an upper bound on every :math:`|\ell_i|` known without reading the values (e.g.
+    :math:`2/\tau + \log N` for unit embeddings), or None. When the bound proves that the reduced
+    result fits both the compute dtype and ``out_dtype``, nothing is read; otherwise the result is
+    checked and a ``ValueError`` names the arguments (``describe()``) and what to change. With
+    ``where`` spanning several ranks the check is collective: every rank raises alike.
+    """
+    if where is None:
+        out, world, n = reduce(loss, reduction), 1, loss.shape[0]
+    else:
+        out, world, n = reduce_across_ranks(loss, reduction, where), where.world_size, where.total
+    limit = min(_LARGEST[out_dtype], _LARGEST[out.dtype])
+    if bound is not None and bound * world * (n if reduction == "sum" else 1) < limit:
+        return out.to(out_dtype)
+    result = out.to(out_dtype)
+    status = 0 if _all_finite(result) else 2 if _all_finite(out) else 1
+    if where is not None and where.world_size > 1:
+        flag = torch.tensor([status], device=out.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        status = int(flag)
+    if status == 1:
+        raise ValueError(
+            f"the loss overflows {out.dtype} although the inputs are finite ({describe()}): "
+            "raise the temperature, bring the embeddings to a smaller scale, or pass float64 "
+            "inputs"
+        )
+    if status == 2:
+        advice = "pass float32 inputs" + (' or use reduction="mean"' if reduction == "sum" else "")
+        raise ValueError(
+            f"the loss exceeds the largest {out_dtype} value {torch.finfo(out_dtype).max:.6g} "
+            f"(reduction={reduction!r} over {n} rows, {describe()}): {advice}"
+        )
+    return result

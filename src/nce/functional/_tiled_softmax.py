@@ -297,7 +297,9 @@ class PairedSoftmaxCE(torch.autograd.Function):
             )
         else:
             a2, scale, lse2_row, da, db, _, _ = ctx.saved_tensors
-            if bool((g == g[0]).all()):
+            if g.numel() == 0:
+                pass  # a rank without queries: da is empty and db is zero
+            elif bool((g == g[0]).all()):
                 da, db = da * g[0], db * g[0]
             else:
                 da, db = _paired_grad(

@@ -29,7 +29,7 @@ from nce._validation import (
     check_same_size,
     check_tensor,
 )
-from nce.functional._common import reduce, upcast
+from nce.functional._common import finish, upcast
 
 
 def binary_nce(
@@ -64,6 +64,11 @@ def binary_nce(
         - log_model_data, log_noise_data: (N,)
         - log_model_noise, log_noise_noise: (N, K) or (M,)
         - output: () or (N,) for reduction="none"
+
+    Half-precision inputs are computed in float32 and the result is returned in their dtype.
+    Finite inputs never give inf or NaN: a result beyond the range of that dtype (float16 tops
+    out at 65504, e.g. with reduction="sum" over many rows) or of the compute
+    dtype raises ``ValueError`` naming the arguments; use float32 inputs or reduction="mean".
 
     Example:
         >>> import torch, nce
@@ -107,4 +112,8 @@ def binary_nce(
     noise_term = F.logsigmoid(-(lm_y - log_nu - ln_y))
     noise_per_datum = noise_term.sum(-1) if per_datum_noise else noise_term.sum() / n_data
     loss = -(data_term + noise_per_datum)
-    return reduce(loss, reduction).to(out_dtype)
+
+    def describe() -> str:
+        return f"noise_ratio={noise_ratio:.6g}, {lm_x.dtype} log-densities"
+
+    return finish(loss, reduction, out_dtype, bound=None, describe=describe)

@@ -30,7 +30,7 @@ from nce._validation import (
     check_tensor,
     shape_str,
 )
-from nce.functional._common import as_scale, check_temperature, compute_dtype, l2_normalize, reduce
+from nce.functional._common import as_scale, check_temperature, compute_dtype, finish, l2_normalize
 from nce.functional._row_lse import row_logsumexp
 
 
@@ -57,13 +57,21 @@ def debiased_info_nce(
         beta: :math:`\beta \ge 0`, hardness concentration (0: Chuang et al.; > 0: Robinson et al.).
         temperature: :math:`t > 0`, a number or a scalar tensor.
         reduction: "mean" | "sum" | "none" (shape (N,)).
-        chunk_size: compute the log-sum-exp terms over tiles of this many rows, never holding the
-            (N, N) similarity matrix (memory O(N·D + N·chunk_size)). Changes memory, never the
-            result.
+        chunk_size: the similarity matrix is computed in tiles of at most ``chunk_size`` rows,
+            never whole: memory O(N·D + chunk_size·N). None (the default) lets the library
+            choose the tile size. Any value gives the same result; only memory and speed change.
 
     Shape:
         - query, key: (N, D), N >= 2
         - output: () or (N,) for reduction="none"
+
+    Half-precision inputs are computed in float32 and the result is returned in their dtype.
+    Finite inputs never give inf or NaN: a result beyond the range of that dtype (float16 tops
+    out at 65504, e.g. reduction="sum" over many rows, or a tiny temperature) or of the compute
+    dtype raises ``ValueError`` naming the arguments; use float32 inputs or reduction="mean".
+
+    The log-sum-exp terms are computed tile by tile in a custom autograd function: first-order
+    gradients only.
 
     Example:
         >>> import torch, nce
@@ -74,7 +82,7 @@ def debiased_info_nce(
         True
     """
     check_reduction(reduction)
-    check_temperature(temperature)
+    tau = check_temperature(temperature)
     check_in_range("tau_plus", tau_plus, 0.0, 1.0)
     check_in_range("beta", beta, 0.0, math.inf)
     check_tensor("query", query, 2)
@@ -99,12 +107,7 @@ def debiased_info_nce(
     positive = (scaled * k).sum(1)
     # log Σ_j w_j e^{s_ij} over the M negatives, with w_j = e^{β s_ij} / mean_l e^{β s_il}
     coefficients = [1.0 + beta, beta] if beta > 0 else [1.0]
-    if chunk_size is None:
-        off_diagonal = ~torch.eye(n, dtype=torch.bool, device=q.device)
-        neg = (scaled @ k.T)[off_diagonal].view(n, m)
-        lse = [torch.logsumexp(c * neg, 1) for c in coefficients]
-    else:
-        lse = row_logsumexp(scaled, k, coefficients, exclude_diagonal=True, chunk_size=chunk_size)
+    lse = row_logsumexp(scaled, k, coefficients, exclude_diagonal=True, chunk_size=chunk_size)
     log_mass = lse[0] - (lse[1] - math.log(m)) if beta > 0 else lse[0]
     if tau_plus > 0:
         log_false = math.log(tau_plus * m) + positive
@@ -116,4 +119,10 @@ def debiased_info_nce(
     log_floor = math.log(m) - scale
     log_mass = torch.maximum(log_mass, torch.as_tensor(log_floor, dtype=dtype, device=q.device))
     loss = F.softplus(log_mass - positive)
-    return reduce(loss, reduction).to(out_dtype)
+
+    def describe() -> str:
+        return f"temperature={tau:.6g}, tau_plus={tau_plus}, beta={beta}, {dtype} inputs"
+
+    # |logits| <= 1/t: log_mass <= (1 + 2 beta)/t + log M - log(1 - tau_plus)
+    bound = (2.0 + 2.0 * beta) / tau + math.log(n) - math.log1p(-tau_plus) + 1.0
+    return finish(loss, reduction, out_dtype, bound=bound, describe=describe)

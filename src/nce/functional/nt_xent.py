@@ -13,11 +13,13 @@ matrix products a gradient needs (see :mod:`nce.functional._tiled_softmax`).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nce._validation import check_compatible, check_int, check_reduction, check_tensor, shape_str
-from nce.functional._common import as_scale, check_temperature, compute_dtype, reduce
-from nce.functional._gather import gather_rows, reduce_across_ranks
+from nce.functional._common import as_scale, check_temperature, compute_dtype, finish
+from nce.functional._gather import Layout, gather_rows, global_layout
 from nce.functional._tiled_softmax import (
     SELF_TILE,
     PairedSoftmaxCE,
@@ -48,13 +50,15 @@ def nt_xent(
         temperature: :math:`\tau > 0`, a number or a scalar tensor.
         reduction: "mean" | "sum" | "none" (shape (2N,): the anchors of ``view1`` first, then
             those of ``view2``).
-        chunk_size: side of the square tiles of the (2N, 2N) similarity matrix held at once;
-            memory O(N·D + chunk_size²) (with ``gather``, rows of the (2N, 2N_global) tiles).
-            Changes memory, never the result.
+        chunk_size: the similarity matrix is computed in tiles of at most ``chunk_size`` rows,
+            never whole: memory O(N·D + chunk_size·N). None (the default) lets the library
+            choose the tile size. Any value gives the same result; only memory and speed change.
+            (Tiles of the (2N, 2N) matrix are square; N counts the 2N views.)
         gather: views from every rank of the torch.distributed process group are negatives (ranks
             may hold different N); as for :func:`nce.info_nce`, "mean" and "sum" are scaled by
             the world size so that DDP's gradient averaging gives exactly the gradient of the
-            single-process loss on the global batch.
+            single-process loss on the global batch. Ranks are checked together before any view
+            moves, and a rank may hold no rows, as for :func:`nce.info_nce`.
 
     Shape:
         - view1, view2: (N, D)
@@ -62,38 +66,71 @@ def nt_xent(
 
     Computed by a custom autograd function: first-order gradients only.
 
+    Half-precision inputs are computed in float32 and the result is returned in their dtype.
+    Finite inputs never give inf or NaN: a result beyond the range of that dtype (float16 tops
+    out at 65504, e.g. reduction="sum" over many rows, or a tiny temperature) or of the compute
+    dtype raises ``ValueError`` naming the arguments; use float32 inputs or reduction="mean".
+
     Example:
         >>> import torch, nce
         >>> v = torch.randn(4, 8)
         >>> round(float(nce.nt_xent(v, v, temperature=1e6)), 4)  # uniform: log(2N - 1)
         1.9459
     """
-    check_reduction(reduction)
-    check_temperature(temperature)
-    check_tensor("view1", view1, 2)
-    check_tensor("view2", view2, 2)
-    if view1.shape != view2.shape:
-        raise ValueError(f"view1 has shape {shape_str(view1)} but view2 has {shape_str(view2)}")
-    check_compatible(view1=view1, view2=view2)
-    if chunk_size is not None:
-        check_int("chunk_size", chunk_size, minimum=1)
+    where = None
+    if gather:
+        where = global_layout(
+            "view1",
+            view1,
+            min_total=1,
+            check=lambda: _check_arguments(view1, view2, temperature, reduction, chunk_size, True),
+            gathered=(view1, view2),
+            why="NT-Xent needs",
+        )
+        tau = check_temperature(temperature)
+    else:
+        tau = _check_arguments(view1, view2, temperature, reduction, chunk_size, False)
     out_dtype = view1.dtype
     dtype = compute_dtype(view1)
     views = torch.cat([view1, view2]).to(dtype)
     scale = torch.as_tensor(as_scale(temperature, views), dtype=dtype, device=views.device)
-    if gather:
-        return _gathered(views, scale, reduction, chunk_size).to(out_dtype)
-    loss = SelfSoftmaxCE.apply(views, scale, chunk_size or SELF_TILE)
-    return reduce(loss, reduction).to(out_dtype)
+    rows = None  # the layout of the (2N, D) views across ranks
+    if where is not None:
+        rows = Layout(tuple(2 * n for n in where.sizes), where.rank)
+        loss = _gathered(views, scale, chunk_size, rows)
+    else:
+        loss = SelfSoftmaxCE.apply(views, scale, chunk_size or SELF_TILE)
+
+    def describe() -> str:
+        return f"temperature={tau:.6g}, {views.dtype} inputs"
+
+    bound = 2.0 / tau + math.log(views.shape[0] if rows is None else rows.total)
+    return finish(loss, reduction, out_dtype, bound=bound, describe=describe, where=rows)
 
 
-def _gathered(views, scale, reduction, chunk_size) -> torch.Tensor:
-    """NT-Xent of this rank's 2N views against the views of every rank."""
-    everyone, where = gather_rows(views)
+def _check_arguments(view1, view2, temperature, reduction, chunk_size, gather) -> float:
+    """Every argument check of :func:`nt_xent`; returns the temperature as a float. With
+    ``gather`` a rank may hold no rows: the global batch is checked by the caller."""
+    check_reduction(reduction)
+    tau = check_temperature(temperature)
+    check_tensor("view1", view1, 2, nonempty=not gather)
+    check_tensor("view2", view2, 2, nonempty=not gather)
+    if view1.shape != view2.shape:
+        raise ValueError(f"view1 has shape {shape_str(view1)} but view2 has {shape_str(view2)}")
+    if view1.shape[1] == 0:
+        raise ValueError(f"view1 is empty (shape {shape_str(view1)})")
+    check_compatible(view1=view1, view2=view2)
+    if chunk_size is not None:
+        check_int("chunk_size", chunk_size, minimum=1)
+    return tau
+
+
+def _gathered(views, scale, chunk_size, rows: Layout) -> torch.Tensor:
+    """Per-view NT-Xent of this rank's 2N views against the views of every rank."""
+    everyone, _ = gather_rows(views, rows)
     local = torch.arange(views.shape[0], device=views.device)
-    twins = local.roll(views.shape[0] // 2) + where.offset
-    chunk = chunk_size or default_rows(where.total)
-    loss = PairedSoftmaxCE.apply(
-        views, everyone, scale, True, False, chunk, twins, local + where.offset
+    twins = local.roll(views.shape[0] // 2) + rows.offset
+    chunk = chunk_size or default_rows(rows.total)
+    return PairedSoftmaxCE.apply(
+        views, everyone, scale, True, False, chunk, twins, local + rows.offset
     )
-    return reduce_across_ranks(loss, reduction, where)

@@ -12,6 +12,8 @@ One-hot targets on the diagonal give in-batch InfoNCE exactly.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nce._validation import (
@@ -25,8 +27,8 @@ from nce.functional._common import (
     as_scale,
     check_temperature,
     compute_dtype,
+    finish,
     l2_normalize,
-    reduce,
 )
 
 
@@ -55,6 +57,11 @@ def soft_info_nce(
         - query: (N, D), key: (M, D), targets: (N, M)
         - output: () or (N,) for reduction="none"
 
+    Half-precision inputs are computed in float32 and the result is returned in their dtype.
+    Finite inputs never give inf or NaN: a result beyond the range of that dtype (float16 tops
+    out at 65504, e.g. reduction="sum" over many rows, or a tiny temperature) or of the compute
+    dtype raises ``ValueError`` naming the arguments; use float32 inputs or reduction="mean".
+
     Example:
         >>> import torch, nce
         >>> q, k = torch.randn(4, 8), torch.randn(4, 8)
@@ -63,7 +70,7 @@ def soft_info_nce(
         torch.Size([])
     """
     check_reduction(reduction)
-    check_temperature(temperature)
+    tau = check_temperature(temperature)
     check_tensor("query", query, 2)
     check_tensor("key", key, 2)
     check_tensor("targets", targets, 2)
@@ -78,8 +85,11 @@ def soft_info_nce(
         raise ValueError(
             f"device mismatch: query is on {query.device} but targets is on {targets.device}"
         )
-    if bool((targets < 0).any()):
-        raise ValueError(f"targets has {int((targets < 0).sum())} negative entrie(s)")
+    negative = int((targets < 0).sum())
+    if negative:
+        raise ValueError(
+            f"targets has {negative} negative {'entry' if negative == 1 else 'entries'}"
+        )
     row_sums = targets.double().sum(1)
     # A row of M entries rounded to the dtype sums to 1 within about M rounding errors.
     eps = torch.finfo(targets.dtype).eps
@@ -100,4 +110,9 @@ def soft_info_nce(
     t = targets.to(dtype)
     logits = (q * as_scale(temperature, q)) @ k.T
     loss = torch.logsumexp(logits, 1) - (t * logits).sum(1)
-    return reduce(loss, reduction).to(out_dtype)
+    bound = 2.0 / tau + math.log(key.shape[0]) if normalize else None
+
+    def describe() -> str:
+        return f"temperature={tau:.6g}, normalize={normalize}, {dtype} inputs"
+
+    return finish(loss, reduction, out_dtype, bound=bound, describe=describe)

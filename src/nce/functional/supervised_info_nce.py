@@ -13,10 +13,12 @@ Anchors without a positive have no term; the mean runs over the anchors that hav
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nce._validation import check_ids, check_int, check_reduction, check_tensor
-from nce.functional._common import as_scale, check_temperature, compute_dtype, l2_normalize, reduce
+from nce.functional._common import as_scale, check_temperature, compute_dtype, finish, l2_normalize
 from nce.functional._row_lse import row_logsumexp
 
 
@@ -41,9 +43,10 @@ def supervised_info_nce(
         temperature: :math:`\tau > 0`, a number or a scalar tensor.
         reduction: "mean" over anchors with at least one positive, "sum" over them, or "none":
             shape (N,), 0 for anchors without a positive.
-        chunk_size: compute the log-sum-exp over tiles of this many rows, never holding the
-            (N, N) similarity matrix (memory O(N·D + N·chunk_size)); the positive term needs only
-            per-class sums. Changes memory, never the result.
+        chunk_size: the similarity matrix is computed in tiles of at most ``chunk_size`` rows,
+            never whole: memory O(N·D + chunk_size·N). None (the default) lets the library
+            choose the tile size. Any value gives the same result; only memory and speed change.
+            (The positive term needs only per-class sums.)
 
     Shape:
         - embeddings: (N, D)
@@ -53,6 +56,14 @@ def supervised_info_nce(
     Raises:
         ValueError: if no anchor has a positive (every label occurs once): the loss is undefined.
 
+    Half-precision inputs are computed in float32 and the result is returned in their dtype.
+    Finite inputs never give inf or NaN: a result beyond the range of that dtype (float16 tops
+    out at 65504, e.g. reduction="sum" over many rows, or a tiny temperature) or of the compute
+    dtype raises ``ValueError`` naming the arguments; use float32 inputs or reduction="mean".
+
+    The log-sum-exp terms are computed tile by tile in a custom autograd function: first-order
+    gradients only.
+
     Example:
         >>> import torch, nce
         >>> z, y = torch.randn(6, 8), torch.tensor([0, 0, 1, 1, 2, 2])
@@ -60,7 +71,7 @@ def supervised_info_nce(
         torch.Size([])
     """
     check_reduction(reduction)
-    check_temperature(temperature)
+    tau = check_temperature(temperature)
     check_tensor("embeddings", embeddings, 2)
     n = embeddings.shape[0]
     check_ids("labels", labels, shape=torch.Size([n]))
@@ -87,18 +98,18 @@ def supervised_info_nce(
     class_sum = z.new_zeros(classes.numel(), z.shape[1]).index_add(0, label_index, z)
     positive_sum = (scaled * class_sum[label_index]).sum(1) - (scaled * z).sum(1)
     mean_positive = positive_sum / n_positive.clamp(min=1)
-    if chunk_size is None:
-        self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-        log_denominator = torch.logsumexp((scaled @ z.T).masked_fill(self_mask, float("-inf")), 1)
-    else:
-        log_denominator = row_logsumexp(
-            scaled, z, [1.0], exclude_diagonal=True, chunk_size=chunk_size
-        )[0]
+    log_denominator = row_logsumexp(scaled, z, [1.0], exclude_diagonal=True, chunk_size=chunk_size)[
+        0
+    ]
     loss = torch.where(
         has_positive, log_denominator - mean_positive, torch.zeros_like(mean_positive)
     )
     if reduction == "mean":
-        loss = loss.sum() / has_positive.sum()
-    else:
-        loss = reduce(loss, reduction)
-    return loss.to(out_dtype)
+        # the mean over the anchors with a positive: N / |anchors| times the mean over all
+        loss = loss * (n / has_positive.sum().to(loss.dtype))
+
+    def describe() -> str:
+        return f"temperature={tau:.6g}, {z.dtype} inputs"
+
+    bound = (2.0 / tau + math.log(n)) * n
+    return finish(loss, reduction, out_dtype, bound=bound, describe=describe)
