@@ -182,6 +182,27 @@ BAD_BATCHES = {
         ValueError,
         r"rank 0: x of shape \(2, 3\), rank 1: x of shape \(2, 4\)",
     ),
+    "pairwise_nan_on_one_rank": (
+        lambda r: nce.pairwise_nce(
+            _rows(3).detach().index_fill(0, torch.tensor([0]), float("nan") if r else 0.0),
+            _rows(3, seed=1),
+            gather=True,
+        ),
+        ValueError,
+        "on rank 1 of 2: query contains 5 NaN or Inf value",
+    ),
+    "pairwise_no_rows_anywhere": (
+        lambda r: nce.pairwise_nce(_rows(0), _rows(0), gather=True),
+        ValueError,
+        r"the pairwise loss needs a batch of at least 1, got 0 \+ 0 = 0 rows of query",
+    ),
+    "pairwise_labels_on_one_rank": (
+        lambda r: nce.pairwise_nce(
+            _rows(3), _rows(3, seed=1), labels=torch.arange(3) if r else None, gather=True
+        ),
+        ValueError,
+        r"labels must be given on every rank or none, got \['None', 'labels'\]",
+    ),
     "float16_overflow_on_every_rank": (
         lambda r: nce.info_nce(
             _rows(4, seed=r).half(), _rows(4, seed=2 + r).half(), temperature=1e-6, gather=True
@@ -209,6 +230,11 @@ def _bad_batch_worker(rank, world, port, out_dir):
         n = 0 if rank else 2
         none = nce.nt_xent(_rows(n), _rows(n, seed=1), gather=True, reduction="none")
         none.sum().backward()
+        # A rank with no rows takes part in the pairwise ring too.
+        m = 0 if rank else 3
+        pair = nce.pairwise_nce(_rows(m), _rows(m, seed=1), gather=True)
+        pair.backward()
+        raised["pairwise_empty_rank"] = float(pair)
         raised["after"] = (float(loss), tuple(q.grad.shape), tuple(none.shape))
         torch.save(raised, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
@@ -226,6 +252,11 @@ def test_bad_batches_raise_the_same_error_on_every_rank(tmp_path):
         assert ranks[0][name] == ranks[1][name], name
     assert ranks[0]["after"][1] == (1, D) and ranks[1]["after"][1] == (4, D)
     assert ranks[0]["after"][2] == (4,) and ranks[1]["after"][2] == (0,)
+    single = nce.pairwise_nce(_rows(3), _rows(3, seed=1))
+    assert ranks[1]["pairwise_empty_rank"] == 0.0
+    torch.testing.assert_close(
+        torch.tensor(ranks[0]["pairwise_empty_rank"] / 2, dtype=torch.float64), single.detach()
+    )
 
 
 def test_global_layout_without_process_group_checks_the_local_batch():

@@ -91,7 +91,7 @@ def _record(rows: torch.Tensor, tracks_grad: int, failed: bool) -> list[int]:
     return [0, rows.shape[0], code, tracks_grad, len(features), *features, *padding]
 
 
-def _exchange_device(rows) -> torch.device:
+def exchange_device(rows) -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     if isinstance(rows, torch.Tensor) and rows.device.type not in ("meta",):
@@ -172,7 +172,7 @@ def global_layout(
     mine = torch.tensor(
         _record(rows, tracks_grad, failure is not None),
         dtype=torch.int64,
-        device=_exchange_device(rows),
+        device=exchange_device(rows),
     )
     table = [torch.empty_like(mine) for _ in range(world)]
     dist.all_gather(table, mine)

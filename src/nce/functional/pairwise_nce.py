@@ -32,10 +32,10 @@ from nce.functional._common import (
     as_scale,
     check_temperature,
     compute_dtype,
+    finish,
     first_order_only,
-    reduce,
 )
-from nce.functional._gather import Layout, layout, reduce_across_ranks
+from nce.functional._gather import Layout, exchange_device, global_layout
 from nce.functional._ring import Shift, owner
 from nce.functional._sigmoid_tiles import KeyBlock, block_grad, block_loss
 from nce.functional._tiled_softmax import _UnitRows, default_rows
@@ -98,11 +98,54 @@ def pairwise_nce(
         >>> nce.pairwise_nce(q, k, temperature=0.1, bias=-10.0).shape
         torch.Size([])
     """
+    arguments = (query, key, temperature, bias, labels, reduction, chunk_size, gather)
+    if gather:
+        where = global_layout(
+            "query",
+            query,
+            min_total=1,
+            check=lambda: _check_arguments(*arguments),
+            gathered=(key,),
+            why="the pairwise loss needs",
+        )
+        where = _check_labels_everywhere(labels, query, where)
+    else:
+        _check_arguments(*arguments)
+        where = None
+
+    out_dtype = query.dtype
+    dtype = compute_dtype(query)
+    q, k = query.to(dtype), key.to(dtype)
+    scale = torch.as_tensor(as_scale(temperature, q), dtype=dtype, device=q.device)
+    b = (
+        bias.to(dtype=dtype, device=q.device).reshape(())
+        if isinstance(bias, torch.Tensor)
+        else torch.tensor(float(bias), dtype=dtype, device=q.device)
+    )
+    labels = None if labels is None else labels.to(torch.int64)
+    loss = PairwiseSigmoid.apply(q, k, scale, b, labels, normalize, chunk_size, where)
+    columns = query.shape[0] if where is None else where.total
+    bound = None
+    if normalize:
+        # every pair's term is softplus(±s) <= |s| + log 2 with |s| <= scale + |b| for unit rows
+        bound = columns * (float(scale.detach().abs()) + float(b.detach().abs()) + 1.0)
+
+    def describe() -> str:
+        return (
+            f"temperature={float(1 / scale.detach()):.3g}, bias={float(b.detach()):.3g}, "
+            f"normalize={normalize}, reduction={reduction!r}, N={columns}, {out_dtype}"
+        )
+
+    return finish(loss, reduction, out_dtype, bound=bound, describe=describe, where=where)
+
+
+def _check_arguments(query, key, temperature, bias, labels, reduction, chunk_size, gather) -> None:
     check_reduction(reduction)
     check_temperature(temperature)
     _check_bias(bias)
-    check_tensor("query", query, 2)
-    check_tensor("key", key, 2)
+    # with gather=True a rank may hold no rows; the global batch is checked across ranks
+    check_tensor("query", query, 2, nonempty=not gather)
+    check_tensor("key", key, 2, nonempty=not gather)
     if query.shape != key.shape:
         raise ValueError(f"query has shape {shape_str(query)} but key has {shape_str(key)}")
     check_compatible(query=query, key=key)
@@ -115,22 +158,6 @@ def pairwise_nce(
             )
     if chunk_size is not None:
         check_int("chunk_size", chunk_size, minimum=1)
-
-    out_dtype = query.dtype
-    dtype = compute_dtype(query)
-    q, k = query.to(dtype), key.to(dtype)
-    scale = torch.as_tensor(as_scale(temperature, q), dtype=dtype, device=q.device)
-    b = (
-        bias.to(dtype=dtype, device=q.device).reshape(())
-        if isinstance(bias, torch.Tensor)
-        else torch.tensor(float(bias), dtype=dtype, device=q.device)
-    )
-    labels = None if labels is None else labels.to(torch.int64)
-    where = _ring_layout(q, labels) if gather else None
-    loss = PairwiseSigmoid.apply(q, k, scale, b, labels, normalize, chunk_size, where)
-    if where is not None:
-        return reduce_across_ranks(loss, reduction, where).to(out_dtype)
-    return reduce(loss, reduction).to(out_dtype)
 
 
 def _check_bias(bias) -> None:
@@ -149,28 +176,19 @@ def _check_bias(bias) -> None:
         raise ValueError(f"bias must be a finite number, got {value}")
 
 
-def _ring_layout(q: torch.Tensor, labels: torch.Tensor | None) -> Layout | None:
-    """Every rank's row count, after checking that all ranks agree on what the ring will carry
-    (feature size, dtype, whether labels travel). Every rank raises the same error when they do
-    not, instead of some waiting forever on a mismatched send. None without a process group."""
-    where = layout(q.shape[0], q.device)
+def _check_labels_everywhere(labels, query, where: Layout) -> Layout | None:
+    """After :func:`~nce.functional._gather.global_layout` has checked sizes, feature shapes and
+    dtypes on every rank, check that ``labels`` travel from every rank or from none (a ring with
+    labels on some ranks only would wait forever). None for a single rank."""
     if where.world_size == 1:
         return None
-    dtypes = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-    mine = torch.tensor(
-        [q.shape[1], dtypes.index(q.dtype), labels is not None], dtype=torch.int64, device=q.device
-    )
+    mine = torch.tensor([labels is not None], dtype=torch.int64, device=exchange_device(query))
     parts = [torch.empty_like(mine) for _ in range(where.world_size)]
     dist.all_gather(parts, mine)
-    dims, kinds, with_labels = zip(*(p.tolist() for p in parts), strict=True)
-    if len(set(dims)) > 1:
-        raise ValueError(f"gather=True: ranks hold query and key of different sizes D {list(dims)}")
-    if len(set(kinds)) > 1:
-        names = [str(dtypes[kind]) for kind in kinds]
-        raise ValueError(f"gather=True: ranks compute in different dtypes {names}")
-    if len(set(with_labels)) > 1:
-        given = ["labels" if flag else "None" for flag in with_labels]
-        raise ValueError(f"gather=True: labels must be given on every rank or none, got {given}")
+    given = [bool(p) for p in parts]
+    if len(set(given)) > 1:
+        shown = ["labels" if flag else "None" for flag in given]
+        raise ValueError(f"gather=True: labels must be given on every rank or none, got {shown}")
     return where
 
 
