@@ -57,7 +57,7 @@ class Unigram(Noise):
         * ``log_prob(ids)`` and ``log_expected_count(ids, K)``: ``ids`` is ``(*)`` integer, the
           result ``(*)`` of the dtype of ``probs`` (float64 unless cast with ``.to(dtype)``).
 
-    Arguments:
+    Args:
         counts: The class counts :math:`c_i`, a 1-D tensor or array-like of finite numbers
             :math:`\geq 0`, not all zero.
         power: The smoothing exponent :math:`\alpha \geq 0`: 1 keeps the counts' distribution,
@@ -126,7 +126,7 @@ class Unigram(Noise):
         r"""The log expected number of times :math:`\log(K q(i))` each id appears among
         :math:`K` draws with replacement: the :math:`\log Q` correction of sampled softmax.
 
-        Arguments:
+        Args:
             ids: Class ids, with shape ``(*)``.
             num_samples: The number of draws :math:`K \geq 1`.
 
