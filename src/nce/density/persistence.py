@@ -133,7 +133,7 @@ def _params(estimator: NCEDensity) -> dict:
             "optimizer",
             "lr",
             "batch_size",
-            "max_epochs",
+            "epochs",
             "resample_noise",
             "validation_fraction",
             "patience",
