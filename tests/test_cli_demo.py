@@ -1,18 +1,7 @@
 import math
 
-import pytest
-import torch
-
 from nce.cli import demo
 from nce.density import NCEDensity
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_demo_density_fits_through_the_estimator(tmp_path, monkeypatch, capsys):
