@@ -282,7 +282,7 @@ def fit_nce(task, X, noise, nu, seed):
         noise,
         nu,
         optimizer="lbfgs",
-        max_epochs=40,
+        epochs=40,
         validation_fraction=0.0,
         tol=1e-10,
         progress=False,

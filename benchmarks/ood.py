@@ -77,16 +77,16 @@ def anomaly_scores(train, seed):
             noise,
             10,
             lr=3e-3,
-            max_epochs=200,
+            epochs=200,
             progress=False,
             random_state=seed,
         ).fit(train)
     gaussian = Gaussian.fit(train)
     return {
-        SCORES[0]: lambda X: -fits["gaussian"].score_samples(X).numpy(),
+        SCORES[0]: lambda X: -np.asarray(fits["gaussian"].score_samples(X)),
         SCORES[1]: lambda X: -gaussian.log_prob(torch.as_tensor(X)).numpy(),
-        SCORES[2]: lambda X: -fits["gaussian"].log_ratio(X).numpy(),
-        SCORES[3]: lambda X: -fits["mixture"].log_ratio(X).numpy(),
+        SCORES[2]: lambda X: -np.asarray(fits["gaussian"].log_ratio(X)),
+        SCORES[3]: lambda X: -np.asarray(fits["mixture"].log_ratio(X)),
     }, fits
 
 

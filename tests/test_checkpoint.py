@@ -5,6 +5,7 @@ contrastive-trainer checkpoints)."""
 import io
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from nce.text import Vocabulary, kjv_verses, split_lines, tokenize
 @pytest.fixture(scope="module")
 def density_file(tmp_path_factory):
     X = np.random.default_rng(0).normal(size=(200, 2))
-    est = NCEDensity(MLPEnergy(2, hidden=(8,)), max_epochs=2, progress=False, random_state=0)
+    est = NCEDensity(MLPEnergy(2, hidden=(8,)), epochs=2, progress=False, random_state=0)
     path = tmp_path_factory.mktemp("density") / "model.pt"
     est.fit(X).save(path)
     return path, X, est.score_samples(X)
@@ -109,7 +110,20 @@ def test_legacy_density_file_still_loads(density_file, tmp_path):
     payload = {"format": "nce.NCEDensity", "version": 1, **load_checkpoint(path, kind="density")}
     legacy = tmp_path / "legacy.pt"
     torch.save(payload, legacy)
-    assert torch.equal(NCEDensity.load(legacy).score_samples(X), scores)
+    np.testing.assert_array_equal(NCEDensity.load(legacy).score_samples(X), scores)
+
+
+def test_file_saved_with_max_epochs_loads_without_a_warning(density_file, tmp_path):
+    path, X, scores = density_file
+    payload = {"format": "nce.NCEDensity", "version": 1, **load_checkpoint(path, kind="density")}
+    payload["params"]["max_epochs"] = payload["params"].pop("epochs")
+    legacy = tmp_path / "legacy_max_epochs.pt"
+    torch.save(payload, legacy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        loaded = NCEDensity.load(legacy)
+    assert loaded.epochs == 2
+    np.testing.assert_array_equal(loaded.score_samples(X), scores)
 
 
 # ----------------------------------------------------------------------------- density entries

@@ -144,7 +144,7 @@ def test_adam_with_early_stopping_on_held_out_objective():
         noise_ratio=5,
         lr=1e-2,
         batch_size=128,
-        max_epochs=40,
+        epochs=40,
         patience=3,
         progress=False,
         random_state=0,
@@ -158,7 +158,7 @@ def test_adam_with_early_stopping_on_held_out_objective():
 
 def test_fresh_noise_each_epoch_and_random_state_reproducibility():
     X = correlated(400, seed=2).numpy()
-    options = dict(resample_noise=True, max_epochs=5, progress=False, random_state=3)
+    options = dict(resample_noise=True, epochs=5, progress=False, random_state=3)
     a = NCEDensity("gaussian", **options).fit(X)
     b = NCEDensity("gaussian", **options).fit(X)
     assert a.log_partition_ == b.log_partition_
@@ -169,12 +169,14 @@ def test_fresh_noise_each_epoch_and_random_state_reproducibility():
 
 def test_numpy_float32_input_gives_a_float32_model():
     X = correlated(300).numpy().astype(np.float32)
-    est = NCEDensity("gaussian", max_epochs=3, progress=False, random_state=0).fit(X)
-    assert est.score_samples(X).dtype == torch.float32
-    assert est.score_samples(torch.from_numpy(X)).shape == (300,)
+    est = NCEDensity("gaussian", epochs=3, progress=False, random_state=0).fit(X)
+    # numpy in, numpy out; a tensor in, a tensor out.
+    assert isinstance(est.score_samples(X), np.ndarray) and est.score_samples(X).dtype == np.float32
+    assert isinstance(est.log_ratio(X), np.ndarray) and est.log_ratio(X).shape == (300,)
+    assert est.score_samples(torch.from_numpy(X)).dtype == torch.float32
 
 
-@pytest.mark.parametrize("noise", ["mixture", "uniform", "distribution"])
+@pytest.mark.parametrize("noise", ["mixture", "box", "distribution"])
 def test_noise_choices(noise):
     X = correlated(500, seed=3)
     if noise == "distribution":
@@ -185,9 +187,9 @@ def test_noise_choices(noise):
     torch.testing.assert_close(ratio, est.score_samples(X) - est.noise_.log_prob(X))
 
 
-def test_uniform_noise_ratio_is_infinite_outside_the_box():
+def test_box_noise_ratio_is_infinite_outside_the_box():
     X = correlated(500, seed=4)
-    est = NCEDensity("gaussian", noise="uniform", **lbfgs()).fit(X)
+    est = NCEDensity("gaussian", noise="box", **lbfgs()).fit(X)
     far = torch.tensor([[100.0, 100.0]], dtype=torch.float64)
     assert est.log_ratio(far).item() == math.inf
 
@@ -197,7 +199,7 @@ def test_conditional_model_learns_a_context_dependent_log_partition():
     c = torch.rand(1500, 1, generator=g, dtype=torch.float64) * 2 - 1
     x = 2 * c + (0.3 + 0.5 * (c + 1)) * torch.randn(1500, 1, generator=g, dtype=torch.float64)
     model = ConditionalMLPEnergy(1, context_dim=1, hidden=(16,)).double()
-    est = NCEDensity(model, noise_ratio=5, lr=2e-2, max_epochs=60, progress=False, random_state=0)
+    est = NCEDensity(model, noise_ratio=5, lr=2e-2, epochs=60, progress=False, random_state=0)
     est.fit(x, context=c)
     assert est.log_partition_ is None
     grid = torch.tensor([[-0.8], [0.0], [0.8]], dtype=torch.float64)
@@ -215,7 +217,7 @@ def test_conditional_model_learns_a_context_dependent_log_partition():
 
 def test_save_load_round_trip_gives_identical_scores(tmp_path, monkeypatch):
     X = correlated(400, seed=5)
-    est = NCEDensity(MLPEnergy(2, hidden=(8,)).double(), max_epochs=4, progress=False).fit(X)
+    est = NCEDensity(MLPEnergy(2, hidden=(8,)).double(), epochs=4, progress=False).fit(X)
     path = tmp_path / "model.pt"
     est.save(path, metadata={"columns": ["a", "b"]})
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
@@ -289,7 +291,7 @@ def test_load_rejects_files_that_are_not_saved_estimators(tmp_path):
         ({"optimizer": "sgd"}, ValueError, "optimizer must be one of .* got 'sgd'"),
         ({"lr": -1.0}, ValueError, "lr must be a finite number > 0, got -1.0"),
         ({"batch_size": 0}, ValueError, "batch_size must be >= 1, got 0"),
-        ({"max_epochs": 2.5}, TypeError, "max_epochs must be an int, got float"),
+        ({"epochs": 2.5}, TypeError, "epochs must be an int, got float"),
         ({"resample_noise": "yes"}, TypeError, "resample_noise must be a bool, got str"),
         ({"validation_fraction": 1.0}, ValueError, r"validation_fraction must lie in \[0.0, 1.0\)"),
         ({"patience": 0}, ValueError, "patience must be >= 1, got 0"),
@@ -330,7 +332,7 @@ def test_noise_sharing_trainable_parameters_with_the_model_is_refused():
 
 
 def test_bad_fit_and_scoring_input():
-    est = NCEDensity("gaussian", max_epochs=2, progress=False, random_state=0)
+    est = NCEDensity("gaussian", epochs=2, progress=False, random_state=0)
     with pytest.raises(ValueError, match="not fitted yet: call fit"):
         est.score_samples(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="not fitted yet"):
@@ -348,7 +350,7 @@ def test_bad_fit_and_scoring_input():
     with pytest.raises(ValueError, match="context was given but the model"):
         est.fit(correlated(50), context=np.zeros((50, 1)))
     with pytest.raises(ValueError, match="X has 3 columns but the model has dimension 2"):
-        NCEDensity(GaussianEnergy(2)).fit(np.zeros((10, 3)))
+        NCEDensity(GaussianEnergy(2)).fit(np.arange(30.0).reshape(10, 3) % 7)
     with pytest.raises(ValueError, match="validation_fraction = 0.1 leaves 0 held-out"):
         est.fit(correlated(4))
     box = Box(torch.tensor([0.0, 0.0], dtype=torch.float64), torch.ones(2, dtype=torch.float64))
@@ -365,9 +367,7 @@ def test_bad_fit_and_scoring_input():
     with pytest.raises(ValueError, match="n_samples must be >= 2, got 1"):
         est.partition_function(n_samples=1)
     with pytest.raises(ValueError, match="MLPEnergy has no closed-form log-partition"):
-        NCEDensity("mlp", max_epochs=1, progress=False).fit(correlated(50)).partition_function(
-            "exact"
-        )
+        NCEDensity("mlp", epochs=1, progress=False).fit(correlated(50)).partition_function("exact")
     with pytest.raises(TypeError, match="metadata must be a dict or None, got list"):
         est.save("x.pt", metadata=[1])
 
@@ -375,14 +375,14 @@ def test_bad_fit_and_scoring_input():
 def test_models_from_names_start_at_the_data():
     X = correlated(200, seed=7)
     for name, cls in (("mlp", MLPEnergy), ("gaussian", GaussianEnergy), ("ica", ICAEnergy)):
-        est = NCEDensity(name, max_epochs=1, progress=False, random_state=0).fit(X)
+        est = NCEDensity(name, epochs=1, progress=False, random_state=0).fit(X)
         assert type(est.model_) is cls
         assert "NCEDensity(model='" in repr(est)
 
 
 def test_numpy_hyperparameters_and_metadata_save_and_load(tmp_path):
     X = np.random.default_rng(0).normal(size=(200, 2))
-    est = NCEDensity("gaussian", noise_ratio=np.float64(5), max_epochs=2, progress=False)
+    est = NCEDensity("gaussian", noise_ratio=np.float64(5), epochs=2, progress=False)
     est.fit(X).save(tmp_path / "m.pt", metadata={"scale": np.float64(2.0), "n": [np.int64(3)]})
     loaded = NCEDensity.load(tmp_path / "m.pt")
     assert loaded.metadata_ == {"scale": 2.0, "n": [3]}
@@ -395,9 +395,12 @@ def test_box_noise_covers_the_held_out_rows():
     X = np.random.default_rng(0).normal(size=(20, 2))
     X[0] = 50.0
     for seed in range(8):
-        est = NCEDensity("gaussian", "uniform", validation_fraction=0.5, max_epochs=1,
+        est = NCEDensity("gaussian", "box", validation_fraction=0.5, epochs=1,
                          batch_size=10, progress=False, random_state=seed)  # fmt: skip
         est.fit(X)
+        # Every row, held out or not, lies inside the box: finite noise and ratio everywhere.
+        assert np.isfinite(est.noise_.log_prob(torch.from_numpy(X)).numpy()).all()
+        assert np.isfinite(est.log_ratio(X)).all()
 
 
 def test_half_precision_and_too_few_noise_draws_are_refused():
@@ -406,3 +409,66 @@ def test_half_precision_and_too_few_noise_draws_are_refused():
         NCEDensity("gaussian", progress=False).fit(X.half())
     with pytest.raises(ValueError, match="gives 1 noise draws for 9 minibatches"):
         NCEDensity("gaussian", noise_ratio=0.001, batch_size=10, progress=False).fit(X)
+
+
+# ----------------------------------------------------------------------------- what users get wrong
+
+
+@pytest.mark.parametrize("model", ["gaussian", "ica", "mlp"])
+def test_a_constant_column_is_refused_by_the_library(model):
+    X = correlated(200).numpy()
+    X[:, 1] = 3.0
+    with pytest.raises(ValueError, match=r"X is constant in column\(s\) 1: a density cannot"):
+        NCEDensity(model, epochs=1, progress=False).fit(X)
+
+
+def test_far_rows_score_minus_infinity_never_nan():
+    X = correlated(400)
+    for model in ("gaussian", "mlp"):
+        est = NCEDensity(model, epochs=2, progress=False, random_state=0).fit(X)
+        rows = [[1e200, 0.0], [1e160, -1e160], [0.0, 1.7e308], [1.0, -2.0]]
+        far = torch.tensor(rows, dtype=torch.float64)
+        log_p, ratio = est.score_samples(far), est.log_ratio(far)
+        assert not log_p.isnan().any() and not ratio.isnan().any()
+        assert (log_p[:3] == -math.inf).all() and (ratio[:3] == -math.inf).all()
+        assert ratio[3].isfinite()
+
+
+def test_divergence_is_reported_as_divergence_naming_lr():
+    X = correlated(300)
+    est = NCEDensity("mlp", lr=1e6, epochs=5, progress=False, random_state=0)
+    with pytest.raises(nce.density.FitDivergedError, match=r"the fit diverged at epoch \d+: .*"
+                       r"NaN or infinite.*lower lr \(now 1e\+06\)") as info:  # fmt: skip
+        est.fit(X)
+    assert info.value.option == "lr" and info.value.epoch >= 1
+    assert "--lr (now 1e+06)" in info.value.describe("--lr")
+
+
+def test_sizes_beyond_memory_are_refused_before_allocating():
+    X = correlated(100)
+    est = NCEDensity("gaussian", noise_ratio=1e15, progress=False, random_state=0)
+    message = r"noise sample needs 1e\+17 rows \(.*\) but .* is available: lower noise_ratio"
+    with pytest.raises(nce.density.FitMemoryError, match=message):
+        est.fit(X)
+    fitted = NCEDensity("gaussian", epochs=1, progress=False, random_state=0).fit(X)
+    with pytest.raises(
+        MemoryError, match=r"importance sample needs 1e\+15 rows .* lower n_samples"
+    ):
+        fitted.partition_function(n_samples=10**15)
+
+
+def test_old_names_keep_working_with_a_deprecation_warning():
+    X = correlated(100)
+    with pytest.warns(DeprecationWarning, match="use epochs="):
+        est = NCEDensity("gaussian", max_epochs=1, progress=False)
+    assert est.epochs == 1
+    with pytest.warns(DeprecationWarning, match='use noise="box"'):
+        est = NCEDensity("gaussian", noise="uniform", epochs=1, progress=False).fit(X)
+    assert est.noise == "box" and isinstance(est.noise_, Box)
+
+
+def test_fitting_leaves_the_global_generator_alone():
+    before = torch.random.get_rng_state()
+    NCEDensity("mlp", epochs=1, progress=False, random_state=0).fit(correlated(100))
+    NCEDensity("mlp", epochs=1, progress=False).fit(correlated(100))
+    assert torch.equal(before, torch.random.get_rng_state())

@@ -376,8 +376,8 @@ def test_gaussian_bad_inputs():
         Gaussian.fit(torch.randn(1, 3))
     with pytest.raises(ValueError, match=r"X contains 2 NaN or Inf value\(s\)"):
         Gaussian.fit(np.array([[0.0, np.inf], [1.0, 2.0], [np.nan, 1.0]]))
-    with pytest.raises(TypeError, match="X must have a floating dtype, got torch.int64"):
-        Gaussian.fit(torch.ones(5, 2, dtype=torch.long))
+    # Integer data follow the library's one dtype rule: they become float64.
+    assert Gaussian.fit(torch.tensor([[0, 1], [2, 0], [1, 3]])).mean.dtype == torch.float64
     with pytest.raises(TypeError, match="X must hold numbers"):
         Gaussian.fit(np.array([["a", "b"], ["c", "d"]]))
     with pytest.raises(ValueError, match="X is constant in every column"):
@@ -516,3 +516,24 @@ def test_fits_of_low_rank_float32_data_stay_positive_definite():
         Gaussian.fit(X[:, :3].half())
     with pytest.raises(TypeError, match="X must be float32 or float64 for GaussianMixture.fit"):
         GaussianMixture.fit(X[:, :3].bfloat16(), 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_and_mixture_log_prob_far_out_is_minus_infinity_never_nan(dtype):
+    X = torch.randn(300, 2, generator=generator(0), dtype=dtype)
+    big = torch.finfo(dtype).max
+    far = torch.tensor([[big, -big], [big / 3, big / 3], [1e-3, -big]], dtype=dtype)
+    for noise in (Gaussian.fit(X), GaussianMixture.fit(X, 2, random_state=0)):
+        assert (noise.log_prob(far) == -math.inf).all()
+        assert noise.log_prob(X[:3]).isfinite().all()
+
+
+def test_gaussian_fit_says_when_values_are_too_large_for_the_dtype():
+    X = torch.randn(100, 2, generator=generator(1))
+    with pytest.raises(ValueError, match=r"X has values up to .*e\+20: its covariance reaches .*"
+                       r"beyond the largest torch.float32.*rescale or standardize it"):  # fmt: skip
+        Gaussian.fit(X * 1e20)
+    assert Gaussian.fit((X * 1e20).double()).covariance.isfinite().all()
+    too_large = r"values up to .*e\+300, too large for its covariance in float64 \(the squares"
+    with pytest.raises(ValueError, match=too_large):
+        Gaussian.fit(X.double() * 1e300)

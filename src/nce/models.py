@@ -30,6 +30,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nce._mahalanobis import half_squared_norm, scaled_difference
+from nce._moments import mean_and_covariance
 from nce._validation import check_int, check_tensor, shape_str
 
 __all__ = [
@@ -55,7 +57,7 @@ class EnergyModel(nn.Module):
         - ``forward(x)``, ``log_prob(x)``: (N,)
         - ``log_partition()``: () for an unconditional model, (N,) for a conditional one
 
-    Arguments:
+    Args:
         dim: The dimension :math:`D \geq 1` of :math:`x`.
     """
 
@@ -127,44 +129,18 @@ class EnergyModel(nn.Module):
         return context
 
 
-def _data_moments(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The data's mean and the lower Cholesky factor of its inverse covariance, in float64."""
-    check_tensor("X", X, 2)
-    X64 = X.detach().to(torch.float64)
-    if X64.shape[0] < 2:
-        raise ValueError(f"X needs at least 2 rows to set a starting point, got {shape_str(X)}")
-    mean = X64.mean(0)
-    centered = X64 - mean
-    covariance = centered.T @ centered / (X64.shape[0] - 1)
-    ridge = 1e-6 * float(covariance.trace()) / X64.shape[1] + 1e-12
-    covariance = covariance + ridge * torch.eye(X64.shape[1], dtype=torch.float64)
-    precision = torch.linalg.inv(covariance)
-    return mean, torch.linalg.cholesky((precision + precision.T) / 2)
+class _GaussianFactor(EnergyModel):
+    r"""The Gaussian parametrization shared by :class:`GaussianEnergy` and :class:`MLPEnergy`.
 
+    A mean :math:`\mu` (``mean``) and the lower Cholesky factor :math:`L` of a precision
+    :math:`\Lambda = L L^\top`, stored as its strictly lower part (``lower``) and the log of its
+    positive diagonal (``log_diag``). The whitened point :math:`z = L^\top (x - \mu)` gives the
+    Gaussian log density :math:`-\tfrac12 \lVert z \rVert^2 - \log Z_L` with
 
-class GaussianEnergy(EnergyModel):
-    r"""Unnormalized Gaussian :math:`f(x) = -\tfrac12 \lVert L^\top (x - \mu)\rVert^2`.
+    .. math:: \log Z_L = \tfrac{D}{2}\log 2\pi - \sum_i \log L_{ii}.
 
-    The precision is :math:`\Lambda = L L^\top` with :math:`L` lower-triangular and a positive
-    diagonal (stored as its log), so the true log-partition is known in closed form:
-
-    .. math:: \log Z = \tfrac{D}{2}\log 2\pi - \sum_i \log L_{ii}.
-
-    Shape:
-        - x: (N, D)
-        - output: (N,)
-
-    Arguments:
-        dim: The dimension :math:`D \geq 1`. The model starts at the standard normal.
-
-    References:
-        | Noise-contrastive estimation of unnormalized statistical models, with applications to
-        | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012), section 4.1
-
-    Example:
-        >>> model = GaussianEnergy(2)
-        >>> round(model.true_log_partition().item(), 4)  # standard normal: log 2π
-        1.8379
+    Far points are whitened in a scaled form (:mod:`nce._mahalanobis`): the quadratic term is
+    finite or :math:`+\infty`, never NaN, for every finite :math:`x`.
     """
 
     def __init__(self, dim: int):
@@ -182,21 +158,67 @@ class GaussianEnergy(EnergyModel):
         chol = self.cholesky()
         return chol @ chol.T
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._check_input(x)
-        return -0.5 * ((x - self.mean) @ self.cholesky()).square().sum(1)
+    def whiten(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`z = L^\top (x - \mu)`, row by row: shape (N, D)."""
+        return (x - self.mean) @ self.cholesky()
 
-    def true_log_partition(self) -> torch.Tensor:
-        """The exact :math:`\\log Z` of the current parameters."""
+    def _scaled_whiten(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z / s, s)`` with ``s`` (N, 1) a power of two per row, so that ``z / s`` is finite."""
+        u, scale = scaled_difference(x, self.mean)
+        return u @ self.cholesky(), scale
+
+    def gaussian_log_partition(self) -> torch.Tensor:
+        r""":math:`\log Z_L = \tfrac{D}{2}\log 2\pi - \sum_i \log L_{ii}`, shape ()."""
         return 0.5 * self.dim * math.log(2 * math.pi) - self.log_diag.sum()
 
-    def init_from_data(self, X: torch.Tensor) -> GaussianEnergy:
-        """Starts at the data's mean and inverse covariance, with ``log_z`` its exact value."""
-        mean, chol = _data_moments(self._check_input(X))
+    def _start_gaussian_at(self, X: torch.Tensor) -> None:
+        r"""Sets :math:`\mu` and :math:`L` to the data's mean and inverse covariance."""
+        mean, covariance = mean_and_covariance("X", self._check_input(X))
+        precision = torch.linalg.inv(covariance)
+        chol = torch.linalg.cholesky((precision + precision.T) / 2)
         with torch.no_grad():
             self.mean.copy_(mean)
             self.log_diag.copy_(chol.diagonal().log())
             self.lower.copy_(torch.tril(chol, -1))
+
+
+class GaussianEnergy(_GaussianFactor):
+    r"""Unnormalized Gaussian :math:`f(x) = -\tfrac12 \lVert L^\top (x - \mu)\rVert^2`.
+
+    The precision is :math:`\Lambda = L L^\top` with :math:`L` lower-triangular and a positive
+    diagonal (stored as its log), so the true log-partition is known in closed form:
+
+    .. math:: \log Z = \tfrac{D}{2}\log 2\pi - \sum_i \log L_{ii}.
+
+    Shape:
+        - x: (N, D)
+        - output: (N,)
+
+    Args:
+        dim: The dimension :math:`D \geq 1`. The model starts at the standard normal.
+
+    References:
+        | Noise-contrastive estimation of unnormalized statistical models, with applications to
+        | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012), section 4.1
+
+    Example:
+        >>> model = GaussianEnergy(2)
+        >>> round(model.true_log_partition().item(), 4)  # standard normal: log 2π
+        1.8379
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z, scale = self._scaled_whiten(self._check_input(x))
+        return -half_squared_norm(z, scale)
+
+    def true_log_partition(self) -> torch.Tensor:
+        r"""The exact :math:`\log Z` of the current parameters."""
+        return self.gaussian_log_partition()
+
+    def init_from_data(self, X: torch.Tensor) -> GaussianEnergy:
+        """Starts at the data's mean and inverse covariance, with ``log_z`` its exact value."""
+        self._start_gaussian_at(X)
+        with torch.no_grad():
             self.log_z.copy_(self.true_log_partition())
         return self
 
@@ -220,7 +242,7 @@ class ICAEnergy(EnergyModel):
         - x: (N, D)
         - output: (N,)
 
-    Arguments:
+    Args:
         dim: The dimension :math:`D \geq 1`. The model starts at :math:`B = I`.
 
     References:
@@ -238,8 +260,8 @@ class ICAEnergy(EnergyModel):
         self.demixing = nn.Parameter(torch.eye(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._check_input(x)
-        return -math.sqrt(2) * (x @ self.demixing.T).abs().sum(1)
+        u, scale = scaled_difference(self._check_input(x), x.new_zeros(()))
+        return -math.sqrt(2) * (u @ self.demixing.T).abs().sum(1) * scale.squeeze(-1)
 
     def true_log_partition(self) -> torch.Tensor:
         """The exact :math:`\\log Z = (D/2) \\log 2 - \\log|\\det B|` of the current :math:`B`."""
@@ -249,11 +271,8 @@ class ICAEnergy(EnergyModel):
         r"""Starts at the whitening matrix :math:`B = \Sigma^{-1/2}` of the data (the sources
         have unit variance, so :math:`B \Sigma B^\top = I` holds at the truth too), with
         ``log_z`` its exact value."""
-        X = self._check_input(X).detach().to(torch.float64)
-        centered = X - X.mean(0)
-        covariance = centered.T @ centered / max(X.shape[0] - 1, 1)
+        _, covariance = mean_and_covariance("X", self._check_input(X))
         values, vectors = torch.linalg.eigh(covariance)
-        values = values.clamp_min(1e-12 * float(values.max().clamp_min(1e-300)))
         with torch.no_grad():
             self.demixing.copy_(vectors @ torch.diag(values.rsqrt()) @ vectors.T)
             self.log_z.copy_(self.true_log_partition())
@@ -280,7 +299,7 @@ def _check_hidden(hidden) -> tuple[int, ...]:
     return tuple(hidden)
 
 
-class MLPEnergy(EnergyModel):
+class MLPEnergy(_GaussianFactor):
     r"""A neural energy: a bounded network on top of a learnable Gaussian.
 
     With whitened coordinates :math:`z = L^\top (x - \mu)` (:math:`L` lower-triangular with a
@@ -298,7 +317,7 @@ class MLPEnergy(EnergyModel):
         - x: (N, D)
         - output: (N,)
 
-    Arguments:
+    Args:
         dim: The dimension :math:`D \geq 1`.
         hidden: The widths of the hidden layers, an int or a tuple of ints.
 
@@ -318,37 +337,27 @@ class MLPEnergy(EnergyModel):
     def __init__(self, dim: int, hidden: int | Sequence[int] = (64, 64)):
         super().__init__(dim)
         self.hidden = _check_hidden(hidden)
-        self.mean = nn.Parameter(torch.zeros(dim))
-        self.log_diag = nn.Parameter(torch.zeros(dim))
-        self.lower = nn.Parameter(torch.zeros(dim, dim))
         self.net = _mlp((dim, *self.hidden, 1))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def cholesky(self) -> torch.Tensor:
-        """:math:`L`, shape (D, D)."""
-        return torch.tril(self.lower, -1) + torch.diag(torch.exp(self.log_diag))
-
-    def whiten(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`z = L^\top (x - \mu)`, row by row: shape (N, D)."""
-        return (x - self.mean) @ self.cholesky()
+    def _net_input(self, z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        r"""The whitened point :math:`z` for the network, clipped where :math:`\lVert z \rVert^2`
+        overflows anyway (there :math:`f = -\infty` whatever :math:`h_\phi` says)."""
+        bound = torch.finfo(z.dtype).max ** 0.5
+        return (z * scale).clamp(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.whiten(self._check_input(x))
-        return self.net(z).squeeze(-1) - 0.5 * z.square().sum(1)
+        z, scale = self._scaled_whiten(self._check_input(x))
+        return self.net(self._net_input(z, scale)).squeeze(-1) - half_squared_norm(z, scale)
 
     def init_from_data(self, X: torch.Tensor) -> MLPEnergy:
         """Starts the Gaussian part at the data's mean and inverse covariance, and ``log_z`` at
         the Gaussian's log-partition plus the network's current mean output."""
-        X = self._check_input(X)
-        mean, chol = _data_moments(X)
+        self._start_gaussian_at(X)
         with torch.no_grad():
-            self.mean.copy_(mean)
-            self.log_diag.copy_(chol.diagonal().log())
-            self.lower.copy_(torch.tril(chol, -1))
-            gaussian_log_z = 0.5 * self.dim * math.log(2 * math.pi) - self.log_diag.sum()
             offset = self.net(self.whiten(X.to(self.mean.dtype))).mean()
-            self.log_z.copy_(gaussian_log_z + offset)
+            self.log_z.copy_(self.gaussian_log_partition() + offset)
         return self
 
     def config(self) -> dict:
@@ -371,7 +380,7 @@ class ConditionalMLPEnergy(MLPEnergy):
         - context: (N, C)
         - output, ``log_partition(context)``: (N,)
 
-    Arguments:
+    Args:
         dim: The dimension :math:`D \geq 1` of :math:`x`.
         context_dim: The dimension :math:`C \geq 1` of the context.
         hidden: The widths of the hidden layers of both networks.
@@ -395,10 +404,9 @@ class ConditionalMLPEnergy(MLPEnergy):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         x = self._check_input(x)
         context = self._check_context(context, x)
-        z = self.whiten(x)
-        return self.net(torch.cat([z, context.to(z.dtype)], 1)).squeeze(-1) - 0.5 * z.square().sum(
-            1
-        )
+        z, scale = self._scaled_whiten(x)
+        inputs = torch.cat([self._net_input(z, scale), context.to(z.dtype)], 1)
+        return self.net(inputs).squeeze(-1) - half_squared_norm(z, scale)
 
     def log_partition(self, context: torch.Tensor | None = None) -> torch.Tensor:
         context = self._check_context(context)
@@ -406,13 +414,9 @@ class ConditionalMLPEnergy(MLPEnergy):
 
     def init_from_data(self, X: torch.Tensor) -> ConditionalMLPEnergy:
         """Starts the Gaussian part at the data's moments and ``log_z`` at its log-partition."""
-        X = self._check_input(X)
-        mean, chol = _data_moments(X)
+        self._start_gaussian_at(X)
         with torch.no_grad():
-            self.mean.copy_(mean)
-            self.log_diag.copy_(chol.diagonal().log())
-            self.lower.copy_(torch.tril(chol, -1))
-            self.log_z.copy_(0.5 * self.dim * math.log(2 * math.pi) - self.log_diag.sum())
+            self.log_z.copy_(self.gaussian_log_partition())
         return self
 
     def config(self) -> dict:

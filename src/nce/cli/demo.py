@@ -1,8 +1,9 @@
 """``nce demo``: the library's main jobs on built-in data, each printing what it learned.
 
-Density estimation: an unnormalized 2-D Gaussian fitted by binary NCE with a learned log Z, noise a
-Gaussian fitted to the data (Gutmann & Hyvärinen's setting). Prints the learned log Z next to the
-true log-partition of the learned model and writes ``density.png`` (data, noise, learned density).
+Density estimation: an unnormalized 2-D Gaussian fitted by binary NCE (:class:`nce.NCEDensity`)
+with a learned log Z, noise a Gaussian fitted to the data (Gutmann & Hyvärinen's setting). Prints
+the learned log Z next to the true log-partition of the learned model and writes ``density.png``
+(data, noise, learned density).
 Then one short job per capability: an MLP energy on two moons (``nce density``), SimCLR on digits
 (``nce pretrain``), an NCE language model on the King James Bible (``nce lm``) and an InfoNCE
 mutual-information estimate of known truth (``nce mi``).
@@ -15,12 +16,9 @@ import math
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-import nce
 from nce.cli._output import atomic_save_figure, atomic_write_json, check_output_folder
-from nce.models import GaussianEnergy
-from nce.noise import Gaussian
+from nce.density import NCEDensity
 
 # Each further job: (key in demo.json, command module providing ``demo_section(out, progress)``).
 SECTIONS = (
@@ -41,31 +39,25 @@ def builtin_gaussian_data(n: int = 2000, seed: int = 0) -> torch.Tensor:
     return TRUE_MEAN + torch.randn(n, 2, generator=g, dtype=torch.float64) @ chol.T
 
 
-def fit_gaussian_nce(data, noise, noise_ratio=10, steps=1500, lr=0.05, seed=0, progress=True):
-    """Fit ``GaussianEnergy`` by binary NCE on one fixed noise sample (ν · N points)."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    model = GaussianEnergy(data.shape[1]).to(data.dtype)
-    noise_x = noise.sample((noise_ratio * data.shape[0],), generator=g)
-    log_noise_data, log_noise_noise = noise.log_prob(data), noise.log_prob(noise_x)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    bar = tqdm(range(steps), desc="binary NCE", disable=not progress, leave=False)
-    for _ in bar:
-        optimizer.zero_grad()
-        loss = nce.binary_nce(
-            model.log_prob(data), log_noise_data, model.log_prob(noise_x), log_noise_noise
-        )
-        loss.backward()
-        optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}", log_z=f"{model.log_z.item():.3f}", refresh=False)
-    return model, noise_x, loss.item()
+def fit_gaussian_nce(data, noise_ratio=10, seed=0, progress=True) -> NCEDensity:
+    """``NCEDensity`` with a ``GaussianEnergy``, Gaussian noise fitted to the data and one fixed
+    noise sample of ν · N points, trained by full-batch L-BFGS on all the data."""
+    return NCEDensity(
+        "gaussian",
+        "gaussian",
+        noise_ratio,
+        optimizer="lbfgs",
+        validation_fraction=0.0,
+        progress=progress,
+        random_state=seed,
+    ).fit(data)
 
 
 def run_density(out: Path, progress: bool = True) -> dict:
     data = builtin_gaussian_data()
-    noise = Gaussian.fit(data)
-    model, noise_x, loss = fit_gaussian_nce(data, noise, progress=progress)
-    learned = model.log_z.item()
+    estimator = fit_gaussian_nce(data, progress=progress)
+    model = estimator.model_
+    learned = estimator.log_partition_
     true = model.true_log_partition().item()
     data_log_z = 0.5 * math.log(torch.linalg.det(2 * math.pi * TRUE_COVARIANCE).item())
     print("density: unnormalized 2-D Gaussian fitted by binary NCE (nu = 10, 2000 points)")
@@ -74,13 +66,14 @@ def run_density(out: Path, progress: bool = True) -> dict:
         f"|difference| = {abs(learned - true):.4f}"
     )
     print(f"  (log Z of the data-generating Gaussian = {data_log_z:.4f})")
+    noise_x = estimator.noise_.sample((2000,), generator=torch.Generator().manual_seed(1))
     _plot_density(out / "density.png", data, noise_x, model)
     print(f"  wrote {out / 'density.png'}")
     return {
         "learned_log_z": learned,
         "true_log_z": true,
         "data_log_z": data_log_z,
-        "final_loss": loss,
+        "final_loss": estimator.loss_curve_[-1],
     }
 
 

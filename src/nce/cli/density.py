@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nce._validation import first_line
 from nce.cli._output import (
@@ -29,9 +30,17 @@ from nce.cli._output import (
     check_output_path,
 )
 from nce.cli._table import InputError, read_table
-from nce.density import MODELS, NOISES, NCEDensity
+from nce.density import MODELS, NOISES, FitDivergedError, FitMemoryError, NCEDensity
+from nce.density._checks import check_varying_columns
 
 BUILTIN = "two moons (built-in, 1000 points)"
+
+# The command's flag for each library option a fit can ask the user to lower.
+_FLAGS = {
+    "noise_ratio": "--noise-ratio",
+    "noise_ratio or batch_size": "--noise-ratio or --batch-size",
+    "n_samples": "--is-samples",
+}
 
 
 def builtin_moons(n: int = 1000, seed: int = 0) -> np.ndarray:
@@ -108,10 +117,8 @@ def _fit(args) -> int:
         source = str(table.path)
     if X.shape[0] < 10:
         raise InputError(f"{source}: {X.shape[0]} data row(s); at least 10 are needed")
-    constant = [c for c, v in zip(columns, np.ptp(X, axis=0), strict=True) if v == 0]
-    if constant:
-        raise InputError(f"{source}: column(s) {', '.join(constant)} are constant")
     try:
+        check_varying_columns(torch.as_tensor(X), columns, source)
         estimator = NCEDensity(
             args.model,
             args.noise,
@@ -119,16 +126,20 @@ def _fit(args) -> int:
             optimizer=args.optimizer,
             lr=args.lr,
             batch_size=args.batch_size,
-            max_epochs=args.epochs,
+            epochs=args.epochs,
             progress=not args.no_progress,
             random_state=args.seed,
         )
         estimator.fit(X)
         check = estimator.partition_function(n_samples=args.is_samples, random_state=args.seed)
+    except FitDivergedError as err:
+        raise InputError(f"{source}: {err.describe('--lr')}") from err
+    except FitMemoryError as err:
+        raise InputError(f"{source}: {err.describe(_FLAGS.get(err.option))}") from err
     except (ValueError, TypeError) as err:
         raise InputError(f"{source}: {err}") from err
-    except (FloatingPointError, RuntimeError) as err:
-        raise InputError(f"{source}: the fit diverged ({err})") from err
+    except RuntimeError as err:
+        raise InputError(f"{source}: the fit failed ({first_line(err)})") from err
     estimator.save(output, metadata={"columns": list(columns), "source": source})
     summary = _summary(estimator, check, X)
     print(
@@ -183,7 +194,7 @@ def plot_density(path: Path, X: np.ndarray, estimator: NCEDensity, columns) -> N
     ys = np.linspace(low[1] - pad[1], high[1] + pad[1], 160)
     gx, gy = np.meshgrid(xs, ys)
     grid = np.stack([gx.ravel(), gy.ravel()], 1)
-    density = estimator.score_samples(grid).exp().reshape(gx.shape).cpu().numpy()
+    density = np.exp(estimator.score_samples(grid)).reshape(gx.shape)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharex=True, sharey=True)
     axes[0].scatter(X[:, 0], X[:, 1], s=3, alpha=0.5)
     axes[0].set_title(f"data ({X.shape[0]} rows)")
@@ -239,9 +250,10 @@ def _score(args) -> int:
             f"{table.path}: the table has {table.values.shape[1]} column(s) but the model "
             f"{model_path} was fitted on {n}{fitted}"
         )
-    log_density = estimator.score_samples(X).cpu().numpy()
-    # Outside the noise's support (a box) log q = -inf: such a row is as far out as it gets.
-    ood = (-estimator.log_ratio(X)).cpu().numpy()
+    log_density = estimator.score_samples(X)
+    # Outside the noise's support (a box) log q = -inf: such a row is as far out as it gets; a
+    # row too far out for both densities has a log ratio of -inf, so its score is +inf too.
+    ood = -estimator.log_ratio(X)
     ood[np.isneginf(ood)] = np.inf
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -270,7 +282,7 @@ def demo_section(out_dir: Path, progress: bool) -> dict:
     out_dir = Path(out_dir)
     X = builtin_moons()
     estimator = NCEDensity(
-        "mlp", "gaussian", 10, max_epochs=40, lr=1e-2, progress=progress, random_state=0
+        "mlp", "gaussian", 10, epochs=40, lr=1e-2, progress=progress, random_state=0
     ).fit(X)
     check = estimator.partition_function(n_samples=50_000, random_state=0)
     summary = _summary(estimator, check, X)

@@ -35,10 +35,17 @@ References:
     | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012)
 """
 
+from nce.density.errors import FitDivergedError, FitMemoryError
 from nce.density.estimator import MODELS as MODELS
 from nce.density.estimator import NOISES as NOISES
 from nce.density.estimator import OPTIMIZERS as OPTIMIZERS
 from nce.density.estimator import NCEDensity, NotFittedError
 from nce.density.partition import PartitionEstimate
 
-__all__ = ["NCEDensity", "NotFittedError", "PartitionEstimate"]
+__all__ = [
+    "FitDivergedError",
+    "FitMemoryError",
+    "NCEDensity",
+    "NotFittedError",
+    "PartitionEstimate",
+]

@@ -1,11 +1,12 @@
 """Tensors in batches and chunks: :class:`_Batch` (points with their noise log densities and
-contexts), the NCE loss of a data batch against a noise batch, and the chunks that bound the
-memory of scoring."""
+contexts), the NCE loss of a data batch against a noise batch (refusing non-finite model log
+densities), and the chunks that bound the memory of scoring."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from nce.functional.binary_nce import binary_nce
@@ -30,13 +31,24 @@ def _rows(context: Tensor | None, rows: Tensor) -> Tensor | None:
     return None if context is None else context[rows]
 
 
+class NonFiniteLogDensity(FloatingPointError):
+    """The model's log density became NaN or infinite at points where it must be finite."""
+
+
 def _nce_loss(model: EnergyModel, noise_ratio: float, data: _Batch, noise: _Batch) -> Tensor:
+    """:func:`~nce.binary_nce` of a data batch against a noise batch; raises
+    :class:`NonFiniteLogDensity` when the model's log densities are not all finite."""
+    log_model_data = model.log_prob(data.x, data.context)
+    log_model_noise = model.log_prob(noise.x, noise.context)
+    for what, values in (("data", log_model_data), ("noise", log_model_noise)):
+        bad = int((~torch.isfinite(values.detach())).sum())
+        if bad:
+            raise NonFiniteLogDensity(
+                f"the model's log density is NaN or infinite at {bad} of {values.numel()} "
+                f"{what} points"
+            )
     return binary_nce(
-        model.log_prob(data.x, data.context),
-        data.log_q,
-        model.log_prob(noise.x, noise.context),
-        noise.log_q,
-        noise_ratio=noise_ratio,
+        log_model_data, data.log_q, log_model_noise, noise.log_q, noise_ratio=noise_ratio
     )
 
 

@@ -1,37 +1,29 @@
-"""Argument checks of :class:`~nce.density.NCEDensity`: random states (and the generator one
-seeds), and the check that a noise stays fixed while the model learns."""
+"""Argument checks of :class:`~nce.density.NCEDensity`: data that vary in every column, and a
+noise that stays fixed while the model learns."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from collections.abc import Sequence
+
 from torch import Tensor
 
 from nce.models import EnergyModel
 from nce.noise import DistributionNoise, Noise
 
 
-def _check_random_state(random_state) -> None:
-    if random_state is None or isinstance(random_state, torch.Generator):
+def check_varying_columns(X: Tensor, names: Sequence[str] | None = None, source: str = "X") -> None:
+    """Refuses data constant in a column: its density is concentrated on a hyperplane, which no
+    density on :math:`R^D` (nor its log-partition) can fit. ``names`` label the columns (their
+    indices by default); ``source`` names the data."""
+    if X.shape[0] == 0:
         return
-    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
-        raise TypeError(
-            f"random_state must be None, an int or a torch.Generator, got "
-            f"{type(random_state).__name__}"
+    constant = (X.amax(0) == X.amin(0)).nonzero().flatten().tolist()
+    if constant:
+        labels = [str(names[j]) if names is not None else str(j) for j in constant]
+        raise ValueError(
+            f"{source} is constant in column(s) {', '.join(labels)}: a density cannot be fitted "
+            "to a constant column (its log-likelihood is unbounded); drop it"
         )
-    if random_state < 0:
-        raise ValueError(f"random_state must be >= 0, got {random_state}")
-
-
-def _generator(random_state) -> torch.Generator:
-    if isinstance(random_state, torch.Generator):
-        return random_state
-    seed = (
-        int(random_state)
-        if random_state is not None
-        else int(torch.randint(2**62, (), dtype=torch.int64))
-    )
-    return torch.Generator().manual_seed(seed)
 
 
 def _noise_tensors(noise: Noise):

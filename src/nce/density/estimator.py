@@ -1,30 +1,38 @@
-"""The estimator :class:`NCEDensity`: construction, ``fit`` with its Adam and L-BFGS training
-loops, and scoring with the fitted model; ``partition_function``, ``save`` and ``load`` hand
-over to :mod:`~nce.density.partition` and :mod:`~nce.density.persistence`."""
+r"""The estimator :class:`NCEDensity`: construction, ``fit`` in three steps (prepare the data, the
+model and the noise; run the training loops of :mod:`~nce.density._training`; finish with the
+best parameters and an exact :math:`\log Z`), and scoring with the fitted model;
+``partition_function``, ``save`` and ``load`` hand over to :mod:`~nce.density.partition` and
+:mod:`~nce.density.persistence`."""
 
 from __future__ import annotations
 
 import copy
 import math
 import time
+import warnings
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from nce._convert import as_float_tensor, like_input
+from nce._deprecation import renamed_keywords
+from nce._random import as_generator, as_seed, check_random_state, seeded
 from nce._validation import check_in_range, check_int, check_positive, shape_str
-from nce.density._batch import _Batch, _chunks, _nce_loss, _rows
-from nce.density._checks import _check_frozen, _check_random_state, _generator
+from nce.density._batch import NonFiniteLogDensity, _Batch, _chunks, _nce_loss, _rows
+from nce.density._checks import _check_frozen, check_varying_columns
+from nce.density._memory import check_fits, out_of_memory_as
+from nce.density._training import FitPlan, adam_epochs, draw_noise, lbfgs_epochs
+from nce.density.errors import FitDivergedError
 from nce.density.partition import PartitionEstimate, estimate_log_partition
 from nce.density.persistence import load_estimator, save_estimator
 from nce.models import EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
 from nce.noise import Box, Gaussian, GaussianMixture, Noise, as_noise
-from nce.noise._checks import as_data
 
 __all__ = ["MODELS", "NOISES", "OPTIMIZERS", "NCEDensity", "NotFittedError"]
 
 MODELS = {"mlp": MLPEnergy, "gaussian": GaussianEnergy, "ica": ICAEnergy}
-NOISES = ("gaussian", "mixture", "uniform")
+NOISES = ("gaussian", "mixture", "box")
 OPTIMIZERS = ("adam", "lbfgs")
 
 
@@ -46,14 +54,15 @@ class NCEDensity:
     data-like; its negative is an out-of-distribution score) and ``partition_function()``
     cross-checks :math:`\log Z` by importance sampling.
 
-    Arguments:
+    Args:
         model: An :class:`~nce.models.EnergyModel` (trained in place, on its own dtype and
             device), or "mlp" (the default, :class:`~nce.models.MLPEnergy` with hidden widths
             (64, 64)), "gaussian" or "ica": built at ``fit`` in the data's dtype and started at
             the data's moments (``init_from_data``).
         noise: "gaussian" (fitted to the data's mean and covariance), "mixture" (a
-            ``noise_components``-component Gaussian mixture fitted by EM), "uniform" (a box
-            around the data, widened by ``box_margin`` of its range on each side), or a fitted
+            ``noise_components``-component Gaussian mixture fitted by EM), "box" (uniform on a
+            box around the data, widened by ``box_margin`` of its range on each side; the old
+            name "uniform" still works, with a DeprecationWarning), or a fitted
             :class:`~nce.noise.Noise` or :class:`torch.distributions.Distribution` of event shape
             (D,). It must not share trainable tensors with the model.
         noise_ratio: :math:`\nu > 0`, noise samples per datum.
@@ -62,7 +71,8 @@ class NCEDensity:
             per epoch).
         lr: The learning rate of Adam (L-BFGS takes unit steps, shortened by its line search).
         batch_size: Data points per Adam step.
-        max_epochs: The most passes over the data (L-BFGS: outer steps).
+        epochs: The most passes over the data (L-BFGS: outer steps); early stopping may end
+            the fit sooner. (Formerly ``max_epochs``, still accepted with a DeprecationWarning.)
         resample_noise: Draw fresh noise every epoch (True), or one fixed noise sample for the
             whole fit (False, Gutmann & Hyvärinen's setting).
         validation_fraction: The share of the data held out for early stopping, in [0, 1): the
@@ -74,7 +84,7 @@ class NCEDensity:
         tol: The improvement that counts, relative to :math:`1 + |\ell|`.
         lbfgs_steps: L-BFGS iterations per epoch.
         noise_components: Components of the "mixture" noise.
-        box_margin: Widening of the "uniform" box, a fraction of each column's range.
+        box_margin: Widening of the "box" noise, a fraction of each column's range.
         progress: Show a tqdm progress bar over epochs.
         random_state: None, an int or a :class:`torch.Generator`: seeds the split, the noise
             draws, the minibatches and the initialization of a model built from a name.
@@ -93,7 +103,8 @@ class NCEDensity:
     Shape:
         - X: (N, D), a tensor or an array
         - context: (N, C) for a conditional model
-        - ``score_samples``, ``log_ratio``: (N,)
+        - ``score_samples``, ``log_ratio``: (N,), numpy for numpy (or DataFrame) input, a
+          tensor for a tensor
 
     References:
         | Noise-contrastive estimation of unnormalized statistical models, with applications to
@@ -111,6 +122,7 @@ class NCEDensity:
         torch.Size([3])
     """
 
+    @renamed_keywords(max_epochs="epochs")
     def __init__(
         self,
         model: EnergyModel | str | None = None,
@@ -120,7 +132,7 @@ class NCEDensity:
         optimizer: str = "adam",
         lr: float = 3e-3,
         batch_size: int = 256,
-        max_epochs: int = 200,
+        epochs: int = 200,
         resample_noise: bool = False,
         validation_fraction: float = 0.1,
         patience: int = 10,
@@ -144,6 +156,14 @@ class NCEDensity:
                 f"got {type(model).__name__}"
             )
         if isinstance(noise, str):
+            if noise == "uniform":
+                warnings.warn(
+                    'NCEDensity: noise="uniform" is deprecated and will be removed in the next '
+                    'release; use noise="box" (nce.noise.Uniform is over class ids)',
+                    DeprecationWarning,
+                    stacklevel=3,
+                )
+                noise = "box"
             if noise not in NOISES:
                 raise ValueError(
                     f"noise must be one of {NOISES}, a Noise or a Distribution, got {noise!r}"
@@ -157,7 +177,7 @@ class NCEDensity:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         check_positive("lr", lr)
         check_int("batch_size", batch_size, minimum=1)
-        check_int("max_epochs", max_epochs, minimum=1)
+        check_int("epochs", epochs, minimum=1)
         if not isinstance(resample_noise, bool):
             raise TypeError(f"resample_noise must be a bool, got {type(resample_noise).__name__}")
         check_in_range("validation_fraction", validation_fraction, 0.0, 1.0)
@@ -168,14 +188,14 @@ class NCEDensity:
         check_in_range("box_margin", box_margin, 0.0, math.inf)
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
-        _check_random_state(random_state)
+        check_random_state(random_state)
         self.model = model
         self.noise = noise
         self.noise_ratio = noise_ratio
         self.optimizer = optimizer
         self.lr = lr
         self.batch_size = batch_size
-        self.max_epochs = max_epochs
+        self.epochs = epochs
         self.resample_noise = resample_noise
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -191,8 +211,9 @@ class NCEDensity:
     def fit(self, X, context=None) -> NCEDensity:
         r"""Fits the model (and its :math:`\log Z`) to ``X`` by NCE; returns ``self``.
 
-        Arguments:
-            X: The data, (N, D) with :math:`N \geq 2`, finite; a tensor or an array.
+        Args:
+            X: The data, (N, D) with :math:`N \geq 2`, finite, not constant in any column; a
+                tensor or an array.
             context: For a conditional model, the contexts :math:`c_i`, (N, C). Noise draw
                 :math:`j` of a batch is paired with the batch's context :math:`j \bmod N_b`.
 
@@ -200,12 +221,32 @@ class NCEDensity:
         :math:`\log Z` is set to the exact minimizer of the full training objective in
         :math:`\log Z` alone, a one-dimensional convex problem: this removes the jitter that
         minibatch steps leave on it, and changes nothing at a full-batch optimum.
+
+        Raises:
+            FitDivergedError: the objective or the model's log densities became NaN or infinite
+                (lower ``lr``).
+            FitMemoryError: the noise sample or a training step would not fit in memory (lower
+                ``noise_ratio`` or ``batch_size``).
         """
         start = time.perf_counter()
-        generator = _generator(self.random_state)
-        X = as_data("X", X, min_rows=2, purpose="NCEDensity.fit")
+        plan = self._prepare(X, context)
+        loss_curve, validation_curve = self._run_epochs(plan)
+        self._finish(plan, loss_curve, validation_curve)
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    # ---- fit, step 1: data, model and noise
+
+    def _prepare(self, X, context) -> FitPlan:
+        """Checks the data, builds the model and the frozen noise, splits off the held-out rows
+        and draws the fixed noise samples."""
+        generator = as_generator(self.random_state)
+        X = as_float_tensor("X", X, ndim=2)
+        if X.shape[0] < 2:
+            raise ValueError(f"X has {X.shape[0]} row(s) but NCEDensity.fit needs at least 2")
         if X.dtype in (torch.float16, torch.bfloat16):
             raise TypeError(f"X must be float32 or float64 to fit, got {X.dtype}")
+        check_varying_columns(X)
         model = self._build_model(X, generator)
         param = next(model.parameters())
         X = X.to(param.device, param.dtype)
@@ -226,13 +267,12 @@ class NCEDensity:
                 "minibatches of X: every minibatch needs at least one; raise noise_ratio or "
                 "batch_size"
             )
+        self._check_sizes(model, X, n - n_val, n_val, batches)
         order = torch.randperm(n, generator=generator).to(X.device)
         train, val = order[n_val:], order[:n_val]
-        X_train = X[train]
-        c_train = None if context is None else context[train]
         if isinstance(self.model, str):
             with torch.no_grad():
-                model.init_from_data(X_train)
+                model.init_from_data(X[train])
         noise = self._build_noise(X, model)
         log_q = noise.log_prob(X).to(X.dtype)
         outside = int((~torch.isfinite(log_q)).sum())
@@ -241,67 +281,153 @@ class NCEDensity:
                 f"the noise gives zero density to {outside} row(s) of X: NCE needs noise that "
                 "covers the data (try noise='gaussian', or a wider box)"
             )
-        data = _Batch(X_train, log_q[train], c_train)
-        val_data = None
-        if n_val:
-            val_data = _Batch(X[val], log_q[val], _rows(context, val))
-            val_noise = self._draw(noise, val_data, generator)
-        fixed_noise = None if self.resample_noise else self._draw(noise, data, generator)
+        data = _Batch(X[train], log_q[train], _rows(context, train))
+        validation = validation_noise = None
+        with out_of_memory_as(
+            "the noise sample",
+            draws + math.ceil(self.noise_ratio * n_val),
+            self._row_bytes(X, context),
+            "noise_ratio",
+            self.noise_ratio,
+        ):
+            if n_val:
+                validation = _Batch(X[val], log_q[val], _rows(context, val))
+                validation_noise = draw_noise(noise, self.noise_ratio, validation, generator)
+            fixed_noise = None
+            if not self.resample_noise:
+                fixed_noise = draw_noise(noise, self.noise_ratio, data, generator)
+        return FitPlan(
+            model,
+            noise,
+            data,
+            validation,
+            validation_noise,
+            fixed_noise,
+            generator,
+            self.noise_ratio,
+            self.lr,
+            self.batch_size,
+            self.lbfgs_steps,
+        )
 
-        loss_curve, validation_curve = [], []
-        best, best_state, wait = math.inf, None, 0
-        train_loop = self._adam_epochs if self.optimizer == "adam" else self._lbfgs_epochs
+    @staticmethod
+    def _row_bytes(X: Tensor, context: Tensor | None) -> int:
+        """Bytes of one noise draw: the point, its log density and its context."""
+        width = X.shape[1] + 1 + (0 if context is None else context.shape[1])
+        return width * X.element_size()
+
+    def _check_sizes(
+        self, model: EnergyModel, X: Tensor, n_train: int, n_val: int, batches: int
+    ) -> None:
+        """Refuses, before allocating, a noise sample or a training step that cannot fit."""
+        draws = math.ceil(self.noise_ratio * n_train) + math.ceil(self.noise_ratio * n_val)
+        row_bytes = (X.shape[1] + 2) * X.element_size()
+        if not self.resample_noise:
+            check_fits(
+                "the noise sample", draws, row_bytes, X.device, "noise_ratio", self.noise_ratio
+            )
+        # One step evaluates the model (and its gradient) at its data and noise rows at once.
+        widths = sum(p.shape[0] for p in model.parameters() if p.dim() == 2)
+        step_rows = math.ceil((1 + self.noise_ratio) * n_train / batches)
+        step_bytes = (X.shape[1] + 2 + 3 * widths) * X.element_size()
+        option, value = "noise_ratio", self.noise_ratio
+        if self.optimizer == "adam" and self.batch_size > 1:
+            option, value = "noise_ratio or batch_size", self.noise_ratio
+        check_fits("one training step", step_rows, step_bytes, X.device, option, value)
+
+    # ---- fit, step 2: the epochs
+
+    def _run_epochs(self, plan: FitPlan) -> tuple[list[float], list[float]]:
+        """Runs the training loop until ``epochs``, early stopping or divergence; the model ends
+        with the best parameters seen on the held-out data."""
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.max_epochs, desc="NCE fit", disable=not self.progress, leave=False)
-        epoch = 0
-        for epoch, loss in enumerate(train_loop(model, noise, data, fixed_noise, generator), 1):
-            loss_curve.append(loss)
-            watched = loss
-            if val_data is not None:
-                with torch.no_grad():
-                    watched = float(_nce_loss(model, self.noise_ratio, val_data, val_noise))
-                validation_curve.append(watched)
-            bar.update(1)
-            postfix = {"loss": f"{loss:.4f}", "log_z": f"{float(model.log_z.detach()):.3f}"}
-            if val_data is not None:
-                postfix["held-out"] = f"{watched:.4f}"
-            bar.set_postfix(postfix, refresh=False)
-            if not math.isfinite(watched):
-                bar.close()
-                raise FloatingPointError(
-                    f"the NCE objective became {watched} at epoch {epoch}; lower lr "
-                    f"(now {self.lr}) or standardize X"
-                )
-            threshold = best - self.tol * (1 + abs(best)) if math.isfinite(best) else math.inf
-            if watched < threshold:
-                best, wait = watched, 0
-                if val_data is not None:
-                    best_state = copy.deepcopy(model.state_dict())
-            else:
-                wait += 1
-                converged = self.optimizer == "lbfgs" and val_data is None
-                if wait >= self.patience or converged:
-                    break
-            if epoch >= self.max_epochs:
-                break
-        bar.close()
+        model = plan.model
+        loss_curve: list[float] = []
+        validation_curve: list[float] = []
+        best, best_state, wait = math.inf, None, 0
+        loop = adam_epochs(plan) if self.optimizer == "adam" else lbfgs_epochs(plan)
+        bar = tqdm(total=self.epochs, desc="NCE fit", disable=not self.progress, leave=False)
+        try:
+            for epoch in range(1, self.epochs + 1):
+                loss = self._next_epoch(loop, plan, epoch)
+                loss_curve.append(loss)
+                watched = loss
+                if plan.validation is not None:
+                    with torch.no_grad():
+                        watched = float(
+                            _nce_loss(
+                                model, self.noise_ratio, plan.validation, plan.validation_noise
+                            )
+                        )
+                    validation_curve.append(watched)
+                bar.update(1)
+                postfix = {"loss": f"{loss:.4f}", "log_z": f"{float(model.log_z.detach()):.3f}"}
+                if plan.validation is not None:
+                    postfix["held-out"] = f"{watched:.4f}"
+                bar.set_postfix(postfix, refresh=False)
+                if not math.isfinite(watched):
+                    raise self._diverged(epoch, f"the NCE objective became {watched}")
+                threshold = best - self.tol * (1 + abs(best)) if math.isfinite(best) else math.inf
+                if watched < threshold:
+                    best, wait = watched, 0
+                    if plan.validation is not None:
+                        best_state = copy.deepcopy(model.state_dict())
+                else:
+                    wait += 1
+                    converged = self.optimizer == "lbfgs" and plan.validation is None
+                    if wait >= self.patience or converged:
+                        break
+        except NonFiniteLogDensity as error:
+            raise self._diverged(len(loss_curve) + 1, str(error)) from error
+        finally:
+            bar.close()
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
+        return loss_curve, validation_curve
+
+    def _next_epoch(self, loop, plan: FitPlan, epoch: int) -> float:
+        """One epoch of ``loop``; a model that is not finite before any step is bad input."""
+        steps = plan.steps
+        try:
+            with out_of_memory_as(
+                "one training step",
+                math.ceil((1 + self.noise_ratio) * self.batch_size),
+                self._row_bytes(plan.data.x, plan.data.context),
+                "noise_ratio or batch_size",
+                self.noise_ratio,
+            ):
+                return next(loop)
+        except NonFiniteLogDensity as error:
+            if epoch == 1 and steps == 0 and plan.steps == 0:
+                raise ValueError(
+                    f"{error} at the model's starting point, before any training step: check "
+                    "the model and X"
+                ) from error
+            raise
+
+    def _diverged(self, epoch: int, detail: str) -> FitDivergedError:
+        if self.optimizer == "adam":
+            return FitDivergedError(epoch, detail, "lr", self.lr)
+        return FitDivergedError(epoch, detail, None, None)
+
+    # ---- fit, step 3: the fitted attributes
+
+    def _finish(self, plan: FitPlan, loss_curve: list[float], validation_curve: list[float]):
+        """Sets an unconditional model's :math:`\\log Z` exactly, and the fitted attributes."""
+        model = plan.model
         if not model.conditional:
-            polish_noise = (
-                fixed_noise if fixed_noise is not None else self._draw(noise, data, generator)
-            )
-            self._refit_log_z(model, data, polish_noise)
-        self.model_, self.noise_ = model, noise
+            polish_noise = plan.fixed_noise
+            if polish_noise is None:
+                polish_noise = draw_noise(plan.noise, self.noise_ratio, plan.data, plan.generator)
+            self._refit_log_z(model, plan.data, polish_noise)
+        self.model_, self.noise_ = model, plan.noise
         self.loss_curve_, self.validation_curve_ = loss_curve, validation_curve
-        self.n_iter_ = epoch
-        self.n_features_in_ = X.shape[1]
-        self.n_noise_samples_ = math.ceil(self.noise_ratio * X_train.shape[0])
+        self.n_iter_ = len(loss_curve)
+        self.n_features_in_ = plan.data.x.shape[1]
+        self.n_noise_samples_ = math.ceil(self.noise_ratio * plan.data.x.shape[0])
         self.log_partition_ = None if model.conditional else float(model.log_z.detach())
-        self.fit_time_ = time.perf_counter() - start
-        return self
 
     def _refit_log_z(self, model: EnergyModel, data: _Batch, noise: _Batch) -> None:
         r"""Sets :math:`\log Z` to the exact minimizer of the objective in :math:`\log Z` alone.
@@ -336,9 +462,7 @@ class NCEDensity:
                     f"(X has shape {shape_str(X)})"
                 )
             return self.model
-        seed = int(torch.randint(2**62, (), generator=generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(as_seed(generator)):
             model = MODELS[self.model](X.shape[1])
         return model.to(X.device, X.dtype)
 
@@ -354,7 +478,7 @@ class NCEDensity:
                 f"the model ({type(model).__name__}) is conditional: pass context of shape "
                 f"({X.shape[0]}, {model.context_dim})"
             )
-        context = as_data("context", context, min_rows=1, purpose="a conditional model")
+        context = as_float_tensor("context", context, ndim=2)
         if context.shape != (X.shape[0], model.context_dim):
             raise ValueError(
                 f"context must have shape ({X.shape[0]}, {model.context_dim}) to match X of "
@@ -373,7 +497,7 @@ class NCEDensity:
                         f"noise_components = {self.noise_components} exceeds the "
                         f"{X.shape[0]} rows of X"
                     )
-                seed = int(torch.randint(2**31 - 1, (), generator=_generator(self.random_state)))
+                seed = int(torch.randint(2**31 - 1, (), generator=as_generator(self.random_state)))
                 noise = GaussianMixture.fit(X64, self.noise_components, random_state=seed)
             else:
                 noise = Box.fit(X64, margin=self.box_margin)
@@ -387,124 +511,54 @@ class NCEDensity:
             )
         return noise
 
-    def _draw(self, noise: Noise, data: _Batch, generator: torch.Generator) -> _Batch:
-        """``ceil(ν N)`` noise draws with their log densities (and contexts, cycled)."""
-        count = math.ceil(self.noise_ratio * data.x.shape[0])
-        with torch.no_grad():
-            y = noise.sample((count,), generator=generator).to(data.x.device, data.x.dtype)
-            log_q = noise.log_prob(y).to(data.x.dtype)
-        context = None
-        if data.context is not None:
-            context = data.context[torch.arange(count, device=y.device) % data.x.shape[0]]
-        return _Batch(y, log_q, context)
-
-    def _adam_epochs(self, model, noise, data, fixed_noise, generator):
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
-        n = data.x.shape[0]
-        batches = max(1, math.ceil(n / self.batch_size))
-        while True:
-            model.train()
-            epoch_noise = fixed_noise if fixed_noise is not None else None
-            data_order = torch.randperm(n, generator=generator).to(data.x.device)
-            noise_order = None
-            if epoch_noise is not None:
-                noise_order = torch.randperm(epoch_noise.x.shape[0], generator=generator)
-                noise_order = noise_order.to(data.x.device)
-            total, weight = 0.0, 0
-            for rows, noise_rows in zip(
-                data_order.tensor_split(batches),
-                noise_order.tensor_split(batches) if noise_order is not None else [None] * batches,
-                strict=True,
-            ):
-                batch = data.take(rows)
-                if noise_rows is None:
-                    batch_noise = self._draw(noise, batch, generator)
-                else:
-                    batch_noise = epoch_noise.take(noise_rows)
-                    if batch.context is not None:
-                        index = torch.arange(noise_rows.shape[0], device=rows.device)
-                        batch_noise = _Batch(
-                            batch_noise.x, batch_noise.log_q, batch.context[index % rows.shape[0]]
-                        )
-                optimizer.zero_grad(set_to_none=True)
-                loss = _nce_loss(model, self.noise_ratio, batch, batch_noise)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * rows.shape[0]
-                weight += rows.shape[0]
-            yield total / weight
-
-    def _lbfgs_epochs(self, model, noise, data, fixed_noise, generator):
-        def new_optimizer():
-            return torch.optim.LBFGS(
-                model.parameters(),
-                max_iter=self.lbfgs_steps,
-                history_size=20,
-                tolerance_grad=1e-10,
-                tolerance_change=1e-12,
-                line_search_fn="strong_wolfe",
-            )
-
-        optimizer = new_optimizer()
-        while True:
-            model.train()
-            epoch_noise = fixed_noise
-            if epoch_noise is None:
-                epoch_noise = self._draw(noise, data, generator)
-                optimizer = new_optimizer()
-
-            def closure(epoch_noise=epoch_noise, optimizer=optimizer):
-                optimizer.zero_grad(set_to_none=True)
-                loss = _nce_loss(model, self.noise_ratio, data, epoch_noise)
-                loss.backward()
-                return loss
-
-            optimizer.step(closure)
-            with torch.no_grad():
-                yield float(_nce_loss(model, self.noise_ratio, data, epoch_noise))
-
     # ------------------------------------------------------------------ using the fit
 
-    def score_samples(self, X, context=None) -> Tensor:
+    def score_samples(self, X, context=None):
         r"""The normalized log density :math:`\log p_\theta(x) = f_\theta(x) - \log Z` per row.
+
+        A finite row too far out for the model's dtype gets :math:`-\infty`, never NaN.
 
         Shape:
             - X: (N, D); context: (N, C) for a conditional model
-            - output: (N,), in the model's dtype
+            - output: (N,), in the model's dtype; numpy for numpy (or DataFrame) ``X``, a tensor
+              for a tensor
         """
-        X, context = self._inputs(X, context)
+        tensor, context = self._inputs(X, context)
         with torch.no_grad():
-            return torch.cat([self.model_.log_prob(x, c) for x, c in _chunks(X, context)])
+            values = torch.cat([self.model_.log_prob(x, c) for x, c in _chunks(tensor, context)])
+        return like_input(values, X)
 
-    def score(self, X, context=None) -> Tensor:
+    def score(self, X, context=None):
         r"""The mean normalized log-likelihood :math:`\frac1N \sum_i \log p_\theta(x_i)`.
 
         Shape:
             - X: (N, D); context: (N, C) for a conditional model
-            - output: ()
+            - output: (), a numpy float for numpy ``X``, a tensor for a tensor
         """
         return self.score_samples(X, context).mean()
 
-    def log_ratio(self, X, context=None) -> Tensor:
+    def log_ratio(self, X, context=None):
         r"""The learned log density ratio :math:`\log p_\theta(x) - \log q(x)` per row.
 
         Large values: the point looks like data; small: like noise or like neither. Its negative
-        is an out-of-distribution score. Outside the support of the noise (e.g. beyond a
-        "uniform" box) :math:`q = 0` and the ratio is :math:`+\infty`: prefer a noise with full
-        support for anomaly scores.
+        is an out-of-distribution score. Outside the support of the noise (e.g. beyond a "box")
+        :math:`q = 0` and the ratio is :math:`+\infty`: prefer a noise with full support for
+        anomaly scores. A row so far out that both densities underflow to 0 in the model's dtype
+        is as anomalous as a row can be: its ratio is :math:`-\infty` (never NaN).
 
         Shape:
             - X: (N, D); context: (N, C) for a conditional model
-            - output: (N,)
+            - output: (N,); numpy for numpy (or DataFrame) ``X``, a tensor for a tensor
         """
-        X, context = self._inputs(X, context)
+        tensor, context = self._inputs(X, context)
         with torch.no_grad():
-            return torch.cat(
-                [
-                    self.model_.log_prob(x, c) - self.noise_.log_prob(x).to(X.dtype)
-                    for x, c in _chunks(X, context)
-                ]
-            )
+            parts = []
+            for x, c in _chunks(tensor, context):
+                log_p = self.model_.log_prob(x, c)
+                log_q = self.noise_.log_prob(x).to(log_p.dtype)
+                both_zero = torch.isneginf(log_p) & torch.isneginf(log_q)
+                parts.append(torch.where(both_zero, -math.inf, log_p - log_q))
+        return like_input(torch.cat(parts), X)
 
     def partition_function(
         self,
@@ -526,7 +580,7 @@ class NCEDensity:
         ``method="exact"`` returns the closed form of models that have one
         (``true_log_partition``).
 
-        Arguments:
+        Args:
             method: "importance" or "exact".
             n_samples: :math:`S \geq 2`.
             random_state: None, an int or a :class:`torch.Generator`, for the draws.
@@ -539,7 +593,7 @@ class NCEDensity:
         if method not in ("importance", "exact"):
             raise ValueError(f"method must be 'importance' or 'exact', got {method!r}")
         check_int("n_samples", n_samples, minimum=2)
-        _check_random_state(random_state)
+        check_random_state(random_state)
         model = self.model_
         param = next(model.parameters())
         if model.conditional:
@@ -547,7 +601,7 @@ class NCEDensity:
                 raise ValueError(
                     f"the model is conditional: pass context of shape (N, {model.context_dim})"
                 )
-            context = as_data("context", context, min_rows=1, purpose="partition_function")
+            context = as_float_tensor("context", context, ndim=2)
             context = self._check_context(
                 model, torch.empty(context.shape[0], self.n_features_in_), context, param
             )
@@ -583,9 +637,9 @@ class NCEDensity:
         if not hasattr(self, "model_"):
             raise NotFittedError("this NCEDensity is not fitted yet: call fit(X) before using it")
 
-    def _inputs(self, X, context):
+    def _inputs(self, X, context) -> tuple[Tensor, Tensor | None]:
         self._check_fitted()
-        X = as_data("X", X, min_rows=0, purpose="scoring")
+        X = as_float_tensor("X", X, ndim=2)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} columns but the model was fitted on {self.n_features_in_} "

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from nce._random import as_generator
 from nce.density._batch import _CHUNK
-from nce.density._checks import _generator
+from nce.density._memory import check_fits, out_of_memory_as
 from nce.models import EnergyModel
 from nce.noise import Noise
 
@@ -79,8 +80,12 @@ def estimate_log_partition(
             exact = model.true_log_partition().detach()
             zero = torch.zeros_like(exact)
             return PartitionEstimate(exact, zero, learned, 0, zero, "exact")
-        generator = _generator(random_state)
-        y = noise.sample((n_samples,), generator=generator).to(param.device, param.dtype)
+        generator = as_generator(random_state)
+        rows = n_samples * (1 if context is None else context.shape[0])
+        row_bytes = (model.dim + 3) * param.element_size()
+        check_fits("the importance sample", rows, row_bytes, param.device, "n_samples", n_samples)
+        with out_of_memory_as("the importance sample", rows, row_bytes, "n_samples", n_samples):
+            y = noise.sample((n_samples,), generator=generator).to(param.device, param.dtype)
         log_q = noise.log_prob(y).to(param.dtype)
         if context is None:
             log_w = torch.cat([model(chunk) for chunk in y.split(_CHUNK)]) - log_q

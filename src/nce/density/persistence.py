@@ -94,7 +94,9 @@ def load_estimator(
     saved = load_checkpoint(path, kind="density", legacy=_is_legacy)
     model = _load_model(saved, model)
     noise = _load_noise(saved, noise, model.dim)
-    params = saved.entry("params", dict)
+    params = dict(saved.entry("params", dict))
+    if "max_epochs" in params and "epochs" not in params:  # files written before the rename
+        params["epochs"] = params.pop("max_epochs")
     try:
         estimator = cls(model=model, noise=noise, **params)
     except (TypeError, ValueError) as err:

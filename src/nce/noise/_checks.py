@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from nce._convert import as_float_tensor
 from nce._validation import check_tensor, shape_str
 
 
@@ -29,26 +29,9 @@ def check_generator(generator) -> None:
 
 
 def as_data(name: str, X, *, min_rows: int, purpose: str) -> torch.Tensor:
-    """A finite, floating (N, D) tensor with N >= ``min_rows``.
-
-    Tensors keep their dtype (and must be floating); numpy float32 (and float16) arrays become
-    float32, every other numeric array float64.
-    """
-    if not isinstance(X, torch.Tensor):
-        try:
-            array = np.asarray(X)
-        except (TypeError, ValueError) as error:
-            raise TypeError(
-                f"{name} must be a tensor or an array of numbers, got {type(X).__name__}"
-            ) from error
-        if array.dtype.kind == "f":
-            dtype = np.float32 if array.dtype.itemsize <= 4 else np.float64
-        elif array.dtype.kind in "iub":
-            dtype = np.float64
-        else:
-            raise TypeError(f"{name} must hold numbers, got an array of dtype {array.dtype}")
-        X = torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
-    check_tensor(name, X, ndim=2)
+    """``X`` converted by :func:`nce._convert.as_float_tensor` (finite, floating, (N, D)), with
+    N >= ``min_rows``."""
+    X = as_float_tensor(name, X, ndim=2)
     if X.shape[0] < min_rows:
         raise ValueError(
             f"{name} has {X.shape[0]} row(s) but {purpose} needs at least {min_rows} "
@@ -61,13 +44,6 @@ def check_fit_dtype(name: str, X: torch.Tensor, purpose: str) -> None:
     """Fitting needs a Cholesky factorization, which half precision lacks."""
     if X.dtype in (torch.float16, torch.bfloat16):
         raise TypeError(f"{name} must be float32 or float64 for {purpose}, got {X.dtype}")
-
-
-def fit_ridge(X: torch.Tensor) -> float:
-    """Relative ridge added to a fitted covariance's diagonal (times its mean variance): 1e-6, or
-    D rounding errors of X's dtype if larger, so that the covariance stays positive definite in
-    that dtype even for collinear columns."""
-    return max(1e-6, X.shape[1] * torch.finfo(X.dtype).eps)
 
 
 def check_points(x, dim: int, device: torch.device) -> torch.Tensor:

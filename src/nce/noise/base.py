@@ -65,7 +65,7 @@ class Noise(nn.Module, abc.ABC):
     def sample(self, shape=(), generator: torch.Generator | None = None) -> Tensor:
         r"""Draws ``shape`` independent samples :math:`y \sim q`.
 
-        Arguments:
+        Args:
             shape: The sample shape, an int or a tuple of ints.
             generator: A :class:`torch.Generator` on the noise's device, for reproducible draws.
 
@@ -77,7 +77,7 @@ class Noise(nn.Module, abc.ABC):
     def log_prob(self, x: Tensor) -> Tensor:
         r"""Evaluates :math:`\log q(x)`.
 
-        Arguments:
+        Args:
             x: Points (or class ids), with shape ``(*, *event_shape)``.
 
         Returns:

@@ -34,7 +34,7 @@ class Box(Noise):
         * ``sample(shape)``: ``(*shape, D)``.
         * ``log_prob(x)``: ``x`` is ``(*, D)``, the result ``(*)``.
 
-    Arguments:
+    Args:
         low: The lower corner :math:`l`, a finite floating tensor.
         high: The upper corner :math:`h`, with :math:`h_d > l_d` for every :math:`d`.
 
@@ -76,7 +76,7 @@ class Box(Noise):
         .. math:: l_d = \min_n X_{nd} - m r_d, \quad h_d = \max_n X_{nd} + m r_d, \quad
             r_d = \max_n X_{nd} - \min_n X_{nd}.
 
-        Arguments:
+        Args:
             X: The data, an (N, D) floating tensor or numpy array (float32 arrays stay float32,
                 others become float64), finite, not constant in any column.
             margin: The widening :math:`m \geq 0`, a fraction of each column's range.

@@ -33,7 +33,7 @@ class DistributionNoise(Noise):
         * ``log_prob(x)``: ``x`` is ``(*, *batch_shape, *event_shape)``, the result
           ``(*, *batch_shape)``.
 
-    Arguments:
+    Args:
         distribution: The distribution to wrap.
 
     Example:
@@ -83,7 +83,7 @@ def as_noise(noise, *, name: str = "noise") -> Noise:
     A :class:`Noise` is returned as is, a :class:`torch.distributions.Distribution` is wrapped in
     a :class:`DistributionNoise`; anything else raises a :class:`TypeError`.
 
-    Arguments:
+    Args:
         noise: A :class:`Noise` or a :class:`~torch.distributions.Distribution`.
         name: The argument's name, quoted in the error message.
 

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from nce._mahalanobis import half_squared_norm, scaled_difference
+from nce._moments import mean_and_covariance
 from nce._validation import check_compatible, check_tensor, shape_str
 from nce.noise._checks import (
     as_data,
@@ -25,7 +27,6 @@ from nce.noise._checks import (
     check_fit_dtype,
     check_generator,
     check_points,
-    fit_ridge,
 )
 from nce.noise.base import Noise
 
@@ -48,7 +49,7 @@ class Gaussian(Noise):
         * ``sample(shape)``: ``(*shape, D)``.
         * ``log_prob(x)``: ``x`` is ``(*, D)``, the result ``(*)``.
 
-    Arguments:
+    Args:
         mean: The mean :math:`\mu`, a finite floating tensor.
         covariance: A symmetric positive definite matrix of the same dtype and device.
 
@@ -94,10 +95,11 @@ class Gaussian(Noise):
 
         where :math:`S` is the first term and :math:`r = \max(10^{-6}, D\,\epsilon)`, with
         :math:`\epsilon` the machine epsilon of ``X``'s dtype: the ridge keeps :math:`\Sigma`
-        positive definite in that dtype for collinear columns. The moments are accumulated in
-        float64; half-precision ``X`` is refused (no Cholesky factorization).
+        positive definite in that dtype for collinear columns (:mod:`nce._moments`). The moments
+        are accumulated in float64; half-precision ``X`` is refused (no Cholesky factorization),
+        and so is ``X`` whose covariance overflows float64 or its own dtype (rescale it).
 
-        Arguments:
+        Args:
             X: The data, an (N, D) floating tensor or numpy array with :math:`N \geq 2`, finite
                 and not constant in every column. Tensors keep their dtype and device; float32
                 arrays give float32 noise, other arrays float64.
@@ -109,18 +111,7 @@ class Gaussian(Noise):
         """
         X = as_data("X", X, min_rows=2, purpose="Gaussian.fit")
         check_fit_dtype("X", X, "Gaussian.fit")
-        X64 = X.to(torch.float64)
-        mean = X64.mean(dim=0)
-        centered = X64 - mean
-        covariance = centered.mT @ centered / (X.shape[0] - 1)
-        trace = float(covariance.trace())
-        if trace == 0:
-            raise ValueError(
-                f"X is constant in every column (shape {shape_str(X)}), a Gaussian cannot be fit"
-            )
-        covariance = covariance + fit_ridge(X) * trace / X.shape[1] * torch.eye(
-            X.shape[1], dtype=torch.float64, device=X.device
-        )
+        mean, covariance = mean_and_covariance("X", X)
         return cls(mean.to(X.dtype), covariance.to(X.dtype))
 
     @property
@@ -168,9 +159,8 @@ def _log_normal(x: Tensor, mean: Tensor, scale_tril: Tensor) -> Tensor:
     Shape: ``x`` (*, D), ``mean`` (C, D), ``scale_tril`` (C, D, D); the result is (*, C).
     """
     dim = x.shape[-1]
-    diff = x.reshape(1, -1, dim) - mean.unsqueeze(1)
-    z = torch.linalg.solve_triangular(scale_tril, diff.mT, upper=False)
-    mahalanobis = z.square().sum(dim=-2)
+    diff, scale = scaled_difference(x.reshape(1, -1, dim), mean.unsqueeze(1))
+    z = torch.linalg.solve_triangular(scale_tril, diff.mT, upper=False).mT
     half_log_det = scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(dim=-1, keepdim=True)
-    log_density = -0.5 * (dim * math.log(2 * math.pi) + mahalanobis) - half_log_det
+    log_density = -0.5 * dim * math.log(2 * math.pi) - half_squared_norm(z, scale) - half_log_det
     return log_density.mT.reshape(*x.shape[:-1], mean.shape[0])

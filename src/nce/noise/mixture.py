@@ -44,7 +44,7 @@ class GaussianMixture(Noise):
         * ``sample(shape)``: ``(*shape, D)``.
         * ``log_prob(x)``: ``x`` is ``(*, D)``, the result ``(*)``.
 
-    Arguments:
+    Args:
         weights: Non-negative mixing weights, not all zero; they are normalized.
         means: The component means.
         covariances: Symmetric positive definite covariances, one per component.
@@ -112,7 +112,7 @@ class GaussianMixture(Noise):
         ``weights_``, ``means_`` and ``covariances_`` are copied into buffers of ``X``'s dtype
         and device, so ``log_prob`` equals its ``score_samples``.
 
-        Arguments:
+        Args:
             X: The data, an (N, D) floating tensor or numpy array, finite. Tensors keep their
                 dtype and device; float32 arrays give float32 noise, other arrays float64.
             n_components: The number of components :math:`C`, an int in :math:`[1, N]`.

@@ -30,7 +30,7 @@ class Uniform(Noise):
         * ``log_prob(ids)``: ``ids`` is ``(*)`` integer, the result ``(*)`` of the module's
           floating dtype (the default dtype unless cast with ``.to(dtype)``).
 
-    Arguments:
+    Args:
         n: The number of classes :math:`V \geq 1`.
 
     References:

@@ -14,8 +14,8 @@ a table each hold mass :math:`1/V`, column :math:`i` split between class :math:`
 .. math:: q(i) = \frac{1}{V} \Big( a_i + \sum_{j \,:\, b_j = i} (1 - a_j) \Big).
 
 A draw picks a column :math:`j` uniformly and a coin :math:`u \sim U[0, 1)`, and returns :math:`j`
-if :math:`u < a_j` else :math:`b_j`. Vose's algorithm builds the tables in :math:`O(V)`, pairing
-each under-full column with an over-full one.
+if :math:`u < a_j` else :math:`b_j`. The tables pair each under-full column with an over-full one,
+as Vose's algorithm does, in one vectorized sweep over prefix sums (see ``_alias_tables``).
 
 **Sampled softmax.** With :math:`K` classes drawn with replacement, class :math:`i` is expected
 :math:`K q(i)` times; subtracting :math:`\log(K q(i))` (``log_expected_count``) from its logit
@@ -40,8 +40,9 @@ __all__ = ["Unigram"]
 class Unigram(Noise):
     r"""Smoothed unigram noise :math:`q(i) \propto c_i^\alpha`, sampled in :math:`O(1)` per draw.
 
-    The probabilities and alias tables are built once, in float64, with Vose's algorithm; a draw
-    is one uniform column index and one uniform coin, vectorized over the sample shape. Classes
+    The probabilities and alias tables are built once, in float64, by a vectorized form of
+    Vose's algorithm; a draw is one uniform column index and one uniform coin, vectorized over the
+    sample shape. Classes
     with a zero count have probability 0: they are never drawn and their ``log_prob`` is
     :math:`-\infty`.
 
@@ -56,7 +57,7 @@ class Unigram(Noise):
         * ``log_prob(ids)`` and ``log_expected_count(ids, K)``: ``ids`` is ``(*)`` integer, the
           result ``(*)`` of the dtype of ``probs`` (float64 unless cast with ``.to(dtype)``).
 
-    Arguments:
+    Args:
         counts: The class counts :math:`c_i`, a 1-D tensor or array-like of finite numbers
             :math:`\geq 0`, not all zero.
         power: The smoothing exponent :math:`\alpha \geq 0`: 1 keeps the counts' distribution,
@@ -125,7 +126,7 @@ class Unigram(Noise):
         r"""The log expected number of times :math:`\log(K q(i))` each id appears among
         :math:`K` draws with replacement: the :math:`\log Q` correction of sampled softmax.
 
-        Arguments:
+        Args:
             ids: Class ids, with shape ``(*)``.
             num_samples: The number of draws :math:`K \geq 1`.
 
@@ -162,17 +163,43 @@ def _as_counts(counts) -> Tensor:
 
 
 def _alias_tables(probs: Tensor) -> tuple[Tensor, Tensor]:
-    """Vose's algorithm: the alias tables (``alias_prob``, ``alias_index``) of ``probs``."""
+    r"""The alias tables (``alias_prob``, ``alias_index``) of ``probs``, built by vectorized
+    operations: Vose's pairing done in one sweep over prefix sums.
+
+    With scaled masses :math:`m_i = V q(i)`, the under-full columns (:math:`m_i < 1`, in index
+    order) have deficits :math:`d_i = 1 - m_i` and the others excesses :math:`e_j = m_j - 1`; both
+    add up to the same total. Laying the deficits end to end (prefix sums :math:`S_i`) against
+    the excesses (prefix sums :math:`E_j`): under-full column :math:`i` keeps :math:`a_i = m_i`
+    and takes its alias from the over-full column :math:`j` whose excess interval
+    :math:`[E_{j-1}, E_j)` holds the start :math:`S_{i-1}` of its deficit; over-full column
+    :math:`j` is used up past :math:`E_j` by the first deficit that ends at
+    :math:`S_{i(j)} \geq E_j`, so it keeps :math:`a_j = 1 - (S_{i(j)} - E_j)` of its own column and
+    gives the rest to column :math:`j + 1` (the last one keeps its whole column). Every class gets
+    back its mass: column :math:`j` receives
+    :math:`(S_{i(j-1)} - E_{j-1}) + (S_{i(j)} - S_{i(j-1)}) + 1 - (S_{i(j)} - E_j) = 1 + e_j`.
+
+    The prefix sums are exact: they add the deficits and excesses rounded to integer multiples of
+    :math:`2^{-k}` (:math:`k` as large as int64 allows for :math:`V`), so the pairing never
+    overfills a column; :math:`a_i` of an under-full column is its float64 mass itself, and an
+    over-full column's mass is off by at most one rounding per column paired with it.
+    """
     size = probs.shape[0]
-    scaled = (probs * size).tolist()
-    alias_prob = [1.0] * size
-    alias_index = list(range(size))
-    small = [i for i, mass in enumerate(scaled) if mass < 1.0]
-    large = [i for i, mass in enumerate(scaled) if mass >= 1.0]
-    while small and large:
-        s, l = small.pop(), large.pop()
-        alias_prob[s], alias_index[s] = scaled[s], l
-        scaled[l] = (scaled[l] + scaled[s]) - 1.0
-        (small if scaled[l] < 1.0 else large).append(l)
-    # Columns left in either list are full up to rounding: they keep alias_prob = 1.
-    return torch.tensor(alias_prob, dtype=torch.float64), torch.tensor(alias_index)
+    scaled = probs.to(torch.float64).cpu().numpy() * size
+    alias_prob = np.ones(size)
+    alias_index = np.arange(size)
+    under = np.flatnonzero(scaled < 1.0)
+    over = np.flatnonzero(scaled >= 1.0)
+    if under.size and over.size:
+        unit = 2.0 ** (62 - size.bit_length())
+        deficit_end = np.cumsum(np.rint((1.0 - scaled[under]) * unit).astype(np.int64))
+        deficit_start = np.concatenate([[0], deficit_end[:-1]])
+        excess_end = np.cumsum(np.rint((scaled[over] - 1.0) * unit).astype(np.int64))
+        donor = np.minimum(np.searchsorted(excess_end, deficit_start, side="right"), over.size - 1)
+        alias_prob[under] = scaled[under]
+        alias_index[under] = over[donor]
+        crossing = np.searchsorted(deficit_end, excess_end[:-1], side="left")
+        crossed = crossing < under.size
+        spent = deficit_end[np.minimum(crossing, under.size - 1)] - excess_end[:-1]
+        alias_prob[over[:-1]] = np.where(crossed, np.clip(1.0 - spent / unit, 0.0, 1.0), 1.0)
+        alias_index[over[:-1]] = np.where(crossed, over[1:], over[:-1])
+    return torch.from_numpy(alias_prob), torch.from_numpy(alias_index)

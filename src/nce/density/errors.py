@@ -1,0 +1,62 @@
+"""Why a fit stopped, as exceptions that name the option to change: :class:`FitDivergedError`
+(the objective or the model's log densities left the floating-point range) and
+:class:`FitMemoryError` (a requested size does not fit in memory). Both carry the option's name
+and value, so that a command line can name its own flag instead."""
+
+from __future__ import annotations
+
+__all__ = ["FitDivergedError", "FitMemoryError"]
+
+
+class FitDivergedError(FloatingPointError):
+    """The fit diverged at ``epoch``: ``detail`` says what became NaN or infinite; lowering
+    ``option`` (a learning rate, now ``value``) is the usual cure."""
+
+    def __init__(self, epoch: int, detail: str, option: str | None, value: float | None):
+        self.epoch, self.detail, self.option, self.value = epoch, detail, option, value
+        super().__init__(self.describe())
+
+    def describe(self, option: str | None = None) -> str:
+        """The message, naming the option as ``option`` (e.g. a command-line flag)."""
+        advice = "standardize X"
+        if self.option is not None:
+            advice = f"lower {option or self.option} (now {self.value:g}) or standardize X"
+        return f"the fit diverged at epoch {self.epoch}: {self.detail}; {advice}"
+
+
+class FitMemoryError(MemoryError):
+    """``what`` needs ``needed`` bytes (``rows`` rows) but ``available`` bytes are free; lower
+    ``option`` (now ``value``)."""
+
+    def __init__(
+        self,
+        what: str,
+        rows: int,
+        needed: float,
+        available: float | None,
+        option: str,
+        value: float,
+    ):
+        self.what, self.rows, self.needed, self.available = what, rows, needed, available
+        self.option, self.value = option, value
+        super().__init__(self.describe())
+
+    def describe(self, option: str | None = None) -> str:
+        """The message, naming the option as ``option`` (e.g. a command-line flag)."""
+        have = (
+            f"{_size(self.available)} is available"
+            if self.available is not None
+            else "it ran out of memory"
+        )
+        return (
+            f"{self.what} needs {self.rows:.3g} rows ({_size(self.needed)}) but {have}: lower "
+            f"{option or self.option} (now {self.value:g})"
+        )
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n_bytes < 1000 or unit == "PB":
+            return f"{n_bytes:.3g} {unit}"
+        n_bytes /= 1000
+    raise AssertionError("unreachable")
