@@ -1,6 +1,6 @@
 r"""Digits with captions: scikit-learn's 8x8 digits paired with short English sentences.
 
-The image–text data of :func:`~nce.contrastive.alignment.align`, small enough to train CLIP in
+The image–text data of :func:`~nce.contrastive.image_text.align`, small enough to train CLIP in
 miniature on a CPU. Each image gets a caption built from a *template* (a carrier phrase with one
 slot) and the name of its digit, written either as a word ("seven") or as a numeral ("7"):
 ``"a handwritten seven"``, ``"the number 7"``, ``"digit seven, written by hand"``.
@@ -160,4 +160,6 @@ def load_captioned_digits(test_size: float = 0.3, random_state: int = 0) -> Capt
     """
     split = load_digits_split(test_size, random_state)
     captions = sample_captions(split.y_test, TEST_TEMPLATES, as_generator(random_state))
-    return CaptionedDigits(split.x_train, split.y_train, split.x_test, split.y_test, tuple(captions))
+    return CaptionedDigits(
+        split.x_train, split.y_train, split.x_test, split.y_test, tuple(captions)
+    )

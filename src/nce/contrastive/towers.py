@@ -71,7 +71,9 @@ class BagOfWordsEncoder(nn.Module):
         self.index = {w: i for i, w in enumerate(self.vocabulary)}
         self.embedding = nn.EmbeddingBag(len(self.vocabulary), embedding_dim, mode="mean")
         self.mlp = nn.Sequential(
-            nn.Linear(embedding_dim, embedding_dim), nn.ReLU(), nn.Linear(embedding_dim, out_features)
+            nn.Linear(embedding_dim, embedding_dim),
+            nn.ReLU(),
+            nn.Linear(embedding_dim, out_features),
         )
 
     def encode(

@@ -90,7 +90,9 @@ def retrieval_recall(
             f"has {tuple(text_embeddings.shape)}"
         )
     if labels.shape != (len(image_embeddings),):
-        raise ValueError(f"labels must have shape ({len(image_embeddings)},), got {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must have shape ({len(image_embeddings)},), got {tuple(labels.shape)}"
+        )
     similarity = F.normalize(image_embeddings, dim=1) @ F.normalize(text_embeddings, dim=1).T
     same = labels[:, None] == labels[None, :]
     result = {}

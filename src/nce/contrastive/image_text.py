@@ -15,8 +15,9 @@ A batch holds N images and a caption for each (its template drawn afresh at ever
 
 Both are noise-contrastive estimation with the other pairs of the batch as noise: the optimal
 score is the log density ratio :math:`\log p(x, t) / p(x)p(t)` up to a constant, which is why the
-nearest caption is a classifier. Images are augmented (:func:`~nce.contrastive.augment.digits_augmentation`)
-and caption words dropped to ``<unk>`` (word dropout) so that unseen test phrases read as noise.
+nearest caption is a classifier. Images are augmented
+(:func:`~nce.contrastive.augment.digits_augmentation`) and caption words dropped to ``<unk>``
+(word dropout) so that unseen test phrases read as noise.
 
 :class:`AlignTrainer` trains with AdamW under a cosine schedule, draws every random number
 (initialization, batches, captions, augmentations, word dropout) from ``random_state``, and writes
@@ -117,7 +118,7 @@ class AlignTrainer:
         templates: Sequence[CaptionTemplate] = TRAIN_TEMPLATES,
         augment: Callable | None = None,
         word_dropout: float = 0.3,
-        epochs: int = 30,
+        epochs: int = 20,
         batch_size: int = 64,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -219,6 +220,17 @@ class AlignTrainer:
             raise ValueError(f"checkpoint {self.checkpoint}: not an align checkpoint")
         self.load_state_dict(state)
 
+    def _loss_parameters_finite(self) -> bool:
+        values = [p.detach() for p in self.loss_fn.parameters()]
+        values.append(self.loss_fn.temperature().detach())
+        return all(bool(torch.isfinite(v).all()) for v in values)
+
+    def _diverged(self):
+        raise FloatingPointError(
+            f"training diverged in epoch {self.epoch_ + 1} (the {self.loss} loss or its "
+            f"temperature is no longer finite); lower lr (now {self.lr:g})"
+        )
+
     def batch_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss of one batch of images and freshly drawn captions of their labels."""
         captions = sample_captions(labels, self.templates, self.generator)
@@ -235,9 +247,11 @@ class AlignTrainer:
             ``self``.
         """
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
-            raise ValueError(f"images must be a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images).__name__)}")
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a (N, C, H, W) tensor, got {got}")
         if not isinstance(labels, torch.Tensor) or labels.shape != (len(images),):
-            raise ValueError(f"labels must be a ({len(images)},) tensor, got {getattr(labels, 'shape', None)}")
+            got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"labels must be a ({len(images)},) tensor, got {got}")
         if resume and self.checkpoint is None:
             raise ValueError("resume=True needs a checkpoint path")
         n = len(images)
@@ -258,13 +272,12 @@ class AlignTrainer:
                 idx = order[start : start + size]
                 loss = self.batch_loss(images[idx], labels[idx])
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the {self.loss} loss diverged (epoch {self.epoch_ + 1}); lower lr "
-                        f"(now {self.lr})"
-                    )
+                    self._diverged()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                if not self._loss_parameters_finite():
+                    self._diverged()
                 self.scheduler.step()
                 total, count = total + loss.item(), count + 1
             self.history_.append(total / count)
@@ -327,7 +340,9 @@ def evaluate_alignment(
     """Zero-shot accuracies (per template, mean, ensemble) and retrieval recall on test pairs."""
     u = embed_images(model, images)
     by_template = {
-        t.phrase: float((zero_shot_predict(u, class_embeddings(model, [t])) == labels).float().mean())
+        t.phrase: float(
+            (zero_shot_predict(u, class_embeddings(model, [t])) == labels).float().mean()
+        )
         for t in templates
     }
     ensemble = zero_shot_predict(u, class_embeddings(model, templates))
@@ -345,7 +360,7 @@ def evaluate_alignment(
 def align(
     *,
     loss: str = "clip",
-    epochs: int = 30,
+    epochs: int = 20,
     batch_size: int = 64,
     lr: float = 3e-3,
     dim: int = 32,
