@@ -41,10 +41,14 @@ def test_test_templates_share_no_template_and_no_carrier_word_with_training():
 def test_every_class_name_is_taught_in_both_forms_and_tested_in_both_forms():
     for names in (WORDS, NUMERALS):
         assert set(names) <= TRAIN_WORDS
-    assert {t.form for t in TRAIN_TEMPLATES} == {t.form for t in TEST_TEMPLATES} == {
-        "word",
-        "numeral",
-    }
+    assert (
+        {t.form for t in TRAIN_TEMPLATES}
+        == {t.form for t in TEST_TEMPLATES}
+        == {
+            "word",
+            "numeral",
+        }
+    )
     # no carrier phrase contains a class name, so only the slot names the digit
     for template in (*TRAIN_TEMPLATES, *TEST_TEMPLATES):
         assert not template.carrier_words & (set(WORDS) | set(NUMERALS)), template.phrase

@@ -6,8 +6,8 @@ seen in training, the prompt-ensemble accuracy, and retrieval recall@1 and @5 (f
 [0, 1]; recall is the mean of image→text and text→image).
 
     nce align --loss clip --json align.json -o align.pt
-    nce align --loss siglip --epochs 20 --checkpoint ckpt.pt
-    nce align --loss siglip --epochs 40 --checkpoint ckpt.pt --resume
+    nce align --loss siglip --checkpoint ckpt.pt
+    nce align --loss siglip --checkpoint ckpt.pt --resume     # after an interruption
     nce align query align.pt "a handwritten three" --top 8 --out grid.png
 """
 
@@ -38,7 +38,7 @@ MODEL_KIND = "nce-align"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--loss", default="clip", choices=ALIGN_LOSSES)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--dim", type=int, default=32, help="size of the shared embedding space")
@@ -96,9 +96,8 @@ def _check_training_options(args) -> None:
                 raise InputError(f"{other}: {path} is also the {flag} file")
 
 
-def _train(args) -> int:
-    _check_training_options(args)
-    result = align(
+def _align(args):
+    return align(
         loss=args.loss,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -112,6 +111,17 @@ def _train(args) -> int:
         progress=not args.no_progress,
         random_state=args.seed,
     )
+
+
+def _train(args) -> int:
+    _check_training_options(args)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small towers: extra threads only wait on each other
+    try:
+        result = _align(args)
+    finally:
+        torch.set_num_threads(threads)
+
     bias = "" if result.bias is None else f", bias {result.initial_bias:g} -> {result.bias:.3f}"
     print(
         f"trained {args.loss} for {args.epochs} epochs in {result.seconds:.1f} s; "

@@ -118,7 +118,7 @@ class AlignTrainer:
         templates: Sequence[CaptionTemplate] = TRAIN_TEMPLATES,
         augment: Callable | None = None,
         word_dropout: float = 0.3,
-        epochs: int = 20,
+        epochs: int = 40,
         batch_size: int = 64,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -360,7 +360,7 @@ def evaluate_alignment(
 def align(
     *,
     loss: str = "clip",
-    epochs: int = 20,
+    epochs: int = 40,
     batch_size: int = 64,
     lr: float = 3e-3,
     dim: int = 32,
