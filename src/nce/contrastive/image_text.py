@@ -390,9 +390,9 @@ def align(
         random_state: seed of the split, the initialization and every training draw.
 
     Example:
-        >>> r = align(epochs=1, progress=False)  # doctest: +SKIP
-        >>> 0 <= r.zero_shot_accuracy <= 1
-        True
+        >>> r = align(epochs=1, batch_size=256, width=2, progress=False)
+        >>> 0 <= r.zero_shot_accuracy <= 1, r.bias is None, len(r.loss_history)
+        (True, True, 1)
     """
     check_int("random_state", random_state, minimum=0)
     data = load_captioned_digits(test_size, random_state)
