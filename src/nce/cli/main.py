@@ -15,6 +15,7 @@ import sys
 from nce.cli._table import InputError
 
 COMMANDS = {
+    "align": "CLIP or SigLIP in miniature: align digit images with captions, classify zero-shot",
     "demo": "run the library's main jobs on built-in data",
     "density": "fit an unnormalized density to a table by NCE, or score rows with one",
     "lm": "train, evaluate or sample a word-level language model with an NCE output layer",

@@ -44,12 +44,15 @@ from nce.contrastive.evaluate import (
     knn_accuracy,
     linear_probe,
 )
+from nce.contrastive.image_text import AlignResult, AlignTrainer, align
 from nce.contrastive.metrics import alignment, effective_rank, sparsity, uniformity
 from nce.contrastive.momentum import MomentumEncoder
 from nce.contrastive.queue import KeyQueue
 from nce.contrastive.trainer import LOSSES, ContrastiveTrainer
 
 __all__ = [
+    "AlignResult",
+    "AlignTrainer",
     "LOSSES",
     "Compose",
     "ContrastiveTrainer",
@@ -66,6 +69,7 @@ __all__ = [
     "RandomResizedCrop",
     "RandomRotation",
     "RandomShift",
+    "align",
     "alignment",
     "augment",
     "digits_augmentation",
