@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import nce
+from nce._checkpoint import load_checkpoint, save_checkpoint
 from nce.cli.main import main
 
 TINY = ["--epochs", "1", "--batch-size", "128", "--width", "2", "--no-progress"]
@@ -28,7 +29,7 @@ def test_align_writes_fractions_and_a_model(trained, capsys):
     assert result["loss"] == "clip" and result["epochs"] == 1 and result["bias"] is None
     assert result["seconds"] > 0 and len(result["loss_history"]) == 1
     assert set(result["recall"]) == {"image_to_text", "text_to_image"}
-    assert torch.load(model, weights_only=True)["kind"] == "nce-align"
+    assert load_checkpoint(model, kind="align_model")["loss"] == "clip"
 
 
 def test_query_prints_matches_and_writes_a_png(trained, capsys):
@@ -45,7 +46,7 @@ def test_checkpoint_and_resume_continue_the_run(tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     argv = ["align", "--epochs", "2", "--batch-size", "128", "--width", "2", "--no-progress"]
     assert main([*argv, "--checkpoint", str(ckpt)]) == 0
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    assert load_checkpoint(ckpt, kind="align")["epoch"] == 2
     longer = ["align", "--epochs", "3", "--batch-size", "128", "--width", "2", "--no-progress"]
     # another number of epochs is another run: its checkpoint is refused
     assert main([*longer, "--checkpoint", str(ckpt), "--resume"]) == 2
@@ -83,10 +84,20 @@ def test_bad_queries_exit_2(tmp_path, trained, capsys):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
     torch.save({"something": 1}, tmp_path / "other.pt")
+    flipped = bytearray(model.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x10
+    (tmp_path / "flipped.pt").write_bytes(bytes(flipped))
+    saved = load_checkpoint(model, kind="align_model")
+    save_checkpoint({"x": 1}, tmp_path / "lm.pt", kind="lm")
+    huge = {**saved, "config": {**saved["config"], "dim": 10**12}}
+    save_checkpoint(huge, tmp_path / "huge.pt", kind="align_model")
     cases = [
-        ([str(tmp_path / "missing.pt"), "a three"], "no such model file"),
+        ([str(tmp_path / "missing.pt"), "a three"], "no such file"),
+        ([str(tmp_path / "flipped.pt"), "a three"], "content hash does not match"),
+        ([str(tmp_path / "huge.pt"), "a three"], "does not fit its config"),
         ([str(junk), "a three"], "not a model written by nce align"),
         ([str(tmp_path / "other.pt"), "a three"], "not a model written by nce align"),
+        ([str(tmp_path / "lm.pt"), "a three"], "is an nce language-model checkpoint"),
         ([str(model), "   "], "empty"),
         ([str(model), "a three", "--top", "0"], "--top must be >= 1"),
         ([str(model), "a three", "--out", str(model)], "would be overwritten"),

@@ -34,7 +34,14 @@ import torch
 
 from nce._atomic import atomic_write_bytes
 
-__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "load_state", "save_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "build_module",
+    "load_checkpoint",
+    "load_state",
+    "save_checkpoint",
+]
 
 MAGIC = b"nce checkpoint\n"
 VERSION = 2  # version 1: the legacy files, a bare torch.save dict without header
@@ -43,6 +50,8 @@ KINDS = {
     "lm": "an nce language-model checkpoint",
     "contrastive": "a trainer checkpoint",
     "encoder": "an nce encoder file",
+    "align": "an nce align trainer checkpoint",
+    "align_model": "a model written by nce align",
 }
 _ZIP = b"PK\x03\x04"  # torch.save's own format: the legacy files
 _MAX_DETAIL = 240
@@ -129,6 +138,42 @@ def load_state(target, state, checkpoint: Checkpoint, key: str) -> None:
         target.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         raise checkpoint.error(f"entry {key!r} does not fit: {_one_line(err)}") from err
+
+
+def build_module(
+    checkpoint: Checkpoint,
+    module_cls: type,
+    config: dict,
+    state: dict,
+    *,
+    config_key: str,
+    state_key: str,
+):
+    """``module_cls(**config)`` in the dtype of its saved weights ``state``, with them loaded, once
+    a build on the meta device (no memory) has shown that its parameters have the saved shapes: a
+    damaged config (a huge width) is refused before anything is allocated. ``config_key`` and
+    ``state_key`` name the entries in messages."""
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in module_cls(**config).state_dict().items()}
+    except Exception as err:
+        raise checkpoint.error(
+            f"entry '{config_key}' does not build a {module_cls.__name__}: {_one_line(err)}"
+        ) from err
+    for name, shape in shapes.items():
+        found = tuple(state[name].shape) if isinstance(state.get(name), torch.Tensor) else None
+        if found != shape:
+            have = "is missing" if found is None else f"has shape {found}"
+            raise checkpoint.error(
+                f"entry '{state_key}' does not fit its config {config}: {name} {have} but the "
+                f"config needs {shape}"
+            )
+    module = module_cls(**config)
+    dtypes = [v.dtype for v in state.values() if v.is_floating_point()]
+    if dtypes:
+        module = module.to(dtypes[0])  # float64 weights stay float64
+    load_state(module, state, checkpoint, state_key)
+    return module
 
 
 def _read_current(data: bytes, source: str, kind: str) -> dict:

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import torch
 
-from nce._atomic import atomic_torch_save
-from nce._validation import first_line
+from nce._checkpoint import build_module, load_checkpoint, save_checkpoint
 from nce.cli._output import (
     atomic_save_figure,
     atomic_write_json,
@@ -32,8 +31,6 @@ from nce.contrastive.captions import load_captioned_digits
 from nce.contrastive.image_text import ALIGN_LOSSES, align
 from nce.contrastive.towers import TwoTowerModel
 from nce.contrastive.zero_shot import embed_images, embed_texts
-
-MODEL_KIND = "nce-align"
 
 
 def add_arguments(parser) -> None:
@@ -134,9 +131,8 @@ def _train(args) -> int:
     )
     if args.output:
         model = result.model
-        atomic_torch_save(
+        save_checkpoint(
             {
-                "kind": MODEL_KIND,
                 "loss": args.loss,
                 "config": model.config,
                 "state_dict": model.state_dict(),
@@ -145,6 +141,7 @@ def _train(args) -> int:
                 "bias": result.bias,
             },
             args.output,
+            kind="align_model",
         )
         print(f"wrote {args.output}")
     if args.json:
@@ -154,17 +151,18 @@ def _train(args) -> int:
 
 
 def load_model(path: str) -> tuple[TwoTowerModel, dict]:
-    """The towers saved by ``nce align -o`` and the saved dict; anything else is an InputError."""
-    if not Path(path).is_file():
-        raise InputError(f"{path}: no such model file")
-    try:
-        saved = torch.load(path, weights_only=True)
-    except Exception as err:
-        raise InputError(f"{path}: not a model written by nce align ({first_line(err)})") from err
-    if not isinstance(saved, dict) or saved.get("kind") != MODEL_KIND:
-        raise InputError(f"{path}: not a model written by nce align")
-    model = TwoTowerModel(**saved["config"])
-    model.load_state_dict(saved["state_dict"])
+    """The towers saved by ``nce align -o`` and the saved entries; a missing, damaged or foreign
+    file raises a :class:`~nce._checkpoint.CheckpointError` naming it (exit 2)."""
+    saved = load_checkpoint(path, kind="align_model")
+    model = build_module(
+        saved,
+        TwoTowerModel,
+        saved.entry("config", dict),
+        saved.entry("state_dict", dict),
+        config_key="config",
+        state_key="state_dict",
+    )
+    saved.entry("split", dict)
     return model.eval(), saved
 
 

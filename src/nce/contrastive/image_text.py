@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from nce._atomic import atomic_torch_save
+from nce._checkpoint import Checkpoint, load_checkpoint, load_state, save_checkpoint
 from nce._random import as_generator, as_seed, seeded
 from nce._validation import check_in_range, check_int, check_positive, first_line
 from nce.contrastive.augment import digits_augmentation
@@ -195,30 +195,25 @@ class AlignTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a ``state_dict`` written by a trainer of the same configuration."""
-        if state.get("config") != self._config():
-            raise ValueError(
-                "checkpoint was written by a trainer with another configuration: "
-                f"{state.get('config')} vs {self._config()}"
+        """Restore a ``state_dict`` written by a trainer of the same configuration; a missing or
+        mismatched entry raises a :class:`~nce._checkpoint.CheckpointError` naming it."""
+        saved = state if isinstance(state, Checkpoint) else Checkpoint(state, "state_dict")
+        if saved.entry("config", dict) != self._config():
+            raise saved.error(
+                "was written by a trainer with another configuration: "
+                f"{saved['config']} vs {self._config()}"
             )
-        self.model.load_state_dict(state["model"])
-        self.loss_fn.load_state_dict(state["loss_fn"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        self.history_ = list(state["history"])
-        self.epoch_ = int(state["epoch"])
+        for key in ("model", "loss_fn", "optimizer", "scheduler"):
+            load_state(getattr(self, key), saved.entry(key, dict), saved, key)
+        try:
+            self.generator.set_state(saved.entry("generator", torch.Tensor))
+        except (RuntimeError, TypeError) as err:
+            raise saved.error(f"entry 'generator' does not fit: {first_line(err)}") from err
+        self.history_ = [float(v) for v in saved.entry("history", list)]
+        self.epoch_ = int(saved.entry("epoch", int))
 
     def _load_checkpoint(self) -> None:
-        try:
-            state = torch.load(self.checkpoint, weights_only=True)
-        except Exception as err:
-            raise ValueError(
-                f"checkpoint {self.checkpoint}: not an align checkpoint ({first_line(err)})"
-            ) from err
-        if not isinstance(state, dict) or "loss_fn" not in state:
-            raise ValueError(f"checkpoint {self.checkpoint}: not an align checkpoint")
-        self.load_state_dict(state)
+        self.load_state_dict(load_checkpoint(self.checkpoint, kind="align"))
 
     def _loss_parameters_finite(self) -> bool:
         values = [p.detach() for p in self.loss_fn.parameters()]
@@ -284,7 +279,7 @@ class AlignTrainer:
             self.epoch_ += 1
             bar.set_postfix(loss=f"{self.history_[-1]:.4f}", refresh=False)
             if self.checkpoint is not None:
-                atomic_torch_save(self.state_dict(), self.checkpoint)
+                save_checkpoint(self.state_dict(), self.checkpoint, kind="align")
         self.model.eval()
         return self
 

@@ -16,6 +16,7 @@ from torch.distributions import Distribution
 from nce._checkpoint import (
     Checkpoint,
     _one_line,
+    build_module,
     load_checkpoint,
     load_state,
     save_checkpoint,
@@ -133,34 +134,19 @@ def _load_model(saved: Checkpoint, model: EnergyModel | None) -> EnergyModel:
                 f"unknown model class {name!r} (the built-in ones are {', '.join(_BUILTIN_MODELS)})"
             )
         config = saved.entry("config", dict, within=entry, name="model.config")
-        model = _build(saved, _BUILTIN_MODELS[name], config, state)
-    elif not isinstance(model, EnergyModel):
+        return build_module(
+            saved,
+            _BUILTIN_MODELS[name],
+            config,
+            state,
+            config_key="model.config",
+            state_key="model.state",
+        )
+    if not isinstance(model, EnergyModel):
         raise TypeError(f"model must be an nce.models.EnergyModel, got {type(model).__name__}")
     model = model.to(next(iter(state.values())).dtype)
     load_state(model, state, saved, "model.state")
     return model
-
-
-def _build(saved: Checkpoint, model_cls: type, config: dict, state: dict) -> EnergyModel:
-    """``model_cls(**config)``, once a build on the meta device (no memory) shows that its
-    parameters have the shapes of the saved ``state``: a damaged config (a huge ``hidden``) is
-    refused before anything is allocated."""
-    try:
-        with torch.device("meta"):
-            shapes = {k: tuple(v.shape) for k, v in model_cls(**config).state_dict().items()}
-    except Exception as err:
-        raise saved.error(
-            f"entry 'model.config' does not build a {model_cls.__name__}: {_one_line(err)}"
-        ) from err
-    for key, shape in shapes.items():
-        found = tuple(state[key].shape) if key in state else None
-        if found != shape:
-            have = "is missing" if found is None else f"has shape {found}"
-            raise saved.error(
-                f"entry 'model.state' does not fit its config {config}: {key} {have} but the "
-                f"config needs {shape}"
-            )
-    return model_cls(**config)
 
 
 def _load_noise(saved: Checkpoint, noise, dim: int) -> Noise:
