@@ -1,0 +1,1 @@
+"""Dual-encoder retrieval: built-in parallel text."""
