@@ -19,7 +19,7 @@ test: $(READY)
 	$(PYTHON) -m pytest -q -n 2
 
 lint: $(READY)
-	$(VENV)/bin/ruff check src tests benchmarks examples conftest.py
+	$(VENV)/bin/ruff check src tests benchmarks examples tools conftest.py
 
 bench: $(READY)
 	$(PYTHON) benchmarks/bench_losses.py
