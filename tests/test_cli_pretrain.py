@@ -121,3 +121,23 @@ def test_diverging_pretraining_exits_2_naming_lr_and_the_epoch(blobs, capsys):
     assert "nce pretrain: error: contrastive training diverged in epoch" in err
     assert "lower --lr (now 1e+06)" in err and "NaN or Inf value" not in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_command_defaults_are_the_library_defaults_the_benchmark_measures():
+    import inspect
+
+    from nce.contrastive import pretrain as library_pretrain
+
+    library = {
+        name: p.default for name, p in inspect.signature(library_pretrain).parameters.items()
+    }
+    parser = argparse.ArgumentParser()
+    pretrain.add_arguments(parser)
+    command = vars(parser.parse_args([]))
+    for option in ("loss", "temperature", "epochs", "batch_size", "lr", "moco", "queue_size"):
+        assert command[option] == library[option], option
+    for option in ("width", "test_size"):
+        assert command[option] == library[option], option
+    assert command["seed"] == library["random_state"]
+    # BENCHMARKS.md's headline protocol: SimCLR's nt_xent at τ = 1 for 150 epochs of batch 256
+    assert (library["loss"], library["temperature"], library["epochs"]) == ("nt_xent", 1.0, 150)
