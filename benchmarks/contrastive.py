@@ -14,6 +14,7 @@ class.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -30,10 +31,15 @@ from nce.contrastive import (  # noqa: E402
     evaluate_representation,
     load_digits_split,
 )
+from nce.contrastive.pretraining import pretrain as library_pretrain  # noqa: E402
 
 import _report  # noqa: E402
 
 TARGET_ALL, TARGET_FEW = 0.98, 0.95
+# The protocol is the default of nce.contrastive.pretrain (and of `nce pretrain`).
+DEFAULTS = {
+    name: p.default for name, p in inspect.signature(library_pretrain).parameters.items()
+}
 
 
 def pretrain(data, *, loss, epochs, seed, temperature, moco=False, width=32, progress=True):
@@ -64,9 +70,9 @@ def pretrain(data, *, loss, epochs, seed, temperature, moco=False, width=32, pro
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=120)
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--temperature", type=float, default=DEFAULTS["temperature"])
     parser.add_argument("--quick", action="store_true", help="10 epochs, one seed, no write")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(

@@ -3,7 +3,8 @@
 Digits, stratified 70/30 split with seed 0; an MLP encoder (64 → 256 → 128 with batch norm) and a
 projection head (128 → 128 → 64) pretrained on the training images without labels, then frozen and
 probed (logistic regression with all labels and with 10 per class, 5-NN). One seed per setting:
-differences below about one point are within run-to-run noise.
+differences below about one point are within run-to-run noise. The tables and figures are drawn
+by nce.cli._study_report (the figures need matplotlib: pip install nce[plot]).
 
     python benchmarks/study_contrastive.py all            # every study, updates BENCHMARKS.md
     python benchmarks/study_contrastive.py temperature    # one study
@@ -20,14 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nce.cli._study_report import markdown_table, plot_study  # noqa: E402
 from nce.contrastive import load_digits_split  # noqa: E402
-from nce.contrastive.studies import (  # noqa: E402
-    STUDIES,
-    StudyConfig,
-    markdown_table,
-    plot_study,
-    run_study,
-)
+from nce.contrastive.studies import STUDIES, StudyConfig, run_study  # noqa: E402
 
 import _report  # noqa: E402
 

@@ -98,7 +98,7 @@ def test_probe_labels_and_output_paths_checked_before_training(tmp_path, blobs):
     few = np.array([0] * 100 + [1] * 5 + [2] * 15)
     labels = ["--labels", _write(tmp_path, "few.npy", few)]
     out = tmp_path / "enc.pt"
-    with pytest.raises(InputError, match="class 1 has 3 training sample"):
+    with pytest.raises(ValueError, match="class 1 has 3 training sample"):
         _run([*data, *labels, "-o", str(out)])
     assert not out.exists()
     (tmp_path / "folder").mkdir()
@@ -106,5 +106,38 @@ def test_probe_labels_and_output_paths_checked_before_training(tmp_path, blobs):
         _run([*data, "--json", str(tmp_path / "folder"), "-o", str(out)])
     assert not out.exists()
     huge = _write(tmp_path, "huge.npy", np.full((20, 3), 1e308))
-    with pytest.raises(InputError, match="too large"):
+    with pytest.raises(ValueError, match="too large"):
         _run(["--data", huge, "--epochs", "1"])
+
+
+def test_diverging_pretraining_exits_2_naming_lr_and_the_epoch(blobs, capsys):
+    from nce.cli.main import main
+
+    out = blobs / "enc.pt"
+    argv = ["pretrain", "--data", str(blobs / "x.npy"), "--labels", str(blobs / "y.npy")]
+    argv += ["--epochs", "20", "--batch-size", "32", "--width", "4", "--lr", "1e6"]
+    assert main([*argv, "--no-progress", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nce pretrain: error: contrastive training diverged in epoch" in err
+    assert "lower --lr (now 1e+06)" in err and "NaN or Inf value" not in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_command_defaults_are_the_library_defaults_the_benchmark_measures():
+    import inspect
+
+    from nce.contrastive import pretrain as library_pretrain
+
+    library = {
+        name: p.default for name, p in inspect.signature(library_pretrain).parameters.items()
+    }
+    parser = argparse.ArgumentParser()
+    pretrain.add_arguments(parser)
+    command = vars(parser.parse_args([]))
+    for option in ("loss", "temperature", "epochs", "batch_size", "lr", "moco", "queue_size"):
+        assert command[option] == library[option], option
+    for option in ("width", "test_size"):
+        assert command[option] == library[option], option
+    assert command["seed"] == library["random_state"]
+    # BENCHMARKS.md's headline protocol: SimCLR's nt_xent at τ = 1 for 150 epochs of batch 256
+    assert (library["loss"], library["temperature"], library["epochs"]) == ("nt_xent", 1.0, 150)

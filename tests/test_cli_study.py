@@ -61,3 +61,41 @@ def test_budget_reaches_the_batch_size_study(tmp_path, monkeypatch):
         "budget_seconds": 2.5,
         "sizes": (16, 32, 64, 128),
     }
+
+
+def test_without_matplotlib_the_study_stops_before_training_naming_the_extra(
+    tmp_path, monkeypatch, capsys
+):
+    import sys
+
+    from nce.cli.main import main
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the study ran although its figure cannot be drawn")
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    monkeypatch.setattr(study, "run_study", no_training)
+    out = tmp_path / "out"
+    assert main(["study", "noise", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "needs matplotlib" in err and "pip install nce[plot]" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_library_needs_no_matplotlib():
+    import pathlib
+    import subprocess
+    import sys
+
+    import nce
+
+    root = pathlib.Path(nce.__file__).parent
+    library = [p for p in root.rglob("*.py") if "cli" not in p.relative_to(root).parts]
+    assert [str(p) for p in library if "matplotlib" in p.read_text()] == []
+    code = (
+        "import sys, pkgutil, importlib; sys.modules['matplotlib'] = None; import nce; "
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(nce.__path__, 'nce.') "
+        "if not m.name.startswith('nce.cli')]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root.parent)

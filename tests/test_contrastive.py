@@ -12,6 +12,7 @@ from nce.contrastive import (
     Compose,
     ContrastiveTrainer,
     ConvEncoder,
+    DivergenceError,
     GaussianNoise,
     KeyQueue,
     MLPEncoder,
@@ -27,6 +28,7 @@ from nce.contrastive import (
     effective_rank,
     knn_accuracy,
     linear_probe,
+    pretrain,
     sparsity,
     uniformity,
 )
@@ -285,6 +287,78 @@ def test_random_state_fixes_the_run():
     assert a.history_ == b.history_ and a.history_ != c.history_
 
 
+def test_random_state_takes_a_generator_and_leaves_the_global_generator_alone():
+    x, _ = _blobs()
+    a = _trainer(epochs=2, random_state=torch.Generator().manual_seed(3))
+    b = _trainer(epochs=2, random_state=torch.Generator().manual_seed(3))
+    before = torch.random.get_rng_state()
+    assert a.fit(x).history_ == b.fit(x).history_
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert len(_trainer(epochs=1, random_state=None).fit(x).history_) == 1
+    with pytest.raises(TypeError, match="random_state must be None, an int or a torch.Generator"):
+        _trainer(random_state="0")
+
+
+def test_fit_takes_arrays_lists_and_tensors_alike():
+    x, _ = _blobs()
+    want = _trainer(epochs=1).fit(x).history_
+    assert _trainer(epochs=1).fit(x.numpy().astype(np.float64)).history_ == want
+    assert _trainer(epochs=1).fit(x.tolist()).history_ == want
+
+
+def test_diverging_training_names_lr_and_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
+    x, _ = _blobs()
+    path = tmp_path / "ckpt.pt"
+    trainer = _trainer(epochs=20, checkpoint=path)
+    trainer.lr = 1e6
+    with pytest.raises(DivergenceError, match=r"diverged in epoch \d+: .* lower lr \(now 1e\+06\)"):
+        trainer.fit(x)
+    assert trainer.epoch_ >= 1
+    saved = load_checkpoint(path, kind="contrastive")
+    assert saved["epoch"] == trainer.epoch_
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+def test_outputs_too_large_before_any_step_blame_the_data_not_divergence():
+    x = torch.ones(32, 8)
+    encoder = torch.nn.Linear(8, 4)
+    with torch.no_grad():
+        encoder.weight.fill_(10.0)  # 8 inputs of 1e37 times 10 overflow float32
+    trainer = ContrastiveTrainer(encoder, reinitialize=False, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="before any training step .* too large"):
+        trainer.fit(x * 1e37)
+
+
+def test_loss_options_reach_supervised_info_nce(monkeypatch):
+    x, y = _blobs()
+    seen = []
+    real = nce.contrastive.trainer.supervised_info_nce
+
+    def spy(embeddings, labels, **kw):
+        seen.append(kw)
+        return real(embeddings, labels, **kw)
+
+    monkeypatch.setattr(nce.contrastive.trainer, "supervised_info_nce", spy)
+    _trainer(loss="supervised_info_nce", loss_options={"chunk_size": 8}, epochs=1).fit(x, y)
+    assert seen and all(kw["chunk_size"] == 8 for kw in seen)
+
+
+@pytest.mark.parametrize(
+    "loss, options, message",
+    [
+        ("supervised_info_nce", {"tau_plus": 0.1}, r"\['tau_plus'\] are not options of"),
+        ("nt_xent", {"bogus": 1}, r"\['bogus'\] are not options of loss='nt_xent'"),
+        ("info_nce", {"reduction": "none"}, "the trainer sets temperature, reduction"),
+        ("soft_info_nce", {"beta": 1.0}, "which takes .*'smoothing'"),
+        ("nt_xent", {"temperature": 0.5}, "pass the temperature as temperature="),
+        (lambda z1, z2, labels: z1.sum(), {"chunk_size": 8}, "apply to a named loss"),
+    ],
+)
+def test_loss_options_a_loss_does_not_take_are_refused(loss, options, message):
+    with pytest.raises(ValueError, match=message):
+        _trainer(loss=loss, loss_options=options)
+
+
 def test_reinitialize_false_keeps_given_weights():
     x, _ = _blobs()
     encoder = MLPEncoder(8, (16,))
@@ -341,6 +415,49 @@ def test_trainer_argument_errors():
         ContrastiveTrainer(enc, loss="supervised_info_nce", epochs=1, progress=False).fit(
             torch.randn(10, 8)
         )
+
+
+# ------------------------------------------------------------------ pretrain
+
+
+def test_pretrain_splits_trains_and_probes():
+    x, y = _blobs(n=160)
+    result = pretrain(x.numpy(), y.numpy(), epochs=2, batch_size=32, width=4, progress=False)
+    assert len(result.train_indices) == 112 and len(result.test_indices) == 48
+    assert not set(result.train_indices) & set(result.test_indices)
+    assert len(result.loss_history) == 2 and result.seconds > 0
+    assert result.encoder_config == {"class": "MLPEncoder", "in_features": 8, "hidden": (32, 16)}
+    assert result.linear_probe_accuracy > 0.9
+    assert set(result.probes()) == {
+        "linear_probe_accuracy",
+        "linear_probe_accuracy_10_per_class",
+        "knn_accuracy",
+    }
+    assert result.encoder(torch.zeros(2, 8)).shape == (2, 16)
+    unlabelled = pretrain(x, epochs=1, batch_size=32, width=4, progress=False)
+    assert unlabelled.linear_probe_accuracy is None and unlabelled.probes() == {}
+    images = pretrain(torch.rand(40, 6, 6), epochs=1, batch_size=16, width=2, progress=False)
+    assert images.encoder_config == {"class": "ConvEncoder", "in_channels": 1, "width": 2}
+
+
+def test_pretrain_refuses_bad_input_before_training():
+    x, y = _blobs(n=40)
+    with pytest.raises(ValueError, match=r"y must have shape \(40,\)"):
+        pretrain(x, y[:39], progress=False)
+    with pytest.raises(ValueError, match="class 0 has 7 training sample"):
+        pretrain(x, y, progress=False)
+    with pytest.raises(ValueError, match="test_size must lie in"):
+        pretrain(x, test_size=1.0, progress=False)
+    with pytest.raises(ValueError, match="needs labels y"):
+        pretrain(x, loss="supervised_info_nce", progress=False)
+    with pytest.raises(ValueError, match="must be 2-D or 3-D or 4-D"):
+        pretrain(torch.zeros(40), progress=False)
+
+
+def test_pretrain_reports_divergence():
+    x, _ = _blobs()
+    with pytest.raises(DivergenceError, match="lower lr"):
+        pretrain(x, lr=1e6, epochs=20, batch_size=32, width=4, progress=False)
 
 
 # ------------------------------------------------------------------ evaluation and metrics

@@ -82,7 +82,7 @@ def test_nce_matches_mnih_teh_reference(shared, log_z):
 
     def score(w, i):
         s = hidden[i] @ layer.embedding.weight[w] + layer.bias.weight[w, 0]
-        return s - layer.log_partition_model(hidden)[i]
+        return s - layer.nce_log_partition(hidden)[i]
 
     total = 0.0
     for i in range(N):
@@ -148,3 +148,49 @@ def test_bad_arguments():
         NCEOutput(V, D, torch.ones(V), 0)
     with pytest.raises(ValueError, match="sparse=True needs loss='nce' or 'ranking'"):
         NCEOutput(V, D, torch.ones(V), 3, loss="full", sparse=True)
+
+
+def test_target_the_noise_never_draws_is_refused_with_the_reason():
+    hidden, targets = _data()
+    counts = torch.ones(V)
+    counts[3] = 0  # targets hold class 3
+    layer = _layer(counts, 3, "nce")
+    with pytest.raises(ValueError, match=r"class\(es\) 3 to which the noise gives probability 0"):
+        layer(hidden, targets)
+    with pytest.raises(ValueError, match="smooth the noise counts"):
+        layer(hidden, targets)
+    assert torch.isfinite(layer(hidden, torch.tensor([0, 1, 2, 4])))
+    ranking = _layer(counts, 3, "ranking")  # the softmax losses never read q(target)
+    assert torch.isfinite(ranking(hidden, targets, generator=torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("loss", ["nce", "ranking", "full"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_hidden_of_another_dtype_gets_one_clear_error(loss, dtype):
+    hidden, targets = _data()  # float64 data, and a float64 layer below
+    layer = _layer(torch.ones(V), 3, loss)
+    message = rf"hidden has dtype {dtype} but the layer's weights are torch.float64"
+    with pytest.raises(TypeError, match=message):
+        layer(hidden.to(dtype), targets)
+    with pytest.raises(TypeError, match=message):
+        layer.log_prob(hidden.to(dtype))
+
+
+@pytest.mark.parametrize("loss", ["nce", "ranking", "full"])
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_every_loss_takes_every_integer_target_dtype(loss, dtype):
+    hidden, targets = _data()
+    layer = _layer(torch.arange(1, V + 1), 3, loss)
+    want = layer(hidden, targets, generator=torch.Generator().manual_seed(2))
+    got = layer(hidden, targets.to(dtype), generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(got, want)
+
+
+def test_log_partition_model_is_a_deprecated_name_of_nce_log_partition():
+    hidden, _ = _data()
+    layer = _layer(torch.ones(V), 3, "nce", log_z="context")
+    with pytest.warns(DeprecationWarning, match="use nce_log_partition"):
+        old = layer.log_partition_model(hidden)
+    torch.testing.assert_close(old, layer.nce_log_partition(hidden))
+    with pytest.raises(ValueError, match="has no NCE log Z; see log_partition"):
+        _layer(torch.ones(V), 3, "full").nce_log_partition(hidden)

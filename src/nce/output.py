@@ -24,6 +24,7 @@ logits, unless ``loss="full"``.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -57,9 +58,13 @@ class NCEOutput(nn.Module):
             or SGD): the step then touches only the rows it read.
 
     Shape:
-        - hidden: (N, D); targets: (N,) int64
+        - hidden: (N, D), of the layer's dtype; targets: (N,) of any integer dtype
         - forward: () the mean training loss
-        - log_prob: (N, V); log_partition: (N,)
+        - log_prob: (N, V); log_partition, nce_log_partition: (N,)
+
+    Binary NCE compares the model with the noise at the target, :math:`\log q(w)`: a target class
+    that the noise gives probability 0 cannot be scored, and ``forward`` refuses it (smooth the
+    counts, e.g. ``counts + 1``, or use a noise that covers every class).
 
     Example:
         >>> import torch
@@ -130,16 +135,33 @@ class NCEOutput(nn.Module):
             return hidden @ u.T + b
         return torch.einsum("nd,nkd->nk", hidden, u) + b
 
-    def log_partition_model(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The model's :math:`\\log Z(h)` used by "nce": learned, per context or fixed; (N,)."""
+    def nce_log_partition(self, hidden: torch.Tensor) -> torch.Tensor:
+        r"""The :math:`\log Z(h)` that ``loss="nce"`` subtracts from the scores (set by ``log_z``:
+        learned, a linear function of the context, or fixed), (N,); compare it with the exact
+        :meth:`log_partition`."""
         if self.log_z_mode == "unused":
-            raise ValueError(f"loss={self.loss!r} has no model log Z; see log_partition(hidden)")
+            raise ValueError(
+                f"loss={self.loss!r} normalizes by itself and has no NCE log Z; see "
+                "log_partition(hidden)"
+            )
         if self.log_z_mode == "context":
             return self.log_z(hidden).squeeze(-1)
         return self.log_z.expand(hidden.shape[0])
 
+    def log_partition_model(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Deprecated name of :meth:`nce_log_partition` (removed in the next release)."""
+        warnings.warn(
+            "NCEOutput.log_partition_model is deprecated and will be removed in the next release; "
+            "use nce_log_partition",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.nce_log_partition(hidden)
+
     def forward(self, hidden, targets, generator: torch.Generator | None = None) -> torch.Tensor:
         hidden, targets = self._check(hidden, targets)
+        if self.loss == "nce":
+            log_q_targets = self._noise_log_prob_of_targets(targets).to(hidden.dtype)
         if self.loss == "full":
             logits = hidden @ self.embedding.weight.T + self.bias.weight.squeeze(-1)
             return F.cross_entropy(logits, targets)
@@ -147,13 +169,13 @@ class NCEOutput(nn.Module):
         noise_ids = self.noise.sample(shape, generator=generator).to(targets.device)
         if self.loss == "ranking":
             return self._ranking(hidden, targets, noise_ids)
-        log_z = self.log_partition_model(hidden)
+        log_z = self.nce_log_partition(hidden)
         target_scores = self.scores(hidden, targets.unsqueeze(1)).squeeze(1) - log_z
         noise_scores = self.scores(hidden, noise_ids) - log_z.unsqueeze(1)
         log_q_noise = self.noise.log_prob(noise_ids).to(hidden.dtype)
         return binary_nce(
             target_scores,
-            self.noise.log_prob(targets).to(hidden.dtype),
+            log_q_targets,
             noise_scores,
             log_q_noise.expand_as(noise_scores),
         )
@@ -188,14 +210,35 @@ class NCEOutput(nn.Module):
         hidden = self._check(hidden)[0]
         return torch.logsumexp(hidden @ self.embedding.weight.T + self.bias.weight.T, 1)
 
+    def _noise_log_prob_of_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log q(w)` of each target, refusing a class the noise never draws."""
+        log_q = self.noise.log_prob(targets)
+        impossible = ~torch.isfinite(log_q)
+        if bool(impossible.any()):
+            classes = sorted({int(c) for c in targets[impossible]})
+            shown = ", ".join(map(str, classes[:5])) + (", ..." if len(classes) > 5 else "")
+            raise ValueError(
+                f"targets hold class(es) {shown} to which the noise gives probability 0: binary "
+                "NCE compares the model with the noise at the target and cannot score them; "
+                "smooth the noise counts (e.g. counts + 1) or use a noise over every class"
+            )
+        return log_q
+
     def _check(self, hidden, targets=None):
         check_tensor("hidden", hidden, 2)
         if hidden.shape[1] != self.dim:
             raise ValueError(
                 f"hidden has {hidden.shape[1]} columns but the layer has dim {self.dim}"
             )
+        weight_dtype = self.embedding.weight.dtype
+        if hidden.dtype != weight_dtype:
+            raise TypeError(
+                f"hidden has dtype {hidden.dtype} but the layer's weights are {weight_dtype}: "
+                f"convert hidden.to({weight_dtype}) or the layer with layer.to({hidden.dtype})"
+            )
         if targets is not None:
             check_ids("targets", targets, shape=hidden.shape[:1], num_classes=self.num_classes)
+            targets = targets.long()
         return hidden, targets
 
     def extra_repr(self) -> str:

@@ -6,15 +6,15 @@ feature masking and Gaussian noise. The samples are split into train and test (s
 labels are given); pretraining sees the training samples without labels. With labels (built in for
 digits, ``--labels PATH.npy`` otherwise) the command prints and writes the linear-probe accuracy
 with all labels and with 10 labels per class, and the 5-NN accuracy, as fractions in [0, 1].
+The defaults are the benchmark protocol (SimCLR's nt_xent at τ = 1, 150 epochs of batch 256): on
+digits they give about 99 % with all labels and 95 % with 10 labels per class.
 
-    nce pretrain --data digits --loss nt_xent --epochs 100 --batch-size 256 \\
-        --json probe.json -o encoder.pt
+    nce pretrain --data digits --json probe.json -o encoder.pt
 """
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,25 +27,14 @@ from nce.cli._output import (
     check_output_path,
 )
 from nce.cli._table import InputError
-from nce.contrastive import (
-    LOSSES,
-    Compose,
-    ContrastiveTrainer,
-    ConvEncoder,
-    GaussianNoise,
-    MLPEncoder,
-    ProjectionHead,
-    RandomMask,
-    digits_augmentation,
-    evaluate_representation,
-)
+from nce.contrastive import LOSSES, DivergenceError, pretraining
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", default="digits", help="'digits' or a .npy array of samples")
     parser.add_argument("--labels", help="a .npy array of integer labels, one per sample")
     parser.add_argument("--loss", default="nt_xent", choices=LOSSES)
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="τ (1.0 measured best on digits)"
@@ -124,48 +113,9 @@ def load_data(data: str, labels: str | None) -> tuple[np.ndarray, np.ndarray | N
     return x, y, kind
 
 
-def _split(x, y, test_size: float, seed: int):
-    from sklearn.model_selection import train_test_split
-
-    if not 0 < test_size < 1:
-        raise InputError(f"--test-size must lie in (0, 1), got {test_size}")
-    idx = np.arange(len(x))
-    stratify = None
-    if y is not None and np.unique(y, return_counts=True)[1].min() >= 2:
-        stratify = y
-    try:
-        a, b = train_test_split(idx, test_size=test_size, stratify=stratify, random_state=seed)
-    except ValueError as err:
-        raise InputError(f"--test-size {test_size}: cannot split {len(x)} samples ({err})") from err
-    return a, b
-
-
-def _check_probe_labels(y_train: np.ndarray) -> None:
-    """The probes need two classes and 10 training samples of each (checked before training)."""
-    classes, counts = np.unique(y_train, return_counts=True)
-    if len(classes) < 2:
-        raise InputError("--labels: need at least 2 classes in the training split")
-    if counts.min() < 10:
-        raise InputError(
-            f"--labels: class {int(classes[counts.argmin()])} has {int(counts.min())} training "
-            "sample(s); the 10-labels-per-class probe needs at least 10 of each class"
-        )
-
-
-def _prepare(x: np.ndarray, kind: str, train: np.ndarray):
-    """Scale with training statistics: images to [0, 1], vectors to zero mean, unit variance."""
-    if kind == "images":
-        lo, hi = x[train].min(), x[train].max()
-        return (x - lo) / (hi - lo if hi > lo else 1.0)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = x[train].mean(0), x[train].std(0)
-    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
-        raise InputError("--data: values too large to standardize (their variance overflows)")
-    return (x - mean) / np.where(std > 0, std, 1.0)
-
-
 def pretrain(args, *, quiet: bool = False) -> dict:
-    """Run the command's work and return its results (also used by ``nce demo``)."""
+    """Check the options, call :func:`nce.contrastive.pretrain`, print, write the encoder, and
+    return the results (also used by ``nce demo``)."""
     for name, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 2)):
         if value < low:
             raise InputError(f"{name} must be >= {low}, got {value}")
@@ -184,79 +134,63 @@ def pretrain(args, *, quiet: bool = False) -> dict:
         if path and not (flag == "--checkpoint" and args.resume):
             check_output_path(path, flag)
             check_not_an_input(path, (args.data, args.labels), flag)
-    x, y, kind = load_data(args.data, args.labels)
+    if not 0 < args.test_size < 1:
+        raise InputError(f"--test-size must lie in (0, 1), got {args.test_size}")
+    x, y, _ = load_data(args.data, args.labels)
     if args.loss == "supervised_info_nce" and y is None:
         raise InputError("--loss supervised_info_nce needs labels (--labels)")
-    train, test = _split(x, y, args.test_size, args.seed)
-    if y is not None:
-        _check_probe_labels(y[train])
-    x = torch.as_tensor(_prepare(x, kind, train), dtype=torch.float32)
-    if not torch.isfinite(x).all():
-        raise InputError(
-            f"--data: {args.data}: values too large for float32 once scaled "
-            f"({int((~torch.isfinite(x)).sum())} become Inf or NaN)"
-        )
-    if kind == "images":
-        encoder = ConvEncoder(in_channels=x.shape[1], width=args.width)
-        encoder_spec = {"class": "ConvEncoder", "in_channels": x.shape[1], "width": args.width}
-        augment = digits_augmentation()
-    else:
-        hidden = (8 * args.width, 4 * args.width)
-        encoder = MLPEncoder(x.shape[1], hidden)
-        encoder_spec = {"class": "MLPEncoder", "in_features": x.shape[1], "hidden": hidden}
-        augment = Compose([RandomMask(0.1), GaussianNoise(0.1)])
     options = {}
     if args.loss == "debiased_info_nce":
         options = {"tau_plus": args.tau_plus, "beta": args.beta}
-    trainer = ContrastiveTrainer(
-        encoder,
-        ProjectionHead(encoder.out_features, 128, 64),
-        loss=args.loss,
-        temperature=args.temperature,
-        loss_options=options,
-        augment=augment,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        moco=args.moco,
-        queue_size=args.queue_size,
-        checkpoint=args.checkpoint,
-        progress=not args.no_progress,
-        random_state=args.seed,
-    )
-    t0 = time.perf_counter()
-    trainer.fit(x[train], None if y is None else y[train], resume=args.resume)
-    seconds = time.perf_counter() - t0
+    try:
+        result = pretraining.pretrain(
+            x,
+            y,
+            loss=args.loss,
+            temperature=args.temperature,
+            loss_options=options,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            moco=args.moco,
+            queue_size=args.queue_size,
+            width=args.width,
+            test_size=args.test_size,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            progress=not args.no_progress,
+            random_state=args.seed,
+        )
+    except DivergenceError as err:
+        raise InputError(err.describe("--lr")) from err
+    encoder_spec, encoder = result.encoder_config, result.encoder
     results = {
         "data": args.data,
         "samples": int(len(x)),
-        "train_samples": int(len(train)),
-        "test_samples": int(len(test)),
+        "train_samples": len(result.train_indices),
+        "test_samples": len(result.test_indices),
         "loss": args.loss,
         "moco": bool(args.moco),
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "temperature": args.temperature,
         "seed": args.seed,
-        "loss_history": trainer.history_,
-        "pretraining_seconds": seconds,
+        "loss_history": result.loss_history,
+        "pretraining_seconds": result.seconds,
+        **result.probes(),
     }
     if not quiet:
+        history = result.loss_history
         print(
             f"pretrained {encoder_spec['class']} with {args.loss}{' (MoCo)' if args.moco else ''} "
-            f"on {len(train)} samples for {args.epochs} epochs in {seconds:.1f} s; "
-            f"loss {trainer.history_[0]:.4f} -> {trainer.history_[-1]:.4f}"
+            f"on {len(result.train_indices)} samples for {args.epochs} epochs in "
+            f"{result.seconds:.1f} s; loss {history[0]:.4f} -> {history[-1]:.4f}"
         )
-    if y is not None:
-        probe = evaluate_representation(
-            trainer.transform(x[train]), y[train], trainer.transform(x[test]), y[test]
-        )
-        results.update(probe.as_dict())
-        if not quiet:
+        if result.linear_probe_accuracy is not None:
             print(
-                f"linear probe accuracy: {probe.linear_probe_accuracy:.4f} (all labels), "
-                f"{probe.linear_probe_accuracy_10_per_class:.4f} (10 labels per class); "
-                f"5-NN accuracy: {probe.knn_accuracy:.4f}"
+                f"linear probe accuracy: {result.linear_probe_accuracy:.4f} (all labels), "
+                f"{result.linear_probe_accuracy_10_per_class:.4f} (10 labels per class); "
+                f"5-NN accuracy: {result.knn_accuracy:.4f}"
             )
     if args.output:
         payload = {"encoder": encoder_spec, "state_dict": encoder.state_dict()}

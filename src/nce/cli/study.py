@@ -6,7 +6,8 @@
 Each study pretrains small encoders on the digits training split (stratified 70/30, seed 0) and
 probes their frozen features (see :mod:`nce.contrastive.studies`). The command prints a Markdown
 table and writes ``study_<name>.md``, ``study_<name>.json`` (the rows) and ``study_<name>.png``
-into ``--out``.
+into ``--out``. The figure needs matplotlib (``pip install nce[plot]``); without it the command
+stops with status 2 before any training.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from nce.cli._output import (
     check_output_folder,
     check_output_path,
 )
+from nce.cli._plot import pyplot
+from nce.cli._study_report import markdown_table, plot_study
 from nce.cli._table import InputError
 from nce.contrastive import DigitsSplit, load_digits_split
-from nce.contrastive.studies import STUDIES, StudyConfig, markdown_table, plot_study, run_study
+from nce.contrastive.studies import STUDIES, StudyConfig, run_study
 
 
 def add_arguments(parser) -> None:
@@ -90,6 +93,7 @@ def run(args) -> int:
     check_output_folder(args.out, "--out")
     if args.json:
         check_output_path(args.json, "--json")
+    pyplot("nce study")  # the figure comes last: refuse before the training when it cannot be drawn
     data = _data(args.max_train)
     config = StudyConfig(
         epochs=args.epochs,

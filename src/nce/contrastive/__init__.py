@@ -8,11 +8,14 @@ the noise drawn from the data itself, and every loss of :mod:`nce.functional` ca
 * :mod:`~nce.contrastive.encoders` — small encoders and SimCLR's projection head;
 * :mod:`~nce.contrastive.trainer` — :class:`ContrastiveTrainer`: SimCLR, or MoCo
   (``moco=True``);
+* :mod:`~nce.contrastive.pretraining` — :func:`pretrain`: split, pretrain and probe in one call
+  (the work of ``nce pretrain``);
 * :mod:`~nce.contrastive.queue`, :mod:`~nce.contrastive.momentum` — MoCo's key queue and
   momentum encoder;
 * :mod:`~nce.contrastive.evaluate` — linear probe and k-NN accuracy of frozen features;
 * :mod:`~nce.contrastive.metrics` — alignment, uniformity, effective rank, sparsity;
-* :mod:`~nce.contrastive.data` — the digits benchmark split.
+* :mod:`~nce.contrastive.data` — the digits benchmark split;
+* :mod:`~nce.contrastive.studies` — measured studies of the practical claims (rows of numbers).
 
 Example:
     >>> from nce.contrastive import ContrastiveTrainer, ConvEncoder, ProjectionHead
@@ -47,8 +50,9 @@ from nce.contrastive.evaluate import (
 from nce.contrastive.image_text import AlignResult, AlignTrainer, align
 from nce.contrastive.metrics import alignment, effective_rank, sparsity, uniformity
 from nce.contrastive.momentum import MomentumEncoder
+from nce.contrastive.pretraining import PretrainResult, pretrain
 from nce.contrastive.queue import KeyQueue
-from nce.contrastive.trainer import LOSSES, ContrastiveTrainer
+from nce.contrastive.trainer import LOSSES, ContrastiveTrainer, DivergenceError
 
 __all__ = [
     "AlignResult",
@@ -58,10 +62,12 @@ __all__ = [
     "ContrastiveTrainer",
     "ConvEncoder",
     "DigitsSplit",
+    "DivergenceError",
     "GaussianNoise",
     "KeyQueue",
     "MLPEncoder",
     "MomentumEncoder",
+    "PretrainResult",
     "ProbeResult",
     "ProjectionHead",
     "RandomAffine",
@@ -78,6 +84,7 @@ __all__ = [
     "knn_accuracy",
     "linear_probe",
     "load_digits_split",
+    "pretrain",
     "sparsity",
     "uniformity",
 ]

@@ -1,9 +1,10 @@
 r"""Measured studies of contrastive learning's practical claims, on the digits benchmark.
 
 Each study trains small encoders with :class:`~nce.contrastive.trainer.ContrastiveTrainer` and
-returns a list of rows (dicts), one per setting, that :func:`markdown_table` renders and
-:func:`plot_study` draws. Runs are lean by default (an MLP encoder on the 64 pixels, a few epochs,
-one seed) so that each study takes minutes on a CPU; :class:`StudyConfig` scales them up.
+returns a list of rows (plain dicts of numbers and names), one per setting; the ``nce study``
+command and ``benchmarks/study_contrastive.py`` turn them into tables and figures. Runs are lean
+by default (an MLP encoder on the 64 pixels, a few epochs, one seed) so that each study takes
+minutes on a CPU; :class:`StudyConfig` scales them up.
 
 * ``temperature``: SimCLR reports that the probe accuracy peaks at an intermediate temperature
   :math:`\tau`; Wang & Isola (2020, arXiv:2005.10242) explain it as a trade-off between alignment
@@ -30,11 +31,9 @@ one seed) so that each study takes minutes on a CPU; :class:`StudyConfig` scales
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,7 +48,7 @@ from nce.contrastive.metrics import alignment, effective_rank, sparsity, uniform
 from nce.contrastive.trainer import ContrastiveTrainer
 from nce.functional import info_nce, soft_info_nce
 
-__all__ = ["STUDIES", "StudyConfig", "markdown_table", "plot_study", "run_study"]
+__all__ = ["STUDIES", "StudyConfig", "run_study"]
 
 
 @dataclass(frozen=True)
@@ -381,109 +380,3 @@ def run_study(name: str, data: DigitsSplit, config: StudyConfig | None = None, *
 def with_overrides(config: StudyConfig, **kw) -> StudyConfig:
     """``config`` with the given fields replaced (``None`` values are ignored)."""
     return replace(config, **{k: v for k, v in kw.items() if v is not None})
-
-
-# ------------------------------------------------------------------ output
-
-
-def _format(value) -> str:
-    if isinstance(value, float):
-        if 0 <= value <= 1 and not math.isclose(value, 0):
-            return f"{value:.4f}"
-        return f"{value:.4g}"
-    return str(value)
-
-
-PERCENT = ("linear_probe", "linear_probe_10", "knn")
-
-
-def markdown_table(rows: list[dict]) -> str:
-    """Rows as a Markdown table; accuracies in percent."""
-    columns = list(rows[0])
-    header = [c + (" (%)" if c in PERCENT else "") for c in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(columns)]
-    for row in rows:
-        cells = [f"{100 * row[c]:.1f}" if c in PERCENT else _format(row[c]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot_study(name: str, rows: list[dict], path: str | Path, save: Callable | None = None):
-    """Draw the study's figure to ``path`` (PNG); ``save(fig, path)`` overrides ``savefig``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def accuracies(ax, labels, positions):
-        for key, label in zip(
-            PERCENT, ("linear probe", "linear probe, 10/class", "5-NN"), strict=True
-        ):
-            ax.plot(positions, [100 * r[key] for r in rows], "o-", label=label)
-        ax.set_ylabel("test accuracy (%)")
-        ax.legend(fontsize=8)
-
-    if name == "temperature":
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-        taus = [r["temperature"] for r in rows]
-        accuracies(a, taus, taus)
-        a.set_xscale("log")
-        a.set_xlabel("temperature τ")
-        b.plot([r["uniformity"] for r in rows], [r["alignment"] for r in rows], "o-")
-        for r in rows:
-            b.annotate(f"τ={r['temperature']:g}", (r["uniformity"], r["alignment"]), fontsize=8)
-        b.set_xlabel("uniformity (lower: more spread)")
-        b.set_ylabel("alignment (lower: positives closer)")
-    elif name == "batch-size":
-        fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 4))
-        ns = [r["batch_size"] for r in rows]
-        a.loglog(ns, [r["grad_variance"] for r in rows], "o-", label="V(N)")
-        a.loglog(
-            ns, [r["grad_variance"] * ns[0] / n for r in rows[:1] for n in ns], "k--", label="∝ 1/N"
-        )
-        a.set_xlabel("batch size N")
-        a.set_ylabel("gradient variance")
-        a.legend(fontsize=8)
-        b.loglog(ns, [r["seconds_per_step"] for r in rows], "o-", label="t(N)")
-        b.loglog(ns, [r["noise_per_time"] for r in rows], "s-", label="V(N)·t(N)")
-        b.set_xlabel("batch size N")
-        b.legend(fontsize=8)
-        accuracies(c, ns, ns)
-        c.set_xscale("log")
-        c.set_xlabel("batch size N (equal wall-clock)")
-    else:
-        key = {"false-negatives": "method", "noise": "negatives", "features": "training"}.get(name)
-        if name == "soft-labels":
-            labels = [f"{100 * r['corrupted']:.0f}% {r['targets']}" for r in rows]
-        else:
-            labels = [r[key] for r in rows]
-        extra = name == "features"
-        fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(11 if extra else 8, 4))
-        a = axes[0] if extra else axes
-        x = np.arange(len(rows))
-        for k, (col, label) in enumerate(
-            zip(PERCENT, ("linear probe", "linear probe, 10/class", "5-NN"), strict=True)
-        ):
-            a.bar(x + (k - 1) * 0.27, [100 * r[col] for r in rows], 0.27, label=label)
-        low = min(100 * r[c] for r in rows for c in PERCENT)
-        a.set_ylim(max(0, low - 5), 100)
-        a.set_xticks(x, labels, rotation=25, ha="right", fontsize=8)
-        a.set_ylabel("test accuracy (%)")
-        a.legend(fontsize=8)
-        if extra:
-            b = axes[1]
-            b.bar(x - 0.2, [r["effective_rank"] for r in rows], 0.4, label="effective rank")
-            b2 = b.twinx()
-            b2.bar(x + 0.2, [r["sparsity"] for r in rows], 0.4, color="tab:red", label="sparsity")
-            b.set_xticks(x, labels)
-            b.set_ylabel("effective rank")
-            b2.set_ylabel("sparsity (fraction ≈ 0)")
-            b.legend(loc="upper left", fontsize=8)
-            b2.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"study: {name}")
-    fig.tight_layout()
-    if save is not None:
-        save(fig, Path(path))
-    else:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)

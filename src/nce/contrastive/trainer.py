@@ -28,6 +28,7 @@ uninterrupted run would.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nce._checkpoint import Checkpoint, load_checkpoint, load_state, save_checkpoint
+from nce._convert import as_float_tensor
+from nce._divergence import DivergenceError
+from nce._random import as_seed, check_random_state, seeded
 from nce._validation import check_in_range, check_int, check_positive, shape_str
 from nce.contrastive.momentum import MomentumEncoder
 from nce.contrastive.queue import KeyQueue
@@ -49,22 +53,45 @@ from nce.functional import (
     supervised_info_nce,
 )
 
-__all__ = ["LOSSES", "ContrastiveTrainer"]
+__all__ = ["LOSSES", "ContrastiveTrainer", "DivergenceError"]
 
-LOSSES = ("nt_xent", "info_nce", "debiased_info_nce", "supervised_info_nce", "soft_info_nce")
+_LOSS_FUNCTIONS = {
+    "nt_xent": nt_xent,
+    "info_nce": info_nce,
+    "debiased_info_nce": debiased_info_nce,
+    "supervised_info_nce": supervised_info_nce,
+    "soft_info_nce": soft_info_nce,
+}
+LOSSES = tuple(_LOSS_FUNCTIONS)
+
+# Keywords the trainer sets itself: the temperature (its own argument), the mean over the batch,
+# and the per-batch ids and corrections of MoCo's queue.
+_SET_BY_TRAINER = {"temperature", "reduction", "log_q", "key_ids", "negative_ids"}
+_SET_BY_TRAINER_FOR = {"info_nce": {"remove_accidental_hits"}}
+# Options of the trainer's own targets for soft_info_nce.
+_TRAINER_LOSS_OPTIONS = {"soft_info_nce": {"smoothing", "targets"}}
 
 
-def _as_float_tensor(name: str, x) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a numpy array or a torch.Tensor, got {type(x).__name__}")
-    if x.dim() < 2:
-        raise ValueError(f"{name} must have a batch axis and features, got shape {shape_str(x)}")
-    x = x.float()
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains {int((~torch.isfinite(x)).sum())} NaN or Inf value(s)")
-    return x
+def _loss_option_names(loss: str) -> set[str]:
+    """The ``loss_options`` the named loss takes: its function's keyword-only options that the
+    trainer does not set itself, and the trainer's own options of that loss."""
+    parameters = inspect.signature(_LOSS_FUNCTIONS[loss]).parameters.values()
+    keywords = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    keywords -= _SET_BY_TRAINER | _SET_BY_TRAINER_FOR.get(loss, set())
+    return keywords | _TRAINER_LOSS_OPTIONS.get(loss, set())
+
+
+def _check_loss_options(loss: str, options: dict) -> None:
+    if "temperature" in options:
+        raise ValueError("pass the temperature as temperature=, not in loss_options")
+    allowed = _loss_option_names(loss)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"loss_options {unknown} are not options of loss={loss!r}, which takes "
+            f"{sorted(allowed) or 'none'} (the trainer sets temperature, reduction and the "
+            "per-batch ids itself)"
+        )
 
 
 def _as_labels(y, n: int) -> torch.Tensor:
@@ -91,10 +118,13 @@ class ContrastiveTrainer:
         loss: one of ``LOSSES`` or a callable ``loss(z1, z2, labels) -> scalar`` (``labels`` is
             ``None`` when ``fit`` got no ``y``). ``supervised_info_nce`` needs ``y``.
         temperature: :math:`\tau > 0` passed to the named losses.
-        loss_options: extra keyword arguments of the named loss (e.g. ``{"tau_plus": 0.1,
-            "beta": 1.0}`` for ``debiased_info_nce``, required there). For ``soft_info_nce``,
-            ``{"smoothing": ε}`` (default 0.1) spreads ε of each target uniformly over the other
-            keys, or ``{"targets": fn}`` with ``fn(indices, labels) -> (N, N)`` gives the targets.
+        loss_options: extra keyword arguments of the named loss, passed to it on every batch
+            (e.g. ``{"tau_plus": 0.1, "beta": 1.0}`` for ``debiased_info_nce``, required there;
+            ``{"chunk_size": 128}`` for any loss that tiles). Options the loss does not take,
+            and those the trainer sets itself (``temperature``, ``reduction``, per-batch ids),
+            are refused. For ``soft_info_nce`` also ``{"smoothing": ε}`` (default 0.1), which
+            spreads ε of each target uniformly over the other keys, or ``{"targets": fn}`` with
+            ``fn(indices, labels) -> (N, N)`` giving the targets.
         augment: ``t(x, generator) -> x`` making a view (``None``: identity).
         epochs: passes over the data.
         batch_size: N; the last incomplete batch is dropped when the data hold more than one batch.
@@ -108,8 +138,9 @@ class ContrastiveTrainer:
             and at the end; ``fit(..., resume=True)`` continues from it.
         checkpoint_every: epochs between checkpoints.
         progress: show a tqdm bar over epochs.
-        random_state: seed of every random draw of ``fit``: weight initialization, shuffling and
-            augmentations.
+        random_state: ``None``, an int or a :class:`torch.Generator`: the seed of every random
+            draw of ``fit`` (weight initialization, shuffling and augmentations); torch's global
+            generator is left as it was.
         reinitialize: ``fit`` first re-initializes every submodule that has
             ``reset_parameters`` (from ``random_state``); ``False`` keeps the given weights
             (fine-tuning a pretrained encoder).
@@ -120,6 +151,11 @@ class ContrastiveTrainer:
     Attributes:
         history_: mean training loss of each epoch done so far.
         epoch_: number of epochs done.
+
+    Raises:
+        DivergenceError: from ``fit``, when the loss, the embeddings or the weights become NaN or
+            infinite during training (lower ``lr``); the last checkpoint written stays the last
+            good one.
 
     Shape:
         - X: (N_data, ...) samples the encoder accepts (images (N, C, H, W), vectors (N, D))
@@ -156,7 +192,7 @@ class ContrastiveTrainer:
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 1,
         progress: bool = True,
-        random_state: int = 0,
+        random_state: int | torch.Generator | None = 0,
         reinitialize: bool = True,
         device: str | torch.device = "cpu",
         callback: Callable | None = None,
@@ -172,16 +208,17 @@ class ContrastiveTrainer:
             raise TypeError(f"loss must be a loss name or a callable, got {type(loss).__name__}")
         check_positive("temperature", temperature)
         loss_options = dict(loss_options or {})
+        if isinstance(loss, str):
+            _check_loss_options(loss, loss_options)
+        elif loss_options:
+            raise ValueError(
+                "loss_options apply to a named loss; a callable loss takes its options itself"
+            )
         if loss == "debiased_info_nce" and "tau_plus" not in loss_options:
             raise ValueError(
                 "loss='debiased_info_nce' needs loss_options={'tau_plus': ...} (the class prior)"
             )
         if loss == "soft_info_nce":
-            unknown = set(loss_options) - {"smoothing", "targets"}
-            if unknown:
-                raise ValueError(
-                    f"loss_options for soft_info_nce take 'smoothing' or 'targets', got {unknown}"
-                )
             check_in_range("loss_options['smoothing']", loss_options.get("smoothing", 0.1), 0, 1)
         if augment is not None and not callable(augment):
             raise TypeError(f"augment must be callable or None, got {type(augment).__name__}")
@@ -194,7 +231,7 @@ class ContrastiveTrainer:
         check_in_range("momentum", momentum, 0.0, 1.0, closed_high=True)
         check_int("queue_size", queue_size, minimum=1)
         check_int("checkpoint_every", checkpoint_every, minimum=1)
-        check_int("random_state", random_state, minimum=0)
+        check_random_state(random_state)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
 
@@ -226,13 +263,13 @@ class ContrastiveTrainer:
     # ------------------------------------------------------------------ setup
 
     def _initialize(self, steps: int) -> None:
+        seed = as_seed(self.random_state)
         if self.reinitialize:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.random_state)
+            with seeded(seed):
                 for module in self.model.modules():
                     if hasattr(module, "reset_parameters"):
                         module.reset_parameters()
-        self.generator = torch.Generator().manual_seed(self.random_state)
+        self.generator = torch.Generator().manual_seed(seed)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
@@ -302,7 +339,11 @@ class ContrastiveTrainer:
             "batch_size": self.batch_size,
             "moco": self.moco,
             "queue_size": self.queue_size if self.moco else None,
-            "random_state": self.random_state,
+            "random_state": (
+                "torch.Generator"
+                if isinstance(self.random_state, torch.Generator)
+                else self.random_state
+            ),
             "data_shape": self._data_shape,
         }
 
@@ -323,7 +364,8 @@ class ContrastiveTrainer:
         v1, v2 = self._view(x), self._view(x)
         if self.moco:
             return self._moco_loss(v1, v2, indices)
-        z1, z2 = self.model(torch.cat([v1, v2])).chunk(2)
+        z = self._check_outputs(self.model(torch.cat([v1, v2])))
+        z1, z2 = z.chunk(2)
         return self._named_loss(z1, z2, indices, labels)
 
     def _named_loss(self, z1, z2, indices, labels):
@@ -340,19 +382,21 @@ class ContrastiveTrainer:
             if labels is None:
                 raise ValueError("loss='supervised_info_nce' needs labels: call fit(X, y)")
             return supervised_info_nce(
-                torch.cat([z1, z2]), torch.cat([labels, labels]), temperature=t
+                torch.cat([z1, z2]), torch.cat([labels, labels]), temperature=t, **opts
             )
+        own = _TRAINER_LOSS_OPTIONS["soft_info_nce"]
         if "targets" in opts:
             targets = opts["targets"](indices, labels).to(z1)
         else:
             n, eps = z1.shape[0], opts.get("smoothing", 0.1)
             eye = torch.eye(n, dtype=z1.dtype, device=z1.device)
             targets = (1 - eps) * eye + eps * (1 - eye) / (n - 1)
-        return soft_info_nce(z1, z2, targets, temperature=t)
+        options = {key: value for key, value in opts.items() if key not in own}
+        return soft_info_nce(z1, z2, targets, temperature=t, **options)
 
     def _moco_loss(self, v1, v2, indices):
-        q = self.model(v1)
-        k = self.key_model(v2)
+        q = self._check_outputs(self.model(v1))
+        k = self._check_outputs(self.key_model(v2))
         if len(self.queue) == 0:
             loss = info_nce(q, k, temperature=self.temperature, **self.loss_options)
         else:
@@ -368,6 +412,33 @@ class ContrastiveTrainer:
             )
         self.queue.enqueue(torch.nn.functional.normalize(k, dim=1), indices)
         return loss
+
+    def _steps_taken(self) -> int:
+        return self.scheduler.last_epoch if hasattr(self, "scheduler") else 0
+
+    def _diverged(self) -> DivergenceError:
+        return DivergenceError("contrastive training", self.epoch_ + 1, "lr", self.lr)
+
+    def _not_finite(self, what: str) -> Exception:
+        """The reason ``what`` is NaN or infinite for finite data: divergence once the weights
+        have been stepped; before the first step, X too large for the network (or the loss)."""
+        if self._steps_taken() > 0:
+            return self._diverged()
+        return ValueError(
+            f"{what} is NaN or infinite before any training step although X is finite: X's "
+            "values are too large for the network (scale X)"
+        )
+
+    def _check_outputs(self, z: torch.Tensor) -> torch.Tensor:
+        if not bool(torch.isfinite(z).all()):
+            raise self._not_finite("the network's output")
+        return z
+
+    def _check_weights(self) -> None:
+        """Weights and running statistics (batch norm's) must be finite after an epoch."""
+        for value in self.model.state_dict().values():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise self._diverged()
 
     def _batches(self, n: int) -> list[torch.Tensor]:
         order = torch.randperm(n, generator=self.generator)
@@ -389,7 +460,7 @@ class ContrastiveTrainer:
         Returns:
             ``self``.
         """
-        x = _as_float_tensor("X", X).to(self.device)
+        x = self._as_input("X", X)
         n = x.shape[0]
         if n < 2:
             raise ValueError(f"X must hold at least 2 samples, got shape {shape_str(x)}")
@@ -418,6 +489,8 @@ class ContrastiveTrainer:
             for idx in self._batches(n):
                 idx = idx.to(self.device)
                 loss = self.batch_loss(x[idx], idx, None if labels is None else labels[idx])
+                if not bool(torch.isfinite(loss)):
+                    raise self._not_finite("the loss")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -425,6 +498,7 @@ class ContrastiveTrainer:
                 if self.key_model is not None:
                     self.key_model.update(self.model)
                 total, count = total + loss.item(), count + 1
+            self._check_weights()
             self.history_.append(total / count)
             self.epoch_ += 1
             bar.set_postfix(loss=f"{self.history_[-1]:.4f}", refresh=False)
@@ -437,10 +511,21 @@ class ContrastiveTrainer:
         self.model.eval()
         return self
 
+    def _as_input(self, name: str, X) -> torch.Tensor:
+        """``X`` as a finite tensor (N, ...) of the network's dtype, on its device."""
+        parameter = next(self.model.parameters(), None)
+        dtype = parameter.dtype if parameter is not None else torch.float32
+        x = as_float_tensor(name, X, ndim=None, dtype=dtype)
+        if x.dim() < 2:
+            raise ValueError(
+                f"{name} must have a batch axis and features, got shape {shape_str(x)}"
+            )
+        return x.to(self.device)
+
     @torch.no_grad()
     def transform(self, X, batch_size: int = 1024) -> torch.Tensor:
         """Representations :math:`h = f(x)` of the encoder in evaluation mode, shape (N, F)."""
-        x = _as_float_tensor("X", X).to(self.device)
+        x = self._as_input("X", X)
         was_training = self.encoder.training
         self.encoder.eval()
         out = torch.cat([self.encoder(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
