@@ -281,8 +281,8 @@ def test_divergence_is_named_and_keeps_the_last_good_checkpoint(lm_setup, tmp_pa
         return record
 
     monkeypatch.setattr(nce.lm, "_epoch", epoch_that_diverges_second)
-    expected = r"diverged in epoch 2 of 3: the weights are no longer finite; .*lm.pt keeps epoch 1"
-    with pytest.raises(DivergenceError, match=expected + ", the last good one; lower lr"):
+    expected = r"diverged in epoch 2: the weights are no longer finite; .*lm.pt keeps epoch 1"
+    with pytest.raises(DivergenceError, match=expected + ", the last good one; lower lr \\(now"):
         train(_lm(lm_setup), lm_setup[2], epochs=3, batch_size=8, bptt=20, checkpoint=path,
               valid_stream=lm_setup[3], progress=False)  # fmt: skip
     saved = read_checkpoint(path)

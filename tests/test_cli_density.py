@@ -1,5 +1,6 @@
 import argparse
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 from nce.cli import density
 from nce.cli._table import InputError
+from nce.cli.main import main
 from nce.density import NCEDensity
 
 
@@ -195,11 +197,20 @@ def test_far_rows_score_as_most_anomalous_never_nan(tmp_path):
     assert scores[1] == float("inf") and np.isfinite(scores[0])
 
 
+def test_divergence_exits_1_naming_the_flag(tmp_path, capsys):
+    data = write_csv(tmp_path / "d.csv", gaussian_rows(200, 2).tolist())
+    out = tmp_path / "m.pt"
+    argv = ["density", "fit", str(data), "--model", "mlp", "--epochs", "3", "--lr", "1e6"]
+    assert main([*argv, "--no-progress", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"nce density: error: the fit diverged in epoch \d+: .*lower --lr \(now "
+                     r"1e\+06\) or standardize X", err), err  # fmt: skip
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "scale", "match"),
     [
-        (["--model", "mlp", "--lr", "1e6"], 1.0,
-         r"the fit diverged at epoch \d+: .*lower --lr \(now 1e\+06\)"),
         (["--noise-ratio", "1e16"], 1.0,
          r"noise sample needs .* rows \(.*\) but .* is available: lower --noise-ratio"),
         (["--is-samples", "1000000000000000"], 1.0,

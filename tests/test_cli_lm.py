@@ -89,7 +89,7 @@ def test_diverging_training_is_reported_by_name(trained, tmp_path, capsys):
     argv = ["lm", "train", "--corpus", str(trained[0]), "--dim", "8", "--hidden", "8", "--k", "5"]
     assert main([*argv, "--lr", "100", "--no-progress", "-o", str(out)]) == 1
     err = _one_line_error(capsys)
-    assert "training diverged in epoch 1 of 1" in err and "lower lr (it is 100)" in err
+    assert "training diverged in epoch 1" in err and "lower --lr (now 100)" in err
     assert not out.exists()
 
 

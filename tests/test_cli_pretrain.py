@@ -110,13 +110,13 @@ def test_probe_labels_and_output_paths_checked_before_training(tmp_path, blobs):
         _run(["--data", huge, "--epochs", "1"])
 
 
-def test_diverging_pretraining_exits_2_naming_lr_and_the_epoch(blobs, capsys):
+def test_diverging_pretraining_exits_1_naming_lr_and_the_epoch(blobs, capsys):
     from nce.cli.main import main
 
     out = blobs / "enc.pt"
     argv = ["pretrain", "--data", str(blobs / "x.npy"), "--labels", str(blobs / "y.npy")]
     argv += ["--epochs", "20", "--batch-size", "32", "--width", "4", "--lr", "1e6"]
-    assert main([*argv, "--no-progress", "-o", str(out)]) == 2
+    assert main([*argv, "--no-progress", "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert "nce pretrain: error: contrastive training diverged in epoch" in err
     assert "lower --lr (now 1e+06)" in err and "NaN or Inf value" not in err

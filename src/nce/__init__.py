@@ -23,6 +23,8 @@ from nce import (
     noise,
     output,
 )
+from nce._checkpoint import CheckpointError
+from nce._divergence import DivergenceError
 from nce.density import NCEDensity, NotFittedError, PartitionEstimate
 from nce.functional import (
     binary_nce,
@@ -38,6 +40,8 @@ from nce.mi import MIEstimate, estimate_mi
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
+    "DivergenceError",
     "MIEstimate",
     "NCEDensity",
     "NotFittedError",

@@ -32,6 +32,7 @@ from nce._checkpoint import (
     save_checkpoint,
 )
 from nce._deprecation import renamed_keywords
+from nce._divergence import DivergenceError
 from nce._random import as_generator, as_seed, check_random_state, seeded
 from nce._validation import check_in_range, check_int
 from nce.output import NCEOutput
@@ -250,11 +251,6 @@ def generate(model, prompt_ids, n: int, temperature: float = 1.0, generator=None
     return out
 
 
-class DivergenceError(FloatingPointError):
-    """Training diverged: the loss, the weights or the validation perplexity stopped being finite.
-    The message says when and which option to change; the last good checkpoint is kept."""
-
-
 TRAINING_OPTIONS = ("lr", "batch_size", "bptt", "random_state")
 
 
@@ -330,7 +326,7 @@ def train(
                 if not math.isfinite(record["valid_perplexity"]):
                     problem = f"the validation perplexity became {record['valid_perplexity']}"
             if problem is not None:
-                raise _divergence(problem, epoch + 1, epochs, lr, checkpoint)
+                raise _divergence(problem, epoch + 1, lr, checkpoint)
             history.append(record)
             if checkpoint is not None:
                 payload = {
@@ -384,7 +380,7 @@ def _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress) -> di
     }
 
 
-def _divergence(problem: str, epoch: int, epochs: int, lr: float, checkpoint) -> DivergenceError:
+def _divergence(problem: str, epoch: int, lr: float, checkpoint) -> DivergenceError:
     """The error that says training diverged: what happened, when, what is kept, what to change."""
     if checkpoint is None:
         kept = "no checkpoint is written"
@@ -392,10 +388,7 @@ def _divergence(problem: str, epoch: int, epochs: int, lr: float, checkpoint) ->
         kept = f"{checkpoint} is not written"
     else:
         kept = f"{checkpoint} keeps epoch {epoch - 1}, the last good one"
-    return DivergenceError(
-        f"training diverged in epoch {epoch} of {epochs}: {problem}; {kept}; lower lr "
-        f"(it is {lr:g})"
-    )
+    return DivergenceError("training", epoch, detail=problem, kept=kept, option="lr", value=lr)
 
 
 def _set_states(saved: Checkpoint, sampler: torch.Generator) -> None:

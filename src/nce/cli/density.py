@@ -30,7 +30,7 @@ from nce.cli._output import (
     check_output_path,
 )
 from nce.cli._table import InputError, read_table
-from nce.density import MODELS, NOISES, FitDivergedError, FitMemoryError, NCEDensity
+from nce.density import MODELS, NOISES, FitMemoryError, NCEDensity
 from nce.density._checks import check_varying_columns
 
 BUILTIN = "two moons (built-in, 1000 points)"
@@ -132,8 +132,6 @@ def _fit(args) -> int:
         )
         estimator.fit(X)
         check = estimator.partition_function(n_samples=args.is_samples, random_state=args.seed)
-    except FitDivergedError as err:
-        raise InputError(f"{source}: {err.describe('--lr')}") from err
     except FitMemoryError as err:
         raise InputError(f"{source}: {err.describe(_FLAGS.get(err.option))}") from err
     except (ValueError, TypeError) as err:

@@ -19,7 +19,6 @@ from nce.cli._output import atomic_write_json, check_not_an_input, check_output_
 from nce.cli._table import InputError
 from nce.lm import (
     EVAL_BATCH,
-    DivergenceError,
     LanguageModel,
     LMConfig,
     generate,
@@ -215,11 +214,7 @@ def _generate(args) -> int:
 
 
 def run(args) -> int:
-    try:
-        return {"train": _train, "eval": _eval, "generate": _generate}[args.lm_command](args)
-    except DivergenceError as err:
-        print(f"nce lm {args.lm_command}: error: {err}", file=sys.stderr)
-        return 1
+    return {"train": _train, "eval": _eval, "generate": _generate}[args.lm_command](args)
 
 
 def demo_section(out_dir: Path, progress: bool) -> dict:

@@ -3,7 +3,8 @@
 Each command lives in its own module of :mod:`nce.cli` with ``add_arguments(parser)`` and
 ``run(args) -> int``. Bad user input raises :class:`nce.cli._table.InputError` (or ``ValueError``
 from the library, or ``OSError`` for a path that cannot be read or written): the message goes to
-stderr and the exit code is 2.
+stderr and the exit code is 2. A training run that diverges (:class:`nce.DivergenceError`) ends
+with one line naming the flag to change, and exit code 1.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import importlib
 import sys
 
+from nce._divergence import DivergenceError
 from nce.cli._table import InputError
 
 COMMANDS = {
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"nce.cli.{args.command}")
     try:
         return module.run(args)
+    except DivergenceError as err:
+        flag = None if err.option is None else "--" + err.option.replace("_", "-")
+        print(f"nce {args.command}: error: {err.describe(flag)}", file=sys.stderr)
+        return 1
     except (InputError, ValueError, TypeError, OSError) as err:
         print(f"nce {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ from nce.cli._output import (
     check_output_path,
 )
 from nce.cli._table import InputError
-from nce.contrastive import LOSSES, DivergenceError, pretraining
+from nce.contrastive import LOSSES, pretraining
 
 
 def add_arguments(parser) -> None:
@@ -142,27 +142,24 @@ def pretrain(args, *, quiet: bool = False) -> dict:
     options = {}
     if args.loss == "debiased_info_nce":
         options = {"tau_plus": args.tau_plus, "beta": args.beta}
-    try:
-        result = pretraining.pretrain(
-            x,
-            y,
-            loss=args.loss,
-            temperature=args.temperature,
-            loss_options=options,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            moco=args.moco,
-            queue_size=args.queue_size,
-            width=args.width,
-            test_size=args.test_size,
-            checkpoint=args.checkpoint,
-            resume=args.resume,
-            progress=not args.no_progress,
-            random_state=args.seed,
-        )
-    except DivergenceError as err:
-        raise InputError(err.describe("--lr")) from err
+    result = pretraining.pretrain(
+        x,
+        y,
+        loss=args.loss,
+        temperature=args.temperature,
+        loss_options=options,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        moco=args.moco,
+        queue_size=args.queue_size,
+        width=args.width,
+        test_size=args.test_size,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        progress=not args.no_progress,
+        random_state=args.seed,
+    )
     encoder_spec, encoder = result.encoder_config, result.encoder
     results = {
         "data": args.data,

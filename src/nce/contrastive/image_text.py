@@ -39,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nce._checkpoint import Checkpoint, load_checkpoint, load_state, save_checkpoint
+from nce._divergence import DivergenceError
 from nce._random import as_generator, as_seed, seeded
 from nce._validation import check_in_range, check_int, check_positive, first_line
 from nce.contrastive.augment import digits_augmentation
@@ -221,9 +222,12 @@ class AlignTrainer:
         return all(bool(torch.isfinite(v).all()) for v in values)
 
     def _diverged(self):
-        raise FloatingPointError(
-            f"training diverged in epoch {self.epoch_ + 1} (the {self.loss} loss or its "
-            f"temperature is no longer finite); lower lr (now {self.lr:g})"
+        raise DivergenceError(
+            "align training",
+            self.epoch_ + 1,
+            detail=f"the {self.loss} loss or its temperature is no longer finite",
+            option="lr",
+            value=self.lr,
         )
 
     def batch_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -417,7 +417,7 @@ class ContrastiveTrainer:
         return self.scheduler.last_epoch if hasattr(self, "scheduler") else 0
 
     def _diverged(self) -> DivergenceError:
-        return DivergenceError("contrastive training", self.epoch_ + 1, "lr", self.lr)
+        return DivergenceError("contrastive training", self.epoch_ + 1, option="lr", value=self.lr)
 
     def _not_finite(self, what: str) -> Exception:
         """The reason ``what`` is NaN or infinite for finite data: divergence once the weights

@@ -1,27 +1,10 @@
-"""Why a fit stopped, as exceptions that name the option to change: :class:`FitDivergedError`
-(the objective or the model's log densities left the floating-point range) and
-:class:`FitMemoryError` (a requested size does not fit in memory). Both carry the option's name
-and value, so that a command line can name its own flag instead."""
+"""A fit that would not fit in memory: :class:`FitMemoryError` names the option to lower and
+its value, so that a command line can name its own flag instead. (A fit that diverges raises
+:class:`nce.DivergenceError`.)"""
 
 from __future__ import annotations
 
-__all__ = ["FitDivergedError", "FitMemoryError"]
-
-
-class FitDivergedError(FloatingPointError):
-    """The fit diverged at ``epoch``: ``detail`` says what became NaN or infinite; lowering
-    ``option`` (a learning rate, now ``value``) is the usual cure."""
-
-    def __init__(self, epoch: int, detail: str, option: str | None, value: float | None):
-        self.epoch, self.detail, self.option, self.value = epoch, detail, option, value
-        super().__init__(self.describe())
-
-    def describe(self, option: str | None = None) -> str:
-        """The message, naming the option as ``option`` (e.g. a command-line flag)."""
-        advice = "standardize X"
-        if self.option is not None:
-            advice = f"lower {option or self.option} (now {self.value:g}) or standardize X"
-        return f"the fit diverged at epoch {self.epoch}: {self.detail}; {advice}"
+__all__ = ["FitMemoryError"]
 
 
 class FitMemoryError(MemoryError):

@@ -17,13 +17,13 @@ from torch.distributions import Distribution
 
 from nce._convert import as_float_tensor, like_input
 from nce._deprecation import renamed_keywords
+from nce._divergence import DivergenceError
 from nce._random import as_generator, as_seed, check_random_state, seeded
 from nce._validation import check_in_range, check_int, check_positive, shape_str
 from nce.density._batch import NonFiniteLogDensity, _Batch, _chunks, _nce_loss, _rows
 from nce.density._checks import _check_frozen, check_varying_columns
 from nce.density._memory import check_fits, out_of_memory_as
 from nce.density._training import FitPlan, adam_epochs, draw_noise, lbfgs_epochs
-from nce.density.errors import FitDivergedError
 from nce.density.partition import PartitionEstimate, estimate_log_partition
 from nce.density.persistence import load_estimator, save_estimator
 from nce.models import EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
@@ -223,7 +223,7 @@ class NCEDensity:
         minibatch steps leave on it, and changes nothing at a full-batch optimum.
 
         Raises:
-            FitDivergedError: the objective or the model's log densities became NaN or infinite
+            DivergenceError: the objective or the model's log densities became NaN or infinite
                 (lower ``lr``).
             FitMemoryError: the noise sample or a training step would not fit in memory (lower
                 ``noise_ratio`` or ``batch_size``).
@@ -407,10 +407,11 @@ class NCEDensity:
                 ) from error
             raise
 
-    def _diverged(self, epoch: int, detail: str) -> FitDivergedError:
-        if self.optimizer == "adam":
-            return FitDivergedError(epoch, detail, "lr", self.lr)
-        return FitDivergedError(epoch, detail, None, None)
+    def _diverged(self, epoch: int, detail: str) -> DivergenceError:
+        option = "lr" if self.optimizer == "adam" else None
+        return DivergenceError(
+            "the fit", epoch, detail=detail, option=option, value=self.lr, also="standardize X"
+        )
 
     # ---- fit, step 3: the fitted attributes
 
