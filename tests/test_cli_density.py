@@ -167,7 +167,7 @@ def test_plot_never_overwrites_the_model(tmp_path):
         "--no-progress", "-o", str(model))  # fmt: skip
     assert NCEDensity.load(model).n_features_in_ == 2
     assert (tmp_path / "m_density.png").stat().st_size > 0
-    with pytest.raises(InputError, match="--plot .* is the model file"):
+    with pytest.raises(InputError, match="--plot .* and -o .* name the same file"):
         run("fit", str(data), "-o", str(model), "--plot", str(model))
 
 

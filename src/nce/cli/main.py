@@ -3,7 +3,9 @@
 Each command lives in its own module of :mod:`nce.cli` with ``add_arguments(parser)`` and
 ``run(args) -> int``. Bad user input raises :class:`nce.cli._table.InputError` (or ``ValueError``
 from the library, or ``OSError`` for a path that cannot be read or written): the message goes to
-stderr and the exit code is 2.
+stderr and the exit code is 2. Ctrl-C ends a command with one line, ``interrupted``, and exit code
+130 (128 + SIGINT), as a shell reports it; outputs are written whole or not at all, so an
+interrupted command leaves no partial file.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ValueError, TypeError, OSError) as err:
         print(f"nce {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"nce {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""Argument types shared by the commands: numbers bounded at parse time.
+
+A size flag (``--dim``, ``--width``, ``--max-steps``, ...) with an absurd value would otherwise
+reach an allocation or a C integer and end in a traceback; :func:`int_at_most` and
+:func:`float_at_most` refuse it while parsing, with argparse's usual one-line error and exit 2.
+Lower bounds stay with each command's checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+SEED_MAX = 2**32 - 1  # what every random generator the commands use (torch, numpy) accepts
+
+
+def int_at_most(high: int):
+    """An argparse ``type`` for an integer no larger than ``high``.
+
+    Args:
+        high: the largest value accepted.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{text} is too large (at most {high})")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_at_most(high: float):
+    """An argparse ``type`` for a number no larger than ``high`` (NaN refused).
+
+    Args:
+        high: the largest value accepted.
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if math.isnan(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{text} is too large (at most {high:g})")
+        return value
+
+    parse.__name__ = "number"
+    return parse
