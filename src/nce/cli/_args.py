@@ -20,18 +20,7 @@ def int_at_most(high: int):
     Args:
         high: the largest value accepted.
     """
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value > high:
-            raise argparse.ArgumentTypeError(f"{text} is too large (at most {high})")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
+    return _at_most(int, "an integer", high)
 
 
 def float_at_most(high: float):
@@ -40,17 +29,21 @@ def float_at_most(high: float):
     Args:
         high: the largest value accepted.
     """
+    return _at_most(float, "a number", high)
 
-    def parse(text: str) -> float:
+
+def _at_most(kind, what: str, high):
+    def parse(text: str):
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if math.isnan(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if isinstance(value, float) and math.isnan(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not a number")
         if value > high:
-            raise argparse.ArgumentTypeError(f"{text} is too large (at most {high:g})")
+            limit = high if isinstance(high, int) else f"{high:g}"
+            raise argparse.ArgumentTypeError(f"{text} is too large (at most {limit})")
         return value
 
-    parse.__name__ = "number"
+    parse.__name__ = what.split()[-1]
     return parse
