@@ -63,7 +63,7 @@ def test_checkpoint_and_resume_continue_the_run(tmp_path):
         (["--word-dropout", "1"], "--word-dropout"),
         (["--test-size", "0"], "--test-size"),
         (["--resume"], "--resume needs --checkpoint"),
-        (["--json", "x.json", "-o", "x.json"], "is also the -o file"),
+        (["--json", "x.json", "-o", "x.json"], "name the same file"),
     ],
 )
 def test_bad_training_options_exit_2_with_one_line(argv, message, capsys, tmp_path, monkeypatch):

@@ -38,8 +38,9 @@ class Table:
 def read_table(path: str | Path) -> Table:
     """Read a CSV (header optional: a first row with any non-number is a header) or a 2-D .npy.
 
-    Every cell must be a finite number; rows must all have the same length. Column names default to
-    ``x0, x1, ...`` when there is no header.
+    Every cell must be a finite number written plainly (``1000``, ``1e3``; not Python's ``1_000``);
+    rows must all have the same length. Column names default to ``x0, x1, ...`` when there is no
+    header.
     """
     path = Path(path)
     if not path.is_file():
@@ -72,10 +73,11 @@ def read_table(path: str | Path) -> Table:
         for j, cell in enumerate(row):
             name = header[j] if header is not None else f"column {j + 1}"
             try:
-                value = float(cell)
+                value = _number(cell)
             except ValueError:
+                hint = " (write it without the digit separator '_')" if "_" in cell else ""
                 raise InputError(
-                    f"{path}: row {line}, {name}: {cell.strip()!r} is not a number"
+                    f"{path}: row {line}, {name}: {cell.strip()!r} is not a number{hint}"
                 ) from None
             if not math.isfinite(value):
                 raise InputError(f"{path}: row {line}, {name}: {cell.strip()!r} is not finite")
@@ -102,7 +104,17 @@ def _read_npy(path: Path) -> Table:
     return Table(path, [f"x{j}" for j in range(array.shape[1])], array.astype(np.float64))
 
 
+def _number(cell: str) -> float:
+    """``float(cell)`` without the digit separators Python accepts (``1_000``): a CSV number with
+    an underscore is more likely a typo or a foreign format than a thousand."""
+    if "_" in cell:
+        raise ValueError(cell)
+    return float(cell)
+
+
 def _is_number(cell: str) -> bool:
+    """Whether a header candidate cell reads as a number (``1_000`` does, so that a first data row
+    holding one is reported rather than taken for a header)."""
     try:
         float(cell)
     except ValueError:

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from nce._checkpoint import build_module, load_checkpoint, save_checkpoint
+from nce.cli._args import SEED_MAX, int_at_most
 from nce.cli._output import (
     atomic_save_figure,
     atomic_write_json,
-    check_not_an_input,
-    check_output_path,
+    check_outputs,
 )
 from nce.cli._table import InputError
 from nce.contrastive.captions import load_captioned_digits
@@ -34,16 +34,20 @@ from nce.contrastive.zero_shot import embed_images, embed_texts
 
 def add_arguments(parser) -> None:
     parser.add_argument("--loss", default="clip", choices=ALIGN_LOSSES)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int_at_most(10**5), default=40)
+    parser.add_argument("--batch-size", type=int_at_most(10**6), default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--dim", type=int, default=32, help="size of the shared embedding space")
-    parser.add_argument("--width", type=int, default=16, help="width of the image encoder")
+    parser.add_argument(
+        "--dim", type=int_at_most(16384), default=32, help="size of the shared embedding space"
+    )
+    parser.add_argument(
+        "--width", type=int_at_most(1024), default=16, help="width of the image encoder"
+    )
     parser.add_argument(
         "--word-dropout", type=float, default=0.3, help="chance of hiding a caption word"
     )
     parser.add_argument("--test-size", type=float, default=0.3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_at_most(SEED_MAX), default=0)
     parser.add_argument("--checkpoint", help="checkpoint written after each epoch")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--json", help="write the accuracies and recalls to this JSON file")
@@ -53,7 +57,7 @@ def add_arguments(parser) -> None:
     query = sub.add_parser("query", help="the test images that best match a caption")
     query.add_argument("model", help="a model written by nce align -o")
     query.add_argument("text", help='a caption, e.g. "a handwritten three"')
-    query.add_argument("--top", type=int, default=8, help="how many images to show")
+    query.add_argument("--top", type=int_at_most(10**6), default=8, help="how many images to show")
     query.add_argument("--out", help="write the images as a PNG grid to this file")
     query.add_argument("--no-progress", action="store_true", help="(nothing to show)")
 
@@ -81,15 +85,7 @@ def _check_training_options(args) -> None:
 
         if not hasattr(nce, "pairwise_nce"):
             raise InputError("--loss siglip needs nce.pairwise_nce, which this nce lacks")
-    outputs = (("-o", args.output), ("--json", args.json), ("--checkpoint", args.checkpoint))
-    for flag, path in outputs:
-        if path and not (flag == "--checkpoint" and args.resume):
-            check_output_path(path, flag)
-    named = [(flag, Path(p).resolve()) for flag, p in outputs if p]
-    for i, (flag, path) in enumerate(named):
-        for other, other_path in named[i + 1 :]:
-            if path == other_path:
-                raise InputError(f"{other}: {path} is also the {flag} file")
+    check_outputs({"-o": args.output, "--json": args.json, "--checkpoint": args.checkpoint})
 
 
 def _align(args):
@@ -171,8 +167,7 @@ def _query(args) -> int:
     if not args.text.strip():
         raise InputError("text: the caption is empty")
     if args.out:
-        check_output_path(args.out, "--out")
-        check_not_an_input(args.out, (args.model,), "--out")
+        check_outputs({"--out": args.out}, {"MODEL": args.model})
     model, saved = load_model(args.model)
     data = load_captioned_digits(**saved["split"])
     scores = (embed_images(model, data.x_test) @ embed_texts(model, [args.text]).T).squeeze(1)

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import torch
 
-from nce.cli._output import atomic_save_figure, atomic_write_json, check_output_folder
+from nce.cli._output import (
+    atomic_save_figure,
+    atomic_write_json,
+    check_output_folder,
+    check_outputs,
+)
 from nce.density import NCEDensity
 
 # Each further job: (key in demo.json, command module providing ``demo_section(out, progress)``).
@@ -109,6 +114,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     out_dir = Path(args.out)
     check_output_folder(out_dir, "--out")
+    written = ("density.png", "density_moons.png", "encoder.pt", "demo.json")
+    check_outputs({f"--out's {name}": out_dir / name for name in written})
     progress = not args.no_progress
     results = {"density": run_density(out_dir, progress)}
     for key, command in SECTIONS:

@@ -17,18 +17,15 @@ import argparse
 import csv
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nce._validation import first_line
-from nce.cli._output import (
-    atomic_save_figure,
-    atomic_write_bytes,
-    check_not_an_input,
-    check_output_path,
-)
+from nce.cli._args import SEED_MAX, float_at_most, int_at_most
+from nce.cli._output import atomic_save_figure, atomic_write_bytes, check_outputs
 from nce.cli._table import InputError, read_table
 from nce.density import MODELS, NOISES, FitMemoryError, NCEDensity
 from nce.density._checks import check_varying_columns
@@ -62,18 +59,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     fit.add_argument("--model", choices=tuple(MODELS), default="mlp", help="energy model")
     fit.add_argument("--noise", choices=NOISES, default="gaussian", help="noise distribution")
-    fit.add_argument("--noise-ratio", type=float, default=10.0, help="noise samples per datum")
-    fit.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
-    fit.add_argument("--epochs", type=int, default=200, help="most epochs (early stopping)")
-    fit.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
-    fit.add_argument("--batch-size", type=int, default=256)
-    fit.add_argument("--columns", help="comma-separated column names to use (default: all)")
-    fit.add_argument("--seed", type=int, default=0, help="random seed")
     fit.add_argument(
-        "--is-samples", type=int, default=100_000, help="importance samples for the log Z check"
+        "--noise-ratio", type=float_at_most(1e4), default=10.0, help="noise samples per datum"
+    )
+    fit.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
+    fit.add_argument(
+        "--epochs", type=int_at_most(10**6), default=200, help="most epochs (early stopping)"
+    )
+    fit.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
+    fit.add_argument("--batch-size", type=int_at_most(10**7), default=256)
+    fit.add_argument("--columns", help="comma-separated column names to use (default: all)")
+    fit.add_argument("--seed", type=int_at_most(SEED_MAX), default=0, help="random seed")
+    fit.add_argument(
+        "--is-samples",
+        type=int_at_most(10**8),
+        default=100_000,
+        help="importance samples for the log Z check",
     )
     fit.add_argument("-o", "--output", default="model.pt", help="model file to write")
-    fit.add_argument("--plot", help="PNG for 2-D data (default: the output with .png)")
+    fit.add_argument(
+        "--plot",
+        help="PNG for 2-D data (default: the output with .png, which must not exist yet: an "
+        "existing file is overwritten only when named here)",
+    )
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     score = sub.add_parser(
         "score",
@@ -93,13 +101,8 @@ def run(args) -> int:
 
 def _fit(args) -> int:
     output = Path(args.output)
-    check_output_path(output, "-o")
-    check_not_an_input(output, (args.data,), "-o")
     plot = Path(args.plot) if args.plot else _plot_path(output)
-    check_output_path(plot, "--plot")
-    check_not_an_input(plot, (args.data,), "--plot")
-    if plot.resolve() == output.resolve():
-        raise InputError(f"--plot {plot} is the model file -o {args.output}")
+    check_outputs({"-o": output, "--plot": plot}, {"DATA": args.data})
     for flag, value, low in (("--epochs", args.epochs, 1), ("--is-samples", args.is_samples, 2)):
         if value < low:
             raise InputError(f"{flag} must be >= {low}, got {value}")
@@ -117,6 +120,10 @@ def _fit(args) -> int:
         source = str(table.path)
     if X.shape[0] < 10:
         raise InputError(f"{source}: {X.shape[0]} data row(s); at least 10 are needed")
+    if X.shape[1] == 2 and args.plot is None and os.path.lexists(plot):
+        raise InputError(
+            f"--plot: {plot} exists; name it with --plot to overwrite it, or choose another path"
+        )
     try:
         check_varying_columns(torch.as_tensor(X), columns, source)
         estimator = NCEDensity(
@@ -219,8 +226,7 @@ def _default_names(columns: list[str]) -> bool:
 
 
 def _score(args) -> int:
-    check_output_path(args.output, "-o")
-    check_not_an_input(args.output, (args.model, args.data), "-o")
+    check_outputs({"-o": args.output}, {"MODEL": args.model, "DATA": args.data})
     model_path = Path(args.model)
     if not model_path.is_file():
         raise InputError(f"{model_path}: no such file")

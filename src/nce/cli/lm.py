@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from nce._random import seeded
-from nce.cli._output import atomic_write_json, check_not_an_input, check_output_path
+from nce.cli._args import SEED_MAX, int_at_most
+from nce.cli._output import atomic_write_json, check_outputs
 from nce.cli._table import InputError
 from nce.lm import (
     EVAL_BATCH,
@@ -44,7 +45,7 @@ def add_arguments(parser) -> None:
     tr.add_argument("--loss", choices=["nce", "ranking", "full"], default="nce")
     tr.add_argument(
         "--k",
-        type=int,
+        type=int_at_most(10**6),
         default=25,
         help="noise words per target word (per batch with --shared-noise)",
     )
@@ -54,16 +55,16 @@ def add_arguments(parser) -> None:
         help="one set of k noise words for the whole batch instead of k per word (faster; "
         "suits --loss ranking with a large k, slows NCE's learning)",
     )
-    tr.add_argument("--epochs", type=int, default=1)
-    tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--bptt", type=int, default=35)
-    tr.add_argument("--dim", type=int, default=256)
-    tr.add_argument("--hidden", type=int, default=256)
+    tr.add_argument("--epochs", type=int_at_most(10**5), default=1)
+    tr.add_argument("--batch-size", type=int_at_most(10**5), default=32)
+    tr.add_argument("--bptt", type=int_at_most(10**5), default=35)
+    tr.add_argument("--dim", type=int_at_most(2**14), default=256)
+    tr.add_argument("--hidden", type=int_at_most(2**14), default=256)
     tr.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
     tr.add_argument("--tied", action="store_true")
     tr.add_argument("--lr", type=float, default=2e-3)
     tr.add_argument("--min-count", type=int, default=2, help="rarer words become <unk>")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int_at_most(SEED_MAX), default=0)
     tr.add_argument("--max-lines", type=int, default=None, help="use only the first lines")
     tr.add_argument("-o", "--output", required=True, help="checkpoint path")
     tr.add_argument("--resume", action="store_true", help="continue from the checkpoint")
@@ -74,9 +75,9 @@ def add_arguments(parser) -> None:
     gen = sub.add_parser("generate", help="sample text from a checkpoint")
     gen.add_argument("checkpoint")
     gen.add_argument("--prompt", default="")
-    gen.add_argument("-n", type=int, default=30)
+    gen.add_argument("-n", type=int_at_most(10**6), default=30)
     gen.add_argument("--temperature", type=float, default=1.0)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=int_at_most(SEED_MAX), default=0)
 
 
 def _corpus(name: str, max_lines: int | None):
@@ -98,8 +99,7 @@ def _load(path: str):
 def _train(args) -> int:
     if args.k < 1:
         raise InputError(f"--k must be >= 1, got {args.k}")
-    check_output_path(args.output, "-o")
-    check_not_an_input(args.output, () if args.corpus == "kjv" else (args.corpus,), "-o")
+    check_outputs({"-o": args.output}, {"--corpus": None if args.corpus == "kjv" else args.corpus})
     checks = {
         "--dim": args.dim,
         "--hidden": args.hidden,
@@ -171,10 +171,12 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    if args.json:
-        check_output_path(args.json, "--json")
     saved, vocab, model = _load(args.checkpoint)
     corpus, max_lines = saved.entry("corpus", str), saved.get("max_lines")
+    check_outputs(
+        {"--json": args.json},
+        {"CHECKPOINT": args.checkpoint, "its corpus": None if corpus == "kjv" else corpus},
+    )
     text = read_corpus(corpus, max_lines)
     if "corpus_checksum" in saved:
         check_corpus(text, saved["corpus_checksum"], corpus, owner=args.checkpoint)

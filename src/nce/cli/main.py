@@ -4,7 +4,9 @@ Each command lives in its own module of :mod:`nce.cli` with ``add_arguments(pars
 ``run(args) -> int``. Bad user input raises :class:`nce.cli._table.InputError` (or ``ValueError``
 from the library, or ``OSError`` for a path that cannot be read or written): the message goes to
 stderr and the exit code is 2. A training run that diverges (:class:`nce.DivergenceError`) ends
-with one line naming the flag to change, and exit code 1.
+with one line naming the flag to change, and exit code 1. Ctrl-C ends a command with one line,
+``interrupted``, and exit code 130 (128 + SIGINT), as a shell reports it; outputs are written
+whole or not at all, so an interrupted command leaves no partial file.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ValueError, TypeError, OSError) as err:
         print(f"nce {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"nce {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

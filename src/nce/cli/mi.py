@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nce.cli._output import atomic_write_json, check_output_path
+from nce.cli._args import SEED_MAX, int_at_most
+from nce.cli._output import atomic_write_json, check_outputs
 from nce.cli._table import InputError, read_table
 from nce.mi import ESTIMATORS, estimate_mi
 
@@ -37,12 +38,18 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--estimator", default="infonce", choices=ESTIMATORS)
     parser.add_argument("--critic", default="separable", choices=("separable", "concat"))
-    parser.add_argument("--batch-size", type=int, default=None, help="pairs per training step")
-    parser.add_argument("--max-steps", type=int, default=4000, help="training steps at most")
+    parser.add_argument(
+        "--batch-size", type=int_at_most(10**6), default=None, help="pairs per training step"
+    )
+    parser.add_argument(
+        "--max-steps", type=int_at_most(10**9), default=4000, help="training steps at most"
+    )
     parser.add_argument(
         "--valid-fraction", type=float, default=0.3, help="share of rows held out (default 0.3)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--seed", type=int_at_most(SEED_MAX), default=0, help="random seed (default 0)"
+    )
     parser.add_argument("--json", metavar="PATH", help="write the estimate to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -107,8 +114,10 @@ def _load(args) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
 
 
 def run(args) -> int:
-    if args.json:
-        check_output_path(args.json, "--json")
+    inputs = {"CSV": args.data[0]} if len(args.data) == 1 else {}
+    if len(args.data) == 2:
+        inputs = {"X (first CSV)": args.data[0], "Y (second CSV)": args.data[1]}
+    check_outputs({"--json": args.json}, inputs)
     if args.batch_size is not None and args.batch_size < 2:
         raise InputError(f"--batch-size must be >= 2, got {args.batch_size}")
     if args.max_steps < 1:

@@ -21,11 +21,8 @@ import numpy as np
 import torch
 
 from nce._checkpoint import save_checkpoint
-from nce.cli._output import (
-    atomic_write_json,
-    check_not_an_input,
-    check_output_path,
-)
+from nce.cli._args import SEED_MAX, int_at_most
+from nce.cli._output import atomic_write_json, check_outputs
 from nce.cli._table import InputError
 from nce.contrastive import LOSSES, pretraining
 
@@ -34,8 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", default="digits", help="'digits' or a .npy array of samples")
     parser.add_argument("--labels", help="a .npy array of integer labels, one per sample")
     parser.add_argument("--loss", default="nt_xent", choices=LOSSES)
-    parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--epochs", type=int_at_most(10**5), default=150)
+    parser.add_argument("--batch-size", type=int_at_most(10**6), default=256)
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="τ (1.0 measured best on digits)"
     )
@@ -43,10 +40,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tau-plus", type=float, default=0.1, help="debiased_info_nce's τ+")
     parser.add_argument("--beta", type=float, default=0.0, help="hard-negative concentration β")
     parser.add_argument("--moco", action="store_true", help="momentum encoder + queue (info_nce)")
-    parser.add_argument("--queue-size", type=int, default=1024)
-    parser.add_argument("--width", type=int, default=32, help="width of the encoder")
+    parser.add_argument("--queue-size", type=int_at_most(10**7), default=1024)
+    parser.add_argument("--width", type=int_at_most(1024), default=32, help="width of the encoder")
     parser.add_argument("--test-size", type=float, default=0.3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_at_most(SEED_MAX), default=0)
     parser.add_argument("--checkpoint", help="checkpoint written after each epoch")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--json", help="write the probe accuracies to this JSON file")
@@ -129,11 +126,10 @@ def pretrain(args, *, quiet: bool = False) -> dict:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise InputError(f"--lr must be a finite number > 0, got {args.lr}")
-    outputs = (("-o", args.output), ("--json", args.json), ("--checkpoint", args.checkpoint))
-    for flag, path in outputs:
-        if path and not (flag == "--checkpoint" and args.resume):
-            check_output_path(path, flag)
-            check_not_an_input(path, (args.data, args.labels), flag)
+    check_outputs(
+        {"-o": args.output, "--json": args.json, "--checkpoint": args.checkpoint},
+        {"--data": None if args.data == "digits" else args.data, "--labels": args.labels},
+    )
     if not 0 < args.test_size < 1:
         raise InputError(f"--test-size must lie in (0, 1), got {args.test_size}")
     x, y, _ = load_data(args.data, args.labels)

@@ -16,12 +16,13 @@ import math
 import time
 from pathlib import Path
 
+from nce.cli._args import SEED_MAX, int_at_most
 from nce.cli._output import (
     atomic_save_figure,
     atomic_write_bytes,
     atomic_write_json,
     check_output_folder,
-    check_output_path,
+    check_outputs,
 )
 from nce.cli._plot import pyplot
 from nce.cli._study_report import markdown_table, plot_study
@@ -29,12 +30,14 @@ from nce.cli._table import InputError
 from nce.contrastive import DigitsSplit, load_digits_split
 from nce.contrastive.studies import STUDIES, StudyConfig, run_study
 
+FORMATS = (".md", ".json", ".png")  # the files written into --out
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("study", choices=list(STUDIES), help="which study to run")
     parser.add_argument(
         "--epochs",
-        type=int,
+        type=int_at_most(10**5),
         default=40,
         help="pretraining epochs per run (the batch-size study trains each size for --budget "
         "seconds instead)",
@@ -45,9 +48,9 @@ def add_arguments(parser) -> None:
         help="batch-size study only: seconds of training per batch size, the same for every size "
         "(default 10)",
     )
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int_at_most(10**6), default=256)
     parser.add_argument("--temperature", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_at_most(SEED_MAX), default=0)
     parser.add_argument(
         "--max-train", type=int, help="use only the first N training images (quick runs)"
     )
@@ -91,8 +94,9 @@ def run(args) -> int:
         if not (args.budget > 0 and math.isfinite(args.budget)):
             raise InputError(f"--budget must be a positive number of seconds, got {args.budget}")
     check_output_folder(args.out, "--out")
-    if args.json:
-        check_output_path(args.json, "--json")
+    stem = "study_" + args.study.replace("-", "_")
+    written = {f"--out's {stem}{ext}": Path(args.out) / f"{stem}{ext}" for ext in FORMATS}
+    check_outputs({**written, "--json": args.json})
     pyplot("nce study")  # the figure comes last: refuse before the training when it cannot be drawn
     data = _data(args.max_train)
     config = StudyConfig(
@@ -114,7 +118,6 @@ def run(args) -> int:
     print(f"study {args.study}: {seconds:.1f} s")
     print(table)
     out = Path(args.out)
-    stem = "study_" + args.study.replace("-", "_")
     atomic_write_bytes(out / f"{stem}.md", (table + "\n").encode())
     atomic_write_json(out / f"{stem}.json", {"study": args.study, "rows": rows})
     plot_study(args.study, rows, out / f"{stem}.png", save=atomic_save_figure)
