@@ -313,11 +313,11 @@ def _check_arguments(
 def _check_log_q(name, log_q, shape: torch.Size, query, what: str) -> None:
     if not isinstance(log_q, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(log_q).__name__}")
-    check_tensor(name, log_q, len(shape), nonempty=False)
     if log_q.shape != shape:
         raise ValueError(
             f"{name} must have shape {shape_str(shape)} (one per {what}), got {shape_str(log_q)}"
         )
+    check_tensor(name, log_q, len(shape), nonempty=False)
     if log_q.device != query.device:
         raise ValueError(f"device mismatch: query is on {query.device} but {name} is on "
                          f"{log_q.device}")  # fmt: skip
