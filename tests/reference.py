@@ -63,6 +63,38 @@ def info_nce_terms(q, k, negatives=None, tau=0.1, normalize=True, log_q=None, hi
     return torch.stack(out)
 
 
+def joint_terms(q, k, negatives=None, tau=0.1, normalize=True, log_q=None, ids=None):
+    """Per-query -log softmax of the positive key i among the columns that every query scores:
+    the N keys, then the given negatives ((M, D) shared, or (N, K, D): all N*K of them, query-
+    major), with log_q = (key_log_q, negative_log_q) subtracted from every column, the positive's
+    included (Yi et al. 2019), and, with ids = (key_ids, negative_ids), every column whose id is
+    the positive's dropped except the positive itself."""
+    n = q.shape[0]
+    cols = list(k)
+    lq = [] if log_q is None else list(log_q[0])
+    cid = [] if ids is None else list(ids[0])
+    if negatives is not None:
+        cols += list(negatives.reshape(-1, negatives.shape[-1]))
+        if log_q is not None:
+            lq += list(log_q[1].reshape(-1))
+        if ids is not None:
+            cid += list(ids[1].reshape(-1))
+    out = []
+    for i in range(n):
+        logits = []
+        for c, col in enumerate(cols):
+            if ids is not None and c != i and cid[c] == ids[0][i]:
+                continue
+            s = _sim(q[i], col, normalize) / tau
+            if log_q is not None:
+                s = s - lq[c]
+            logits.append(s)
+            if c == i:
+                positive = s
+        out.append(torch.log(sum(torch.exp(s) for s in logits)) - positive)
+    return torch.stack(out)
+
+
 def clip_terms(q, k, tau=0.1, normalize=True):
     """CLIP: mean of the image->text and text->image cross-entropies, per pair."""
     return 0.5 * (

@@ -22,6 +22,23 @@ VARIANTS = {
     "info_nce_chunked_sum": lambda q, k, t, gather: nce.info_nce(
         q, k, temperature=t, gather=gather, chunk_size=2, reduction="sum"
     ),
+    # two hard negatives per query, made from its own rows, scored by every query of every rank
+    "in_batch_negatives": lambda q, k, t, gather: nce.info_nce(
+        q,
+        k,
+        torch.stack([q.flip(1), 2 * k], 1),
+        in_batch=True,
+        temperature=t,
+        gather=gather,
+        chunk_size=3,
+        log_q=(k[:, 0].detach(), q[:, :2].detach()),
+        remove_accidental_hits=True,
+        key_ids=(k[:, 1] > 0).long(),
+        negative_ids=(q[:, 2:4] > 0).long(),
+    ),
+    "log_q_in_batch": lambda q, k, t, gather: nce.info_nce(
+        q, k, temperature=t, gather=gather, log_q=q[:, 0].detach(), reduction="sum"
+    ),
     "nt_xent": lambda q, k, t, gather: nce.nt_xent(q, k, temperature=t, gather=gather),
     "nt_xent_chunked": lambda q, k, t, gather: nce.nt_xent(
         q, k, temperature=t, gather=gather, chunk_size=3
@@ -176,6 +193,28 @@ BAD_BATCHES = {
         lambda r: nce.info_nce(_rows(3), _rows(3).detach().requires_grad_(r == 1), gather=True),
         ValueError,
         "gather=True needs every rank to track gradients alike",
+    ),
+    "in_batch_negatives_on_one_rank": (
+        lambda r: nce.info_nce(
+            _rows(3),
+            _rows(3),
+            _rows(6).detach().reshape(3, 2, D) if r else None,
+            in_batch=True,
+            gather=True,
+        ),  # fmt: skip
+        ValueError,
+        r"the same options on every rank, got rank 0: symmetric=0, negatives.dim\(\)=0",
+    ),
+    "hard_negative_count_differs": (
+        lambda r: nce.info_nce(
+            _rows(3),
+            _rows(3),
+            _rows(3 * (2 + r)).detach().reshape(3, 2 + r, D),
+            in_batch=True,
+            gather=True,
+        ),  # fmt: skip
+        ValueError,
+        r"rank 0: negatives of shape \(3, 2, 5\), rank 1: negatives of shape \(3, 3, 5\)",
     ),
     "gather_rows_feature_size_differs": (
         lambda r: nce.distributed.gather_rows(torch.zeros(2, 3 + r)),

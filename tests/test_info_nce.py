@@ -60,15 +60,33 @@ def test_symmetric_is_clip(dtype, tol):
         torch.testing.assert_close(a.double(), b, **tol)
 
 
-def test_log_q_and_accidental_hits_in_batch():
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_log_q_and_accidental_hits_in_batch(chunk):
+    # log Q is subtracted from every column of the batch softmax, the positive's included.
     q, k = _pair(n=6)
     log_q = randn(6, seed=5, requires_grad=False)
     ids = torch.tensor([0, 1, 2, 1, 3, 0])
-    got = nce.info_nce(q, k, temperature=0.3, log_q=log_q, remove_accidental_hits=True, key_ids=ids)
-    want = ref.info_nce_terms(
-        q, k, None, 0.3, True, log_q=log_q, hits=lambda i, j: ids[i] == ids[j]
-    ).mean()
+    got = nce.info_nce(
+        q,
+        k,
+        temperature=0.3,
+        log_q=log_q,
+        remove_accidental_hits=True,
+        key_ids=ids,
+        chunk_size=chunk,
+    )
+    want = ref.joint_terms(q, k, None, 0.3, True, log_q=(log_q,), ids=(ids,)).mean()
     assert_close_grads(got, want, (q, k), (q, k), **TOL64)
+
+
+def test_in_batch_log_q_corrects_the_positive_too():
+    # With equal scores, row i's loss is log_q[i] + log sum_j exp(-log_q[j]): a positive with a
+    # larger expected count gets a larger loss. Correcting the negatives only would not.
+    q = torch.ones(4, 3, dtype=torch.float64)
+    log_q = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+    got = nce.info_nce(q, q, log_q=log_q, reduction="none")
+    want = log_q + torch.logsumexp(-log_q, 0)
+    torch.testing.assert_close(got, want, **TOL64)
 
 
 @pytest.mark.parametrize("kind", ["shared", "paired"])

@@ -126,7 +126,7 @@ MODULES = [
         CLIPLoss,
         nce.info_nce,
         TEMPERATURE_MODULE,
-        {"symmetric", "negatives", "log_q", "negative_ids"},
+        {"symmetric", "negatives", "in_batch", "log_q", "negative_ids"},
     ),
     (NTXent, nce.nt_xent, TEMPERATURE_MODULE, set()),
     (SupervisedInfoNCE, nce.supervised_info_nce, TEMPERATURE_MODULE, set()),

@@ -90,11 +90,13 @@ class InfoNCE(_ContrastiveLoss):
         reduction: str = "mean",
         chunk_size: int | None = None,
         gather: bool = False,
+        in_batch: bool = False,
         remove_accidental_hits: bool = False,
     ):
         super().__init__(temperature, learn_temperature, max_scale, reduction)
         self.normalize, self.symmetric, self.chunk_size = normalize, symmetric, chunk_size
-        self.gather, self.remove_accidental_hits = gather, remove_accidental_hits
+        self.gather, self.in_batch = gather, in_batch
+        self.remove_accidental_hits = remove_accidental_hits
 
     def forward(self, query, key, negatives=None, *, log_q=None, key_ids=None, negative_ids=None):
         return info_nce(
@@ -107,6 +109,7 @@ class InfoNCE(_ContrastiveLoss):
             reduction=self.reduction,
             chunk_size=self.chunk_size,
             gather=self.gather,
+            in_batch=self.in_batch,
             log_q=log_q,
             remove_accidental_hits=self.remove_accidental_hits,
             key_ids=key_ids,
@@ -118,7 +121,7 @@ class CLIPLoss(InfoNCE):
     """CLIP's symmetric InfoNCE (:func:`nce.info_nce` with ``symmetric=True``) with a learned
     temperature (initial 0.07, maximum scale 100): ``forward(query, key, *, key_ids=None)``.
     It takes :class:`InfoNCE`'s options except those the symmetric loss does not define
-    (``symmetric`` itself, explicit negatives and ``log_q``)."""
+    (``symmetric`` itself, explicit negatives with ``in_batch``, and ``log_q``)."""
 
     def __init__(
         self,

@@ -123,6 +123,7 @@ def global_layout(
     check: Callable[[], None] | None = None,
     gathered: Sequence[torch.Tensor] | None = None,
     why: str = "",
+    agree: dict[str, int] | None = None,
 ) -> Layout:
     r"""Every rank's row count, after checking the batch that a gathered loss will see.
 
@@ -136,7 +137,9 @@ def global_layout(
        would leave the others waiting in the backward all-reduce);
     3. every rank then raises the same error if any rank's checks failed (quoting that rank's
        message), if the feature shapes, dtypes or gradient tracking differ between ranks, or if
-       the global batch has fewer than ``min_total`` rows (``why`` says what needs them).
+       the global batch has fewer than ``min_total`` rows (``why`` says what needs them), or if
+       the small integers ``agree`` (options that decide which collectives follow, by name; the
+       same names on every rank) differ between ranks.
 
     Ranks may hold different numbers of rows, zero included. Without an initialized process
     group it runs ``check()`` and the ``min_total`` check on the local batch.
@@ -169,8 +172,9 @@ def global_layout(
         for bit, x in enumerate((rows,) if gathered is None else gathered):
             tracks_grad |= int(x.requires_grad) << bit
     world = dist.get_world_size()
+    options = list((agree or {}).values())
     mine = torch.tensor(
-        _record(rows, tracks_grad, failure is not None),
+        _record(rows, tracks_grad, failure is not None) + options,
         dtype=torch.int64,
         device=exchange_device(rows),
     )
@@ -179,7 +183,12 @@ def global_layout(
     records = [t.tolist() for t in table]
     if any(r[0] for r in records):
         _raise_everywhere(failure, world)
-    if len({tuple(r[4:]) for r in records}) > 1:
+    if len({tuple(r[_RECORD:]) for r in records}) > 1:
+        shown = ", ".join(
+            f"rank {rank}: " + _options(agree, r) for rank, r in enumerate(records)
+        )
+        raise ValueError(f"gather=True needs the same options on every rank, got {shown}")
+    if len({tuple(r[4:_RECORD]) for r in records}) > 1:
         raise ValueError(
             "gather=True needs the same feature shape on every rank, got "
             + _describe(name, records)
@@ -200,6 +209,10 @@ def global_layout(
     where = Layout(tuple(r[1] for r in records), dist.get_rank())
     _check_total(name, rows, where, min_total, why)
     return where
+
+
+def _options(agree: dict[str, int], record: list[int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in zip(agree, record[_RECORD:], strict=True))
 
 
 def _check_total(name: str, rows: torch.Tensor, where: Layout, min_total: int, why: str) -> None:

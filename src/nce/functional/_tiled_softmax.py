@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 
 import torch
 
@@ -105,9 +106,46 @@ def _merge_lse2(run_max, run_sum, tile: torch.Tensor, dim: int, scratch: torch.T
     run_max.copy_(new_max)
 
 
-def _exclude(s2: torch.Tensor, exclude, r0: int, r1: int) -> None:
-    """Mask each row's excluded column (its own view, for NT-Xent) with -inf, in place."""
-    if exclude is not None:
+@dataclass(frozen=True)
+class ColumnRule:
+    r"""Changes to the logits :math:`S_{ij}` of a tile beyond the product, column by column:
+
+    * ``bias`` (m,): added to every logit of column j, the target's included
+      (:math:`S_{ij} + b_j`; the log-Q correction passes :math:`b = -\log Q`). Constant: no
+      gradient flows to it.
+    * ``row_ids`` (n,) and ``column_ids`` (m,): accidental hits, every column whose id equals
+      row i's id except row i's target column, drop out of row i (logit :math:`-\infty`).
+    """
+
+    bias: torch.Tensor | None = None
+    row_ids: torch.Tensor | None = None
+    column_ids: torch.Tensor | None = None
+
+    def bias2(self, s2: torch.Tensor) -> None:
+        """Add the base-2 bias to a tile, in place."""
+        if self.bias is not None:
+            s2.add_(self.bias, alpha=LOG2E)
+
+    def mask(self, s2: torch.Tensor, targets: torch.Tensor, r0: int, r1: int) -> None:
+        """Set the accidental hits of rows r0..r1 to -inf, in place (targets kept)."""
+        if self.row_ids is None:
+            return
+        hit = self.row_ids[r0:r1, None] == self.column_ids
+        hit.scatter_(1, targets[r0:r1, None], False)
+        s2.masked_fill_(hit, float("-inf"))
+
+
+def _bias(s2: torch.Tensor, exclude) -> None:
+    if isinstance(exclude, ColumnRule):
+        exclude.bias2(s2)
+
+
+def _exclude(s2: torch.Tensor, exclude, r0: int, r1: int, targets=None) -> None:
+    """Mask each row's excluded column (its own view, for NT-Xent) with -inf, or a
+    :class:`ColumnRule`'s accidental hits, in place."""
+    if isinstance(exclude, ColumnRule):
+        exclude.mask(s2, targets, r0, r1)
+    elif exclude is not None:
         s2.scatter_(1, exclude[r0:r1, None], float("-inf"))
 
 
@@ -122,8 +160,9 @@ def _paired_lse2(a2, b, chunk: int, columns: bool, targets, exclude=None, unshif
     buffers = _TileBuffers(a2, min(chunk, n), m, count=2)
     for r0, r1 in _spans(n, chunk):
         s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, m))
+        _bias(s2, exclude)
         target2[r0:r1] = s2.gather(1, targets[r0:r1, None]).squeeze(1)
-        _exclude(s2, exclude, r0, r1)
+        _exclude(s2, exclude, r0, r1, targets)
         if unshifted:
             e = s2.exp2_()
             if columns:
@@ -175,9 +214,10 @@ def _paired_grad(
     buffers = _TileBuffers(a2, min(chunk, n), m, count=1 if lse2_col is None else 2)
     for r0, r1 in _spans(n, chunk):
         s2 = torch.matmul(a2[r0:r1], b.T, out=buffers.get(0, r1 - r0, m))
+        _bias(s2, exclude)
         if fused:
             target2[r0:r1] = s2.gather(1, targets[r0:r1, None]).squeeze(1)
-        _exclude(s2, exclude, r0, r1)
+        _exclude(s2, exclude, r0, r1, targets)
         if fused and unshifted:
             e = s2.exp2_()
             row_sum = e.sum(1)
@@ -251,7 +291,8 @@ class PairedSoftmaxCE(torch.autograd.Function):
     With :math:`\hat Q, \hat K` the (optionally) unit rows and scale :math:`s = 1/\tau`, the
     logits are :math:`S = s \hat Q \hat K^\top` and
     :math:`\ell_i = \operatorname{lse}_j S_{ij} - S_{i t_i}` for target columns ``targets`` (n,),
-    the column ``exclude[i]`` (if given) left out of row i.
+    the column ``exclude[i]`` (if given, an (n,) index tensor) left out of row i; ``exclude`` may
+    instead be a :class:`ColumnRule` (a column bias and accidental hits; not with ``symmetric``).
     With ``symmetric`` (square, ``targets`` the diagonal)
     :math:`\tfrac12(\ell_i + \operatorname{lse}_j S_{ji} - S_{ii})`.
     The gradient flows to Q, K and the scale (a 0-dim tensor).
@@ -261,7 +302,8 @@ class PairedSoftmaxCE(torch.autograd.Function):
     def forward(ctx, query, key, scale, normalize, symmetric, chunk, targets, exclude):
         q, k = _UnitRows(query, normalize), _UnitRows(key, normalize)
         a2 = q.unit * (scale * LOG2E)
-        unshifted = normalize and unshifted_ok(scale, a2)
+        biased = isinstance(exclude, ColumnRule) and exclude.bias is not None
+        unshifted = normalize and not biased and unshifted_ok(scale, a2)
         ctx.q, ctx.k, ctx.symmetric, ctx.chunk, ctx.unshifted = q, k, symmetric, chunk, unshifted
         ctx.targets, ctx.exclude = targets, exclude
         # The backward reads key (and, unnormalized, query) as given: saving them makes autograd
