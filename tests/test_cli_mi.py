@@ -114,7 +114,7 @@ def test_capped_is_reported(tmp_path, capsys):
         ("ok", ["missing.csv", "--x-cols", "a"], r"no such file"),
         ("ok", ["d.csv", "--x-cols", "a", "--json", "."], r"--json: \. is a folder"),
         ("ok", ["d.csv", "--x-cols", "a", "--max-steps", "0"], r"--max-steps must be >= 1"),
-        ("ok", ["d.csv", "--x-cols", "a", "--valid-fraction", "1"], r"--valid-fraction must lie"),
+        ("ok", ["d.csv", "--x-cols", "a", "--valid-fraction", "1"], r"--validation-fraction"),
         ("ok", ["d.csv", "--x-cols", "a", "--seed", "-1"], r"--seed must be in"),
     ],
 )

@@ -45,7 +45,12 @@ def add_arguments(parser) -> None:
         "--max-steps", type=int_at_most(10**9), default=4000, help="training steps at most"
     )
     parser.add_argument(
-        "--valid-fraction", type=float, default=0.3, help="share of rows held out (default 0.3)"
+        "--validation-fraction",
+        "--valid-fraction",  # the earlier name, kept for one release
+        dest="validation_fraction",
+        type=float,
+        default=0.3,
+        help="share of rows held out (default 0.3)",
     )
     parser.add_argument(
         "--seed", type=int_at_most(SEED_MAX), default=0, help="random seed (default 0)"
@@ -122,8 +127,10 @@ def run(args) -> int:
         raise InputError(f"--batch-size must be >= 2, got {args.batch_size}")
     if args.max_steps < 1:
         raise InputError(f"--max-steps must be >= 1, got {args.max_steps}")
-    if not 0 < args.valid_fraction < 1:
-        raise InputError(f"--valid-fraction must lie in (0, 1), got {args.valid_fraction}")
+    if not 0 < args.validation_fraction < 1:
+        raise InputError(
+            f"--validation-fraction must lie in (0, 1), got {args.validation_fraction}"
+        )
     if not 0 <= args.seed < 2**64:
         raise InputError(f"--seed must be in [0, 2**64), got {args.seed}")
     x, y, x_names, y_names = _load(args)
@@ -134,7 +141,7 @@ def run(args) -> int:
         critic=args.critic,
         batch_size=args.batch_size,
         max_steps=args.max_steps,
-        validation_fraction=args.valid_fraction,
+        validation_fraction=args.validation_fraction,
         random_state=args.seed,
         progress=not args.no_progress,
     )
