@@ -26,8 +26,6 @@ import stat
 import sys
 from pathlib import Path
 
-import torch
-
 PARTIAL_SUFFIX = ".nce-partial"
 _NAME_LIMIT = 100  # keeps ".NAME.PID@HOST.RANDOM.nce-partial" below a file system's 255 bytes
 
@@ -64,13 +62,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """``torch.save(obj, path)`` such that ``path`` never holds a partial file."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def partial_name(target: Path, pid: int | None = None) -> str:
