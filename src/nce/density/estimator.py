@@ -762,6 +762,13 @@ class NCEDensity:
             setattr(self, name, getattr(checked, name))
         return self
 
+    def __sklearn_tags__(self):
+        """scikit-learn's estimator tags (for ``clone`` and ``GridSearchCV``; scikit-learn is
+        needed only when they ask): an unsupervised estimator."""
+        from sklearn.base import BaseEstimator
+
+        return BaseEstimator.__sklearn_tags__(self)
+
     # ------------------------------------------------------------------ helpers
 
     def _check_fitted(self) -> None:
