@@ -3,7 +3,6 @@ units after the internal standardization, raw tables, and scikit-learn model sel
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
