@@ -408,7 +408,9 @@ def test_half_precision_and_too_few_noise_draws_are_refused():
     with pytest.raises(TypeError, match="X must be float32 or float64 to fit"):
         NCEDensity("gaussian", progress=False).fit(X.half())
     with pytest.raises(ValueError, match="gives 1 noise draws for 9 minibatches"):
-        NCEDensity("gaussian", noise_ratio=0.001, batch_size=10, progress=False).fit(X)
+        NCEDensity(
+            "gaussian", optimizer="adam", noise_ratio=0.001, batch_size=10, progress=False
+        ).fit(X)
 
 
 # ----------------------------------------------------------------------------- what users get wrong
@@ -436,7 +438,7 @@ def test_far_rows_score_minus_infinity_never_nan():
 
 def test_divergence_is_reported_as_divergence_naming_lr():
     X = correlated(300)
-    est = NCEDensity("mlp", lr=1e6, epochs=5, progress=False, random_state=0)
+    est = NCEDensity("mlp", optimizer="adam", lr=1e6, epochs=5, progress=False, random_state=0)
     with pytest.raises(nce.DivergenceError, match=r"the fit diverged in epoch \d+: .*"
                        r"NaN or infinite.*lower lr \(now 1e\+06\)") as info:  # fmt: skip
         est.fit(X)

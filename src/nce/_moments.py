@@ -2,11 +2,13 @@ r"""The data's mean and covariance with a small ridge: the one estimate behind
 :meth:`nce.noise.Gaussian.fit` and the data-dependent starts of :mod:`nce.models`.
 
 .. math:: \mu = \frac1N \sum_n x_n, \qquad
-    \Sigma = S + r \frac{\operatorname{tr} S}{D} I, \qquad
+    \Sigma = S + r \operatorname{diag}(S), \qquad
     S = \frac{1}{N - 1} \sum_n (x_n - \mu)(x_n - \mu)^\top,
 
 with :math:`r = \max(10^{-6}, D\,\epsilon)` and :math:`\epsilon` the machine epsilon of the data's
-dtype: the ridge keeps :math:`\Sigma` positive definite in that dtype for collinear columns. The
+dtype: the ridge keeps :math:`\Sigma` positive definite in that dtype for collinear columns, and,
+relative to each column's own variance, it is the same for data in any units (a column of areas in
+the thousands next to one of ratios near 0.1 gets the same relative ridge on both). The
 moments are accumulated in float64. Data whose squares overflow float64, or whose covariance does
 not fit its own dtype, are refused with that reason (rescale or standardize them), rather than
 failing later in a Cholesky factorization.
@@ -56,8 +58,8 @@ def mean_and_covariance(name: str, X: torch.Tensor) -> tuple[torch.Tensor, torch
             f"{name} is constant in every column (shape {shape_str(X)}): it has no covariance"
         )
     dim = X64.shape[1]
-    ridge = covariance_ridge(dim, X.dtype) * trace / dim
-    covariance = covariance + ridge * torch.eye(dim, dtype=torch.float64, device=X64.device)
+    variances = covariance.diagonal().clamp_min(torch.finfo(X.dtype).eps * trace / dim)
+    covariance = covariance + torch.diag(covariance_ridge(dim, X.dtype) * variances)
     largest = float(covariance.abs().max())
     if X.dtype != torch.float64 and largest > torch.finfo(X.dtype).max:
         raise ValueError(

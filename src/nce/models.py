@@ -63,6 +63,12 @@ class EnergyModel(nn.Module):
 
     #: The context dimension :math:`C` of a conditional model, ``None`` for an unconditional one.
     context_dim: int | None = None
+    #: The changes of coordinates :meth:`change_coordinates_` can absorb: "affine"
+    #: (:math:`x = a + s \odot u`), "scale" (:math:`a = 0` only) or None (none).
+    coordinate_change: str | None = None
+    #: Whether the parameters hold a fit (set by :class:`~nce.density.NCEDensity` and by
+    #: ``load_state_dict``): an estimator does not restart a trained model from the data.
+    trained: bool = False
 
     def __init__(self, dim: int):
         super().__init__()
@@ -96,6 +102,40 @@ class EnergyModel(nn.Module):
     def config(self) -> dict:
         """The constructor's keyword arguments, to rebuild the model (``type(model)(**config)``)."""
         return {"dim": self.dim}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """:meth:`torch.nn.Module.load_state_dict`; the model then counts as ``trained``."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.trained = True
+        return result
+
+    def change_coordinates_(self, shift: torch.Tensor, scale: torch.Tensor) -> EnergyModel:
+        r"""Re-expresses, in place, a model of :math:`u` as the same density of
+        :math:`x = a + s \odot u` (``shift`` :math:`a`, ``scale`` :math:`s > 0`); returns ``self``.
+
+        .. math:: f'(x) = f\big((x - a) / s\big), \qquad
+            \log Z' = \log Z + \textstyle\sum_i \log s_i,
+
+        so :math:`\log p'(x) = \log p(u) - \sum_i \log s_i`, a density in :math:`x`'s units. The
+        inverse change is ``change_coordinates_(-a / s, 1 / s)``. Models whose
+        :attr:`coordinate_change` is None refuse it.
+
+        Shape:
+            - shift, scale: (D,)
+        """
+        if self.coordinate_change is None:
+            raise TypeError(f"{type(self).__name__} does not support a change of coordinates")
+        if self.coordinate_change == "scale" and bool((shift != 0).any()):
+            raise ValueError(f"{type(self).__name__} takes a change of scale only: shift must be 0")
+        param = self.log_z
+        shift, scale = shift.to(param.device, param.dtype), scale.to(param.device, param.dtype)
+        with torch.no_grad():
+            self._change_coordinates(shift, scale)
+            self.log_z.add_(scale.log().sum())
+        return self
+
+    def _change_coordinates(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
+        """The parameters' part of :meth:`change_coordinates_` (``log_z`` is shifted there)."""
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor("x", x, 2)
@@ -170,6 +210,15 @@ class _GaussianFactor(EnergyModel):
     def gaussian_log_partition(self) -> torch.Tensor:
         r""":math:`\log Z_L = \tfrac{D}{2}\log 2\pi - \sum_i \log L_{ii}`, shape ()."""
         return 0.5 * self.dim * math.log(2 * math.pi) - self.log_diag.sum()
+
+    coordinate_change = "affine"
+
+    def _change_coordinates(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
+        r""":math:`\mu' = a + s \odot \mu` and :math:`L' = \operatorname{diag}(1/s) L`, which
+        keeps :math:`z = L'^\top (x - \mu')` unchanged (and :math:`L'` lower-triangular)."""
+        self.mean.copy_(shift + scale * self.mean)
+        self.log_diag.sub_(scale.log())
+        self.lower.div_(scale[:, None])
 
     def _start_gaussian_at(self, X: torch.Tensor) -> None:
         r"""Sets :math:`\mu` and :math:`L` to the data's mean and inverse covariance."""
@@ -262,6 +311,12 @@ class ICAEnergy(EnergyModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, scale = scaled_difference(self._check_input(x), x.new_zeros(()))
         return -math.sqrt(2) * (u @ self.demixing.T).abs().sum(1) * scale.squeeze(-1)
+
+    coordinate_change = "scale"
+
+    def _change_coordinates(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
+        """:math:`B' = B \\operatorname{diag}(1/s)`, so that :math:`B' x = B u`."""
+        self.demixing.div_(scale)
 
     def true_log_partition(self) -> torch.Tensor:
         """The exact :math:`\\log Z = (D/2) \\log 2 - \\log|\\det B|` of the current :math:`B`."""

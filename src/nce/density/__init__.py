@@ -35,7 +35,7 @@ References:
     | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012)
 """
 
-from nce.density.errors import FitMemoryError
+from nce.density.errors import ConvergenceWarning, FitMemoryError
 from nce.density.estimator import MODELS as MODELS
 from nce.density.estimator import NOISES as NOISES
 from nce.density.estimator import OPTIMIZERS as OPTIMIZERS
@@ -43,6 +43,7 @@ from nce.density.estimator import NCEDensity, NotFittedError
 from nce.density.partition import PartitionEstimate
 
 __all__ = [
+    "ConvergenceWarning",
     "FitMemoryError",
     "NCEDensity",
     "NotFittedError",

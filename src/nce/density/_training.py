@@ -21,8 +21,10 @@ __all__ = ["FitPlan", "adam_epochs", "draw_noise", "lbfgs_epochs"]
 class FitPlan:
     """What a fit works on: the model, the frozen noise, the training (and held-out) data with
     their noise log densities, a fixed noise sample (None: fresh noise every epoch), the run's
-    generator and the optimizer's settings. ``steps`` counts the evaluations that succeeded (Adam
-    steps, L-BFGS objective evaluations)."""
+    generator, the optimizer's settings, and the change of coordinates the fit works in (see
+    :mod:`~nce.density._standardize`). ``steps`` counts the evaluations that succeeded (Adam
+    steps, L-BFGS objective evaluations); ``gradient_max`` is the largest gradient entry of the
+    objective after the last L-BFGS epoch."""
 
     model: EnergyModel
     noise: Noise
@@ -35,7 +37,10 @@ class FitPlan:
     lr: float
     batch_size: int
     lbfgs_steps: int
+    weight_decay: float = 0.0
+    standardization: tuple[torch.Tensor, torch.Tensor] | None = None
     steps: int = 0
+    gradient_max: float = math.inf
 
 
 def draw_noise(noise: Noise, noise_ratio: float, data: _Batch, generator) -> _Batch:
@@ -54,9 +59,16 @@ def draw_noise(noise: Noise, noise_ratio: float, data: _Batch, generator) -> _Ba
 
 def adam_epochs(plan: FitPlan) -> Iterator[float]:
     """Adam over minibatches of ``batch_size`` data points and their share of the noise (the
-    fixed sample, shuffled, or fresh draws); yields the mean training objective of each epoch."""
+    fixed sample, shuffled, or fresh draws); yields the mean training objective of each epoch.
+    The parameters of the model's submodules (a network) take ``weight_decay``, decoupled as in
+    AdamW; its own parameters (a Gaussian base, ``log_z``) take none."""
     model, data = plan.model, plan.data
-    optimizer = torch.optim.Adam(model.parameters(), lr=plan.lr)
+    own = [p for name, p in model.named_parameters() if "." not in name]
+    nested = [p for name, p in model.named_parameters() if "." in name]
+    groups = [{"params": own, "weight_decay": 0.0}]
+    if nested:
+        groups.append({"params": nested, "weight_decay": plan.weight_decay})
+    optimizer = torch.optim.AdamW(groups, lr=plan.lr)
     n = data.x.shape[0]
     batches = max(1, math.ceil(n / plan.batch_size))
     while True:
@@ -90,7 +102,8 @@ def adam_epochs(plan: FitPlan) -> Iterator[float]:
 
 def lbfgs_epochs(plan: FitPlan) -> Iterator[float]:
     """Full-batch L-BFGS with a strong-Wolfe line search, ``lbfgs_steps`` iterations per epoch
-    (a fresh optimizer whenever the noise is redrawn); yields the objective after each epoch."""
+    (a fresh optimizer whenever the noise is redrawn); yields the objective after each epoch and
+    records its largest gradient entry in ``plan.gradient_max``."""
     model, data = plan.model, plan.data
 
     def new_optimizer():
@@ -119,5 +132,10 @@ def lbfgs_epochs(plan: FitPlan) -> Iterator[float]:
             return loss
 
         optimizer.step(closure)
-        with torch.no_grad():
-            yield float(_nce_loss(model, plan.noise_ratio, data, epoch_noise))
+        model.zero_grad(set_to_none=True)
+        loss = _nce_loss(model, plan.noise_ratio, data, epoch_noise)
+        loss.backward()
+        gradients = [p.grad.abs().max() for p in model.parameters() if p.grad is not None]
+        plan.gradient_max = float(torch.stack(gradients).max()) if gradients else 0.0
+        model.zero_grad(set_to_none=True)
+        yield float(loss.detach())

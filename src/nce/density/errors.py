@@ -4,7 +4,7 @@ its value, so that a command line can name its own flag instead. (A fit that div
 
 from __future__ import annotations
 
-__all__ = ["FitMemoryError"]
+__all__ = ["ConvergenceWarning", "FitMemoryError"]
 
 
 class FitMemoryError(MemoryError):
@@ -43,3 +43,8 @@ def _size(n_bytes: float) -> str:
             return f"{n_bytes:.3g} {unit}"
         n_bytes /= 1000
     raise AssertionError("unreachable")
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit stopped at its budget (``epochs``) before meeting its convergence criterion, as
+    scikit-learn's ``ConvergenceWarning``: the message names the option to change."""

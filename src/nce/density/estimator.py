@@ -7,6 +7,7 @@ best parameters and an exact :math:`\log Z`), and scoring with the fitted model;
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 import warnings
@@ -23,7 +24,9 @@ from nce._validation import check_in_range, check_int, check_positive, shape_str
 from nce.density._batch import NonFiniteLogDensity, _Batch, _chunks, _nce_loss, _rows
 from nce.density._checks import _check_frozen, check_varying_columns
 from nce.density._memory import check_fits, out_of_memory_as
+from nce.density._standardize import StandardizedNoise, column_scaling
 from nce.density._training import FitPlan, adam_epochs, draw_noise, lbfgs_epochs
+from nce.density.errors import ConvergenceWarning
 from nce.density.partition import PartitionEstimate, estimate_log_partition
 from nce.density.persistence import load_estimator, save_estimator
 from nce.models import EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
@@ -33,7 +36,10 @@ __all__ = ["MODELS", "NOISES", "OPTIMIZERS", "NCEDensity", "NotFittedError"]
 
 MODELS = {"mlp": MLPEnergy, "gaussian": GaussianEnergy, "ica": ICAEnergy}
 NOISES = ("gaussian", "mixture", "box")
-OPTIMIZERS = ("adam", "lbfgs")
+OPTIMIZERS = ("auto", "adam", "lbfgs")
+INITS = ("auto", "data", "keep")
+#: "auto" picks L-BFGS for models with at most this many parameters, Adam above.
+LBFGS_MAX_PARAMETERS = 500
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -56,9 +62,10 @@ class NCEDensity:
 
     Args:
         model: An :class:`~nce.models.EnergyModel` (trained in place, on its own dtype and
-            device), or "mlp" (the default, :class:`~nce.models.MLPEnergy` with hidden widths
-            (64, 64)), "gaussian" or "ica": built at ``fit`` in the data's dtype and started at
-            the data's moments (``init_from_data``).
+            device; see ``init``), or "mlp" (the default, :class:`~nce.models.MLPEnergy` with two
+            hidden layers of a width chosen by the number :math:`N` of training rows,
+            :math:`2^{\operatorname{round}(\log_2 \sqrt N)}` within [16, 64]), "gaussian" or
+            "ica": built at ``fit`` in the data's dtype.
         noise: "gaussian" (fitted to the data's mean and covariance), "mixture" (a
             ``noise_components``-component Gaussian mixture fitted by EM), "box" (uniform on a
             box around the data, widened by ``box_margin`` of its range on each side; the old
@@ -66,9 +73,11 @@ class NCEDensity:
             :class:`~nce.noise.Noise` or :class:`torch.distributions.Distribution` of event shape
             (D,). It must not share trainable tensors with the model.
         noise_ratio: :math:`\nu > 0`, noise samples per datum.
-        optimizer: "adam" (minibatches of ``batch_size`` data and their :math:`\nu` share of
-            noise) or "lbfgs" (full batch, strong-Wolfe line search, ``lbfgs_steps`` iterations
-            per epoch).
+        optimizer: "auto" (the default: "lbfgs" for a model of at most 500 parameters, such as
+            a Gaussian up to 30 dimensions, "adam" above; the choice is ``optimizer_``), "adam"
+            (minibatches of ``batch_size`` data and their :math:`\nu` share of noise) or
+            "lbfgs" (full batch, strong-Wolfe line search, ``lbfgs_steps`` iterations per
+            epoch).
         lr: The learning rate of Adam (L-BFGS takes unit steps, shortened by its line search).
         batch_size: Data points per Adam step.
         epochs: The most passes over the data (L-BFGS: outer steps); early stopping may end
@@ -77,14 +86,30 @@ class NCEDensity:
             whole fit (False, Gutmann & Hyvärinen's setting).
         validation_fraction: The share of the data held out for early stopping, in [0, 1): the
             fit stops when the held-out NCE objective (on its own fixed noise sample) has not
-            improved by ``tol`` for ``patience`` epochs, and the best parameters are restored.
-            With 0, all data are used and the training objective is watched instead (L-BFGS then
-            stops at the first epoch that improves it by less than ``tol``).
+            improved by ``tol`` for ``patience`` epochs, and the best parameters seen (the
+            starting point included) are restored. With 0, all data are used and the training
+            objective is watched instead.
         patience: Epochs without improvement before stopping.
-        tol: The improvement that counts, relative to :math:`1 + |\ell|`.
+        tol: The improvement that counts, relative to :math:`1 + |\ell|`; and L-BFGS's
+            convergence criterion: the fit is at the optimum when the largest gradient entry
+            :math:`\max|\partial\ell/\partial\theta|` or the objective's change over an epoch
+            (relative to :math:`1 + |\ell|`) falls below ``tol``.
         lbfgs_steps: L-BFGS iterations per epoch.
         noise_components: Components of the "mixture" noise.
         box_margin: Widening of the "box" noise, a fraction of each column's range.
+        init: Where the fit starts. "data": ``model.init_from_data`` on the (standardized)
+            training rows, e.g. a Gaussian at the data's moments and an MLP energy at that
+            Gaussian; "keep": the model's current parameters; "auto" (the default): "data",
+            unless the model is ``trained`` (fitted by an ``NCEDensity`` before, or given weights
+            with ``load_state_dict``), which keeps them.
+        standardize: Fit in the coordinates :math:`u = (x - a)/s` of the training rows' column
+            means and standard deviations (scale only for a model that takes no shift, such as
+            ICA), then map the model back (:meth:`~nce.models.EnergyModel.change_coordinates_`),
+            so that every log density returned stays in the user's units. For models with a
+            ``coordinate_change``; others are fitted on the raw columns.
+        weight_decay: Adam's decoupled weight decay on the parameters of a model's submodules
+            (an MLP energy's network; not its Gaussian base nor ``log_z``); "auto": :math:`\min(1,
+            100/N)` for :math:`N` training rows, stronger on less data.
         progress: Show a tqdm progress bar over epochs.
         random_state: None, an int or a :class:`torch.Generator`: seeds the split, the noise
             draws, the minibatches and the initialization of a model built from a name.
@@ -96,6 +121,12 @@ class NCEDensity:
             whose :math:`\log Z(c)` is ``model_.log_partition(context)``).
         n_features_in_: :math:`D`.
         n_iter_: Epochs run.
+        converged_: Whether the fit met its criterion: L-BFGS at the optimum (``tol``), or early
+            stopping on ``patience``; False when ``epochs`` ran out first (with a
+            :class:`~nce.density.ConvergenceWarning`).
+        optimizer_: The optimizer used, "adam" or "lbfgs".
+        standardization_: ``(a, s)``, the shift and scale of the coordinates the fit worked
+            in (tensors (D,)), or None.
         loss_curve_: The training objective after each epoch.
         validation_curve_: The held-out objective after each epoch (empty without validation).
         fit_time_: Seconds spent in ``fit``.
@@ -129,7 +160,7 @@ class NCEDensity:
         noise: str | Noise | Distribution = "gaussian",
         noise_ratio: float = 10,
         *,
-        optimizer: str = "adam",
+        optimizer: str = "auto",
         lr: float = 3e-3,
         batch_size: int = 256,
         epochs: int = 200,
@@ -140,6 +171,9 @@ class NCEDensity:
         lbfgs_steps: int = 20,
         noise_components: int = 5,
         box_margin: float = 0.1,
+        init: str = "auto",
+        standardize: bool = True,
+        weight_decay: float | str = "auto",
         progress: bool = True,
         random_state: int | torch.Generator | None = None,
     ):
@@ -186,6 +220,12 @@ class NCEDensity:
         check_int("lbfgs_steps", lbfgs_steps, minimum=1)
         check_int("noise_components", noise_components, minimum=1)
         check_in_range("box_margin", box_margin, 0.0, math.inf)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if not isinstance(standardize, bool):
+            raise TypeError(f"standardize must be a bool, got {type(standardize).__name__}")
+        if weight_decay != "auto":
+            check_in_range("weight_decay", weight_decay, 0.0, math.inf)
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
         check_random_state(random_state)
@@ -203,6 +243,9 @@ class NCEDensity:
         self.lbfgs_steps = lbfgs_steps
         self.noise_components = noise_components
         self.box_margin = box_margin
+        self.init = init
+        self.standardize = standardize
+        self.weight_decay = weight_decay
         self.progress = progress
         self.random_state = random_state
 
@@ -230,8 +273,12 @@ class NCEDensity:
         """
         start = time.perf_counter()
         plan = self._prepare(X, context)
-        loss_curve, validation_curve = self._run_epochs(plan)
-        self._finish(plan, loss_curve, validation_curve)
+        try:
+            loss_curve, validation_curve, converged = self._run_epochs(plan)
+            self._finish(plan, loss_curve, validation_curve, converged)
+        finally:
+            if plan.standardization is not None:
+                plan.model.change_coordinates_(*plan.standardization)
         self.fit_time_ = time.perf_counter() - start
         return self
 
@@ -247,19 +294,23 @@ class NCEDensity:
         if X.dtype in (torch.float16, torch.bfloat16):
             raise TypeError(f"X must be float32 or float64 to fit, got {X.dtype}")
         check_varying_columns(X)
-        model = self._build_model(X, generator)
+        n = X.shape[0]
+        n_val = round(self.validation_fraction * n) if self.validation_fraction > 0 else 0
+        model = self._build_model(X, n - n_val, generator)
         param = next(model.parameters())
         X = X.to(param.device, param.dtype)
         context = self._check_context(model, X, context, param)
-        n = X.shape[0]
-        n_val = round(self.validation_fraction * n) if self.validation_fraction > 0 else 0
+        parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self.optimizer_ = self.optimizer
+        if self.optimizer == "auto":
+            self.optimizer_ = "lbfgs" if parameters <= LBFGS_MAX_PARAMETERS else "adam"
         if self.validation_fraction > 0 and (n_val < 1 or n - n_val < 2):
             raise ValueError(
                 f"validation_fraction = {self.validation_fraction} leaves {n_val} held-out and "
                 f"{n - n_val} training row(s) of X (shape {shape_str(X)}); at least 1 and 2 "
                 "are needed, or set validation_fraction=0"
             )
-        batches = math.ceil((n - n_val) / self.batch_size) if self.optimizer == "adam" else 1
+        batches = math.ceil((n - n_val) / self.batch_size) if self.optimizer_ == "adam" else 1
         draws = math.ceil(self.noise_ratio * (n - n_val))
         if draws < batches:
             raise ValueError(
@@ -270,9 +321,6 @@ class NCEDensity:
         self._check_sizes(model, X, n - n_val, n_val, batches)
         order = torch.randperm(n, generator=generator).to(X.device)
         train, val = order[n_val:], order[:n_val]
-        if isinstance(self.model, str):
-            with torch.no_grad():
-                model.init_from_data(X[train])
         noise = self._build_noise(X, model)
         log_q = noise.log_prob(X).to(X.dtype)
         outside = int((~torch.isfinite(log_q)).sum())
@@ -281,6 +329,22 @@ class NCEDensity:
                 f"the noise gives zero density to {outside} row(s) of X: NCE needs noise that "
                 "covers the data (try noise='gaussian', or a wider box)"
             )
+        standardization = None
+        if self.standardize and model.coordinate_change is not None:
+            shift, scale = column_scaling(X[train], centre=model.coordinate_change == "affine")
+            standardization = (shift, scale)
+            X = (X - shift) / scale
+            log_q = log_q + scale.log().sum()
+            noise = StandardizedNoise(noise, shift, scale)
+        fresh = isinstance(self.model, str) or self.init == "data"
+        if fresh or (self.init == "auto" and not model.trained):
+            with torch.no_grad():
+                model.init_from_data(X[train])
+        elif standardization is not None:
+            model.change_coordinates_(-shift / scale, 1 / scale)
+        weight_decay = self.weight_decay
+        if weight_decay == "auto":
+            weight_decay = min(1.0, 100 / (n - n_val))
         data = _Batch(X[train], log_q[train], _rows(context, train))
         validation = validation_noise = None
         with out_of_memory_as(
@@ -308,6 +372,8 @@ class NCEDensity:
             self.lr,
             self.batch_size,
             self.lbfgs_steps,
+            weight_decay,
+            standardization,
         )
 
     @staticmethod
@@ -331,22 +397,28 @@ class NCEDensity:
         step_rows = math.ceil((1 + self.noise_ratio) * n_train / batches)
         step_bytes = (X.shape[1] + 2 + 3 * widths) * X.element_size()
         option, value = "noise_ratio", self.noise_ratio
-        if self.optimizer == "adam" and self.batch_size > 1:
+        if self.optimizer_ == "adam" and self.batch_size > 1:
             option, value = "noise_ratio or batch_size", self.noise_ratio
         check_fits("one training step", step_rows, step_bytes, X.device, option, value)
 
     # ---- fit, step 2: the epochs
 
-    def _run_epochs(self, plan: FitPlan) -> tuple[list[float], list[float]]:
-        """Runs the training loop until ``epochs``, early stopping or divergence; the model ends
-        with the best parameters seen on the held-out data."""
+    def _run_epochs(self, plan: FitPlan) -> tuple[list[float], list[float], bool]:
+        """Runs the training loop until convergence, early stopping, ``epochs`` or divergence;
+        returns the curves and whether the fit converged. Stopped by ``patience``, the model
+        ends with the best parameters seen on the held-out data (its start included); at
+        L-BFGS's optimum, with the optimum."""
         from tqdm.auto import tqdm
 
         model = plan.model
         loss_curve: list[float] = []
         validation_curve: list[float] = []
         best, best_state, wait = math.inf, None, 0
-        loop = adam_epochs(plan) if self.optimizer == "adam" else lbfgs_epochs(plan)
+        if plan.validation is not None:
+            best, best_state = self._held_out_loss(plan), copy.deepcopy(model.state_dict())
+        converged, at_optimum, previous = False, False, math.inf
+        lbfgs = self.optimizer_ == "lbfgs"
+        loop = lbfgs_epochs(plan) if lbfgs else adam_epochs(plan)
         bar = tqdm(total=self.epochs, desc="NCE fit", disable=not self.progress, leave=False)
         try:
             for epoch in range(1, self.epochs + 1):
@@ -354,12 +426,7 @@ class NCEDensity:
                 loss_curve.append(loss)
                 watched = loss
                 if plan.validation is not None:
-                    with torch.no_grad():
-                        watched = float(
-                            _nce_loss(
-                                model, self.noise_ratio, plan.validation, plan.validation_noise
-                            )
-                        )
+                    watched = self._held_out_loss(plan)
                     validation_curve.append(watched)
                 bar.update(1)
                 postfix = {"loss": f"{loss:.4f}", "log_z": f"{float(model.log_z.detach()):.3f}"}
@@ -368,6 +435,10 @@ class NCEDensity:
                 bar.set_postfix(postfix, refresh=False)
                 if not math.isfinite(watched):
                     raise self._diverged(epoch, f"the NCE objective became {watched}")
+                if lbfgs and self._at_optimum(plan, loss, previous):
+                    converged = at_optimum = True
+                    break
+                previous = loss
                 threshold = best - self.tol * (1 + abs(best)) if math.isfinite(best) else math.inf
                 if watched < threshold:
                     best, wait = watched, 0
@@ -375,17 +446,29 @@ class NCEDensity:
                         best_state = copy.deepcopy(model.state_dict())
                 else:
                     wait += 1
-                    converged = self.optimizer == "lbfgs" and plan.validation is None
-                    if wait >= self.patience or converged:
+                    if wait >= self.patience:
+                        converged = True
                         break
         except NonFiniteLogDensity as error:
             raise self._diverged(len(loss_curve) + 1, str(error)) from error
         finally:
             bar.close()
-        if best_state is not None:
+        if best_state is not None and not at_optimum:
             model.load_state_dict(best_state)
         model.eval()
-        return loss_curve, validation_curve
+        return loss_curve, validation_curve, converged
+
+    def _held_out_loss(self, plan: FitPlan) -> float:
+        with torch.no_grad():
+            return float(
+                _nce_loss(plan.model, self.noise_ratio, plan.validation, plan.validation_noise)
+            )
+
+    def _at_optimum(self, plan: FitPlan, loss: float, previous: float) -> bool:
+        """L-BFGS's criterion: the largest gradient entry, or the objective's change over the
+        epoch relative to :math:`1 + |\\ell|`, is below ``tol``."""
+        change = abs(previous - loss) / (1 + abs(loss)) if math.isfinite(previous) else math.inf
+        return plan.gradient_max <= self.tol or change <= self.tol
 
     def _next_epoch(self, loop, plan: FitPlan, epoch: int) -> float:
         """One epoch of ``loop``; a model that is not finite before any step is bad input."""
@@ -408,27 +491,50 @@ class NCEDensity:
             raise
 
     def _diverged(self, epoch: int, detail: str) -> DivergenceError:
-        option = "lr" if self.optimizer == "adam" else None
+        option = "lr" if self.optimizer_ == "adam" else None
         return DivergenceError(
             "the fit", epoch, detail=detail, option=option, value=self.lr, also="standardize X"
         )
 
     # ---- fit, step 3: the fitted attributes
 
-    def _finish(self, plan: FitPlan, loss_curve: list[float], validation_curve: list[float]):
-        """Sets an unconditional model's :math:`\\log Z` exactly, and the fitted attributes."""
+    def _finish(
+        self,
+        plan: FitPlan,
+        loss_curve: list[float],
+        validation_curve: list[float],
+        converged: bool,
+    ):
+        """Sets an unconditional model's :math:`\\log Z` exactly, and the fitted attributes (in
+        the fit's coordinates: ``fit`` maps the model back to the user's afterwards); warns when
+        the fit did not converge."""
         model = plan.model
         if not model.conditional:
             polish_noise = plan.fixed_noise
             if polish_noise is None:
                 polish_noise = draw_noise(plan.noise, self.noise_ratio, plan.data, plan.generator)
             self._refit_log_z(model, plan.data, polish_noise)
-        self.model_, self.noise_ = model, plan.noise
+        noise = plan.noise.noise if isinstance(plan.noise, StandardizedNoise) else plan.noise
+        self.model_, self.noise_ = model, noise
+        model.trained = True
         self.loss_curve_, self.validation_curve_ = loss_curve, validation_curve
         self.n_iter_ = len(loss_curve)
+        self.converged_ = converged
+        self.standardization_ = plan.standardization
+        if not converged:
+            criterion = "its gradient and change" if self.optimizer_ == "lbfgs" else "patience"
+            warnings.warn(
+                f"NCEDensity: the fit stopped after epochs = {self.epochs} without converging "
+                f"({criterion} not within tol = {self.tol:g}); raise epochs (or tol)",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         self.n_features_in_ = plan.data.x.shape[1]
         self.n_noise_samples_ = math.ceil(self.noise_ratio * plan.data.x.shape[0])
-        self.log_partition_ = None if model.conditional else float(model.log_z.detach())
+        self.log_partition_ = None
+        if not model.conditional:
+            log_det = 0.0 if plan.standardization is None else plan.standardization[1].log().sum()
+            self.log_partition_ = float(model.log_z.detach() + log_det)
 
     def _refit_log_z(self, model: EnergyModel, data: _Batch, noise: _Batch) -> None:
         r"""Sets :math:`\log Z` to the exact minimizer of the objective in :math:`\log Z` alone.
@@ -455,7 +561,7 @@ class NCEDensity:
             if math.isfinite(float(c)):
                 model.log_z.copy_(c)
 
-    def _build_model(self, X: Tensor, generator: torch.Generator) -> EnergyModel:
+    def _build_model(self, X: Tensor, n_train: int, generator: torch.Generator) -> EnergyModel:
         if not isinstance(self.model, str):
             if self.model.dim != X.shape[1]:
                 raise ValueError(
@@ -463,8 +569,12 @@ class NCEDensity:
                     f"(X has shape {shape_str(X)})"
                 )
             return self.model
+        options = {}
+        if self.model == "mlp":
+            width = 2 ** round(math.log2(math.sqrt(n_train)))
+            options["hidden"] = (min(64, max(16, width)),) * 2
         with seeded(as_seed(generator)):
-            model = MODELS[self.model](X.shape[1])
+            model = MODELS[self.model](X.shape[1], **options)
         return model.to(X.device, X.dtype)
 
     def _check_context(self, model: EnergyModel, X: Tensor, context, param: Tensor):
@@ -632,6 +742,33 @@ class NCEDensity:
         """
         return load_estimator(cls, path, model=model, noise=noise)
 
+    # ------------------------------------------------------------------ scikit-learn
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's arguments, by name (scikit-learn's ``get_params``, so that
+        ``sklearn.base.clone`` and ``GridSearchCV`` work)."""
+        return {name: getattr(self, name) for name in _constructor_names()}
+
+    def set_params(self, **params) -> NCEDensity:
+        """Sets constructor arguments by name, checked as the constructor checks them; returns
+        ``self``."""
+        unknown = sorted(set(params) - set(_constructor_names()))
+        if unknown:
+            raise ValueError(
+                f"invalid parameter(s) {unknown} for NCEDensity; valid: {_constructor_names()}"
+            )
+        checked = NCEDensity(**{**self.get_params(), **params})
+        for name in params:
+            setattr(self, name, getattr(checked, name))
+        return self
+
+    def __sklearn_tags__(self):
+        """scikit-learn's estimator tags (for ``clone`` and ``GridSearchCV``; scikit-learn is
+        needed only when they ask): an unsupervised estimator."""
+        from sklearn.base import BaseEstimator
+
+        return BaseEstimator.__sklearn_tags__(self)
+
     # ------------------------------------------------------------------ helpers
 
     def _check_fitted(self) -> None:
@@ -657,3 +794,8 @@ class NCEDensity:
             f"NCEDensity(model={model!r}, noise={noise!r}, noise_ratio={self.noise_ratio}, "
             f"optimizer={self.optimizer!r})"
         )
+
+
+def _constructor_names() -> list[str]:
+    signature = inspect.signature(NCEDensity.__init__)
+    return [name for name in signature.parameters if name != "self"]

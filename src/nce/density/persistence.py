@@ -71,7 +71,11 @@ def save_estimator(estimator: NCEDensity, path, *, metadata: dict | None = None)
         },
         "noise": noise_entry,
         "params": _params(estimator),
-        "fitted": {key: _plain(getattr(estimator, key), key) for key in _FITTED},
+        "fitted": {
+            key: _plain(getattr(estimator, key), key)
+            for key in (*_FITTED, "converged_", "optimizer_")
+        }
+        | {"standardization_": _plain_pair(getattr(estimator, "standardization_", None))},
         "metadata": _plain(dict(metadata or getattr(estimator, "metadata_", {}) or {}), "metadata"),
     }
     save_checkpoint(payload, path, kind="density")
@@ -107,6 +111,11 @@ def load_estimator(
     fitted = saved.entry("fitted", dict)
     for key in _FITTED:
         setattr(estimator, key, saved.entry(key, within=fitted, name=f"fitted.{key}"))
+    # Files written before these were recorded: a saved fit counted as converged.
+    estimator.converged_ = bool(fitted.get("converged_", True))
+    estimator.optimizer_ = str(fitted.get("optimizer_", params.get("optimizer", "adam")))
+    pair = fitted.get("standardization_")
+    estimator.standardization_ = None if pair is None else tuple(torch.tensor(v) for v in pair)
     estimator.metadata_ = saved.get("metadata", {})
     return estimator
 
@@ -190,6 +199,10 @@ def _params(estimator: NCEDensity) -> dict:
     if not isinstance(params.get("random_state"), int):
         params["random_state"] = None
     return {key: _plain(value, key) for key, value in params.items()}
+
+
+def _plain_pair(pair) -> list | None:
+    return None if pair is None else [t.detach().cpu().tolist() for t in pair]
 
 
 def _plain(value, name: str):
