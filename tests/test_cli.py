@@ -32,3 +32,19 @@ def test_every_command_has_help(capsys):
             main([command, "--help"])
         assert info.value.code == 0
         assert "usage: nce" in capsys.readouterr().out
+
+
+def test_warnings_are_one_line_naming_the_command(tmp_path, capsys):
+    import numpy as np
+
+    from nce.cli.main import main
+
+    data = tmp_path / "d.csv"
+    rows = np.random.default_rng(0).normal(size=(200, 2))
+    data.write_text("a,b\n" + "\n".join(f"{x},{y}" for x, y in rows) + "\n")
+    argv = ["density", "fit", str(data), "--model", "mlp"]
+    assert main([*argv, "--epochs", "1", "--no-progress", "-o", str(tmp_path / "m.pt")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    warnings = [line for line in err if "warning" in line]
+    assert warnings and all(line.startswith("nce density: warning: ") for line in warnings), err
+    assert not any(".py:" in line for line in err), err

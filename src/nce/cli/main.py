@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from nce._divergence import DivergenceError
 from nce.cli._table import InputError
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(f"nce.cli.{args.command}")
     try:
-        return module.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            return module.run(args)
     except DivergenceError as err:
         flag = None if err.option is None else "--" + err.option.replace("_", "-")
         print(f"nce {args.command}: error: {err.describe(flag)}", file=sys.stderr)
@@ -55,6 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nce {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(command: str):
+    """Warnings (a fit that stopped without converging, a capped estimate) as one line each on
+    stderr, ``nce CMD: warning: ...``, instead of Python's file-and-line form."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"nce {command}: warning: {message}", file=sys.stderr if file is None else file)
+
+    return show
 
 
 if __name__ == "__main__":
