@@ -200,7 +200,8 @@ def test_far_rows_score_as_most_anomalous_never_nan(tmp_path):
 def test_divergence_exits_1_naming_the_flag(tmp_path, capsys):
     data = write_csv(tmp_path / "d.csv", gaussian_rows(200, 2).tolist())
     out = tmp_path / "m.pt"
-    argv = ["density", "fit", str(data), "--model", "mlp", "--epochs", "3", "--lr", "1e6"]
+    argv = ["density", "fit", str(data), "--model", "mlp", "--optimizer", "adam", "--epochs", "3"]
+    argv += ["--lr", "1e6"]
     assert main([*argv, "--no-progress", "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert re.search(r"nce density: error: the fit diverged in epoch \d+: .*lower --lr \(now "

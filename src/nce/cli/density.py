@@ -62,7 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--noise-ratio", type=float_at_most(1e4), default=10.0, help="noise samples per datum"
     )
-    fit.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
+    fit.add_argument(
+        "--optimizer",
+        choices=("auto", "adam", "lbfgs"),
+        default="auto",
+        help="auto (the default): L-BFGS for models of at most 500 parameters, Adam above",
+    )
     fit.add_argument(
         "--epochs", type=int_at_most(10**6), default=200, help="most epochs (early stopping)"
     )
