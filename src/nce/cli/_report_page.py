@@ -180,7 +180,8 @@ def render_page(summary: dict, out_dir: Path) -> str:
         "<h1>nce demo report</h1>",
         f"<p>{e(mode)} run of {len(summary['sections'])} sections on built-in data, "
         f'<span data-key="run.seconds">{format_number(summary["seconds"])}</span> s in all '
-        f"(torch {e(summary['torch'])}, {summary['threads']} threads). Every number below "
+        f"(torch {e(summary['torch'])}, "
+        f'<span data-key="run.threads">{summary["threads"]}</span> threads). Every number below '
         "comes from this run; <code>summary.json</code> holds them all.</p>",
         "<table><tr><th>Section</th><th>Headline</th><th>This run</th><th>Reference</th>"
         "<th>Seconds</th></tr>",
