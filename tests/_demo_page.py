@@ -11,11 +11,11 @@ from nce.cli._report_page import format_number
 
 
 class PageReader(HTMLParser):
-    """Collects the text of every element with a ``data-key`` and the ``src`` of every image."""
+    """Collects the texts of the elements with each ``data-key`` and the ``src`` of every image."""
 
     def __init__(self):
         super().__init__()
-        self.numbers: dict[str, str] = {}
+        self.numbers: dict[str, list[str]] = {}
         self.images: list[str] = []
         self._key = None
 
@@ -25,11 +25,11 @@ class PageReader(HTMLParser):
             self.images.append(attrs.get("src", ""))
         if "data-key" in attrs:
             self._key = attrs["data-key"]
-            self.numbers[self._key] = ""
+            self.numbers.setdefault(self._key, []).append("")
 
     def handle_data(self, data):
         if self._key is not None:
-            self.numbers[self._key] += data
+            self.numbers[self._key][-1] += data
 
     def handle_endtag(self, tag):
         self._key = None
@@ -69,11 +69,17 @@ def expected_numbers(summary: dict) -> dict[str, str]:
 
 
 def check_page(text: str, summary: dict, folder: Path) -> None:
-    """Every number of the summary on the page as formatted; every image a PNG of width > 0."""
+    """Every number of the summary on the page, each time as formatted, and nothing else under a
+    ``data-key``; every image a PNG of width > 0."""
     page = read_page(text)
     expected = expected_numbers(summary)
-    missing = {k: v for k, v in expected.items() if page.numbers.get(k) != v}
-    assert not missing, f"numbers not on the page as formatted: {missing}"
+    missing = {
+        k: (v, page.numbers.get(k))
+        for k, v in expected.items()
+        if not page.numbers.get(k) or set(page.numbers[k]) != {v}
+    }
+    assert not missing, f"numbers not on the page as formatted (expected, found): {missing}"
+    assert set(page.numbers) == set(expected), set(page.numbers) ^ set(expected)
     assert len(page.images) == len(summary["sections"])
     for src in page.images:
         width, height = png_size(image_bytes(src, folder))

@@ -187,11 +187,14 @@ def render_page(summary: dict, out_dir: Path) -> str:
         "<th>Seconds</th></tr>",
     ]
     for key, section in summary["sections"].items():
-        headline = _headline(section)
+        first = section["measures"][0]
+        target = first["target"]
+        target = "" if target is None else _number(key, first["target_key"], target)
         parts.append(
-            f'<tr><td><a href="#{e(key)}">{e(section["title"])}</a></td><td>{e(headline[0])}</td>'
-            f'<td class="n">{headline[1]}</td><td class="n">{headline[2]}</td>'
-            f'<td class="n">{format_number(section["seconds"])}</td></tr>'
+            f'<tr><td><a href="#{e(key)}">{e(section["title"])}</a></td><td>{e(first["label"])}'
+            f'</td><td class="n">{_number(key, first["key"], first["value"])}</td>'
+            f'<td class="n">{target}</td>'
+            f'<td class="n">{_number(key, "seconds", section["seconds"])}</td></tr>'
         )
     parts.append("</table>")
     for key, section in summary["sections"].items():
