@@ -17,6 +17,7 @@ import html
 import math
 import sys
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,20 @@ def announce(result: SectionResult) -> SectionResult:
     for line in (result.note, *result.reading):
         tqdm.write(line if line is result.note else f"  {line}", file=sys.stdout)
     return result
+
+
+@contextmanager
+def one_thread():
+    """Run the block on one torch thread, restoring the count after: the demo's models are so
+    small that more threads only wait on each other, the more so on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def section_bar(title: str, total: int, progress: bool):

@@ -215,18 +215,21 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
     ``nce align`` trains 40 by default), zero-shot accuracy on unseen caption wording against
     chance, and retrieval recall. Returns a ``SectionResult``."""
     from nce.cli._plot import pyplot
-    from nce.cli._report_page import Measure, SectionResult, announce, format_number, section_bar
+    from nce.cli._report_page import (
+        Measure,
+        SectionResult,
+        announce,
+        format_number,
+        one_thread,
+        section_bar,
+    )
 
     epochs = 3 if quick else 10
     default_epochs = 40
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small towers: extra threads only wait on each other
-    try:
+    with one_thread():
         with section_bar("alignment", 1, progress) as bar:
             result = align(loss="clip", epochs=epochs, progress=False, random_state=0)
             bar.update()
-    finally:
-        torch.set_num_threads(threads)
     plt = pyplot("nce demo")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     axes[0].plot(range(1, len(result.loss_history) + 1), result.loss_history, "o-")

@@ -31,6 +31,7 @@ from nce.cli._report_page import (
     SectionResult,
     announce,
     format_number,
+    one_thread,
     section_bar,
     summary_table,
     write_report,
@@ -79,15 +80,11 @@ def gaussian_section(out_dir: Path, progress: bool, quick: bool = False) -> Sect
     """Binary NCE with a learned log Z on a correlated 2-D Gaussian (Gutmann & Hyvärinen's
     setting), against the closed-form log-partition of the learned model."""
     n = 1000 if quick else 2000
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # five parameters: extra threads only wait on a busy machine
-    try:
+    with one_thread():
         with section_bar("binary NCE", 1, progress) as bar:
             data = builtin_gaussian_data(n)
             estimator = fit_gaussian_nce(data, progress=False)
             bar.update()
-    finally:
-        torch.set_num_threads(threads)
     model = estimator.model_
     learned = float(estimator.log_partition_)
     true = float(model.true_log_partition().item())

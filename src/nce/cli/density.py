@@ -287,13 +287,18 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
     points (ROC AUC)."""
     from sklearn.metrics import roc_auc_score
 
-    from nce.cli._report_page import Measure, SectionResult, announce, format_number, section_bar
+    from nce.cli._report_page import (
+        Measure,
+        SectionResult,
+        announce,
+        format_number,
+        one_thread,
+        section_bar,
+    )
 
     out_dir = Path(out_dir)
     epochs = 25 if quick else 40
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a small MLP: extra threads only wait on a busy machine
-    try:
+    with one_thread():
         with section_bar("neural density", 3, progress) as bar:
             X = builtin_moons()
             estimator = NCEDensity(
@@ -309,8 +314,6 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
             scores = -estimator.score_samples(np.concatenate([held_out, outliers]))
             auc = float(roc_auc_score(np.r_[np.zeros(500), np.ones(500)], scores))
             bar.update()
-    finally:
-        torch.set_num_threads(threads)
     path = out_dir / "density_moons.png"
     plot_density(path, X, estimator, ["x0", "x1"])
     f = format_number

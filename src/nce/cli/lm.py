@@ -228,16 +228,21 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
     """
     from nce.cli._output import atomic_save_figure
     from nce.cli._plot import pyplot
-    from nce.cli._report_page import Measure, SectionResult, announce, format_number, section_bar
+    from nce.cli._report_page import (
+        Measure,
+        SectionResult,
+        announce,
+        format_number,
+        one_thread,
+        section_bar,
+    )
 
     verses, epochs = (1000, 1) if quick else (4000, 2)
     lines = _corpus("kjv", verses)
     train_lines, valid_lines, _ = split_lines(lines, random_state=0)
     vocab = Vocabulary.build(train_lines, min_count=2)
     records = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         with section_bar("language model", 2, progress) as bar:
             for loss in ("full", "nce"):
                 config = LMConfig(len(vocab), 64, 64, loss=loss, num_samples=25)
@@ -253,8 +258,6 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
                     progress=False,
                 )
                 bar.update()
-    finally:
-        torch.set_num_threads(threads)
     seconds = {loss: sum(r["seconds"] for r in history) for loss, history in records.items()}
     records = {loss: history[-1] | {"seconds": seconds[loss]} for loss, history in records.items()}
     full, nce = records["full"], records["nce"]

@@ -233,7 +233,14 @@ def demo_section(out_dir: Path, progress: bool = True, quick: bool = False):
     reach past log N. Returns a ``SectionResult``."""
     from nce.cli._output import atomic_save_figure
     from nce.cli._plot import pyplot
-    from nce.cli._report_page import Measure, SectionResult, announce, format_number, section_bar
+    from nce.cli._report_page import (
+        Measure,
+        SectionResult,
+        announce,
+        format_number,
+        one_thread,
+        section_bar,
+    )
 
     rng = np.random.default_rng(0)
     true_mi = 1.0
@@ -241,9 +248,7 @@ def demo_section(out_dir: Path, progress: bool = True, quick: bool = False):
     x = rng.standard_normal(2000)
     y = rho * x + math.sqrt(1 - rho**2) * rng.standard_normal(2000)
     steps = 100 if quick else 300
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a small critic: extra threads only wait on a busy machine
-    try:
+    with one_thread():
         with section_bar("mutual information", 2, progress) as bar:
             result = estimate_mi(
                 x, y, max_steps=200 if quick else 400, random_state=0, progress=False
@@ -251,8 +256,6 @@ def demo_section(out_dir: Path, progress: bool = True, quick: bool = False):
             bar.update()
             truth, estimates = staircase(steps)
             bar.update()
-    finally:
-        torch.set_num_threads(threads)
     log_n = math.log(STAIRCASE_BATCH)
     tail = max(1, steps // 5)
     last = {level: float(estimates[truth == level][-tail:].mean()) for level in STAIRCASE_LEVELS}

@@ -18,7 +18,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nce._checkpoint import save_checkpoint
 from nce.cli._args import SEED_MAX, int_at_most
@@ -212,14 +211,19 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
 
     from nce.cli._output import atomic_save_figure
     from nce.cli._plot import pyplot
-    from nce.cli._report_page import Measure, SectionResult, announce, format_number, section_bar
+    from nce.cli._report_page import (
+        Measure,
+        SectionResult,
+        announce,
+        format_number,
+        one_thread,
+        section_bar,
+    )
 
     epochs = 5 if quick else 15
     x, y, _ = load_data("digits", None)
     pixels = x.reshape(len(x), -1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         with section_bar("contrastive pretraining", 2, progress) as bar:
             result = pretraining.pretrain(
                 x, y, loss="nt_xent", temperature=0.2, epochs=epochs,
@@ -230,8 +234,6 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
             raw = LogisticRegression(max_iter=2000).fit(pixels[train], y[train])
             raw_accuracy = float(raw.score(pixels[test], y[test]))
             bar.update()
-    finally:
-        torch.set_num_threads(threads)
     probes = result.probes()
     plt = pyplot("nce demo")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
