@@ -1,5 +1,6 @@
-"""``nce demo --quick``'s page rendered by headless Chromium: not blank, every image loaded, every
-number of summary.json on it. Skipped where Chromium is not installed (CI installs it)."""
+"""``nce demo --quick``: every section's numbers near their targets, and its page rendered by
+headless Chromium: not blank, every image loaded, every number of summary.json on it (skipped
+where Chromium is not installed; CI installs it)."""
 
 import json
 import shutil
@@ -16,7 +17,6 @@ Image = pytest.importorskip("PIL.Image")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install chromium")
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,26 @@ def _chromium(*args, cwd):
     )
 
 
+def test_quick_demo_numbers_meet_their_targets(report):
+    out, summary = report
+    sections = {key: section["numbers"] for key, section in summary["sections"].items()}
+    assert set(sections) == {"gaussian", "density", "lm", "pretrain", "align", "mi", "memory"}
+    assert summary["quick"] is True
+    assert abs(sections["gaussian"]["learned_log_z"] - sections["gaussian"]["true_log_z"]) < 0.05
+    assert sections["density"]["anomaly_auc"] > 0.8
+    lm = sections["lm"]
+    assert max(lm["nce_perplexity"], lm["softmax_perplexity"]) < lm["vocab_size"] / 5
+    assert sections["pretrain"]["linear_probe_accuracy"] > 0.9
+    assert sections["align"]["zero_shot_accuracy"] > 0.2
+    mi = sections["mi"]
+    assert abs(mi["value"] - mi["true_mi"]) < 0.2
+    assert mi["staircase_8"] <= mi["staircase_log_n"] + 0.1  # InfoNCE never passes log N
+    assert abs(sections["memory"]["tiled_loss"] - sections["memory"]["dense_loss"]) < 1e-4
+    for section in summary["sections"].values():
+        assert len(section["reading"]) == 2 and (out / section["figure"]).is_file()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install chromium")
 def test_page_renders_with_every_figure_and_number(report, tmp_path):
     out, summary = report
     assert set(summary["sections"]) >= {"gaussian", "density", "lm", "pretrain", "align", "mi"}
