@@ -244,9 +244,9 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
     values = [*probes.values(), raw_accuracy]
     axes[1].bar(names, values, color=["C0", "C0", "C0", "C7"])
     axes[1].axhline(0.1, color="gray", ls="--", lw=1, label="chance")
-    axes[1].set_ylim(0, 1)
+    axes[1].set_ylim(0, 1.2)
     axes[1].set_ylabel("test accuracy")
-    axes[1].legend(loc="lower right")
+    axes[1].legend(loc="upper right")
     axes[1].tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     path = Path(out_dir) / "pretrain.png"
