@@ -6,16 +6,14 @@ from nce.cli.main import main
 
 
 def test_demo_learns_log_z_and_writes_outputs(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
-    results = json.loads((tmp_path / "demo.json").read_text())
-    density = results["density"]
+    argv = ["demo", "--quick", "--only", "gaussian,lm"]
+    assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
+    results = json.loads((tmp_path / "summary.json").read_text())["sections"]
+    density = results["gaussian"]["numbers"]
     assert abs(density["learned_log_z"] - density["true_log_z"]) < 0.05
     assert (tmp_path / "density.png").stat().st_size > 10_000
-    assert (tmp_path / "density_moons.png").stat().st_size > 10_000
-    assert results["contrastive"]["linear_probe_accuracy"] > 0.9
-    assert results["language_model"]["valid_perplexity"] < results["language_model"]["vocab_size"]
-    mi = results["mutual_information"]
-    assert abs(mi["value"] - mi["true_mi"]) < 0.2
+    lm = results["lm"]["numbers"]
+    assert max(lm["nce_perplexity"], lm["softmax_perplexity"]) < lm["vocab_size"]
     assert "learned log Z" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*.tmp"))
 

@@ -136,8 +136,8 @@ def test_study_and_demo_check_the_files_they_write(tmp_path, capsys):
     out.mkdir()
     argv = ["study", "temperature", "--out", str(out), "--no-progress"]
     _refused([*argv, "--json", str(out / "study_temperature.md")], capsys, "--json", "--out")
-    (out / "demo.json").mkdir()
-    _refused(["demo", "--out", str(out), "--no-progress"], capsys, "demo.json", "is a folder")
+    (out / "summary.json").mkdir()
+    _refused(["demo", "--out", str(out), "--no-progress"], capsys, "summary.json", "is a folder")
 
 
 @pytest.mark.parametrize(
