@@ -34,13 +34,16 @@ def test_margin_filter_drops_candidates_scoring_near_the_positive():
 
 def test_margin_filter_can_follow_a_frozen_guide():
     # the guide thinks document 3 is the paraphrase, not document 2
-    guide_docs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0],
-                               [0.0, 1.0]])
-    idx, _ = mine_hard_negatives(QUERY, DOCS, torch.tensor([0]), 2, margin=0.5,
-                                 guide=(QUERY, guide_docs))
+    guide_docs = torch.tensor(
+        [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+    )
+    idx, _ = mine_hard_negatives(
+        QUERY, DOCS, torch.tensor([0]), 2, margin=0.5, guide=(QUERY, guide_docs)
+    )
     assert idx.tolist() == [[1, 4]]
-    idx, _ = mine_hard_negatives(QUERY, DOCS, torch.tensor([0]), 4, margin=0.5,
-                                 guide=(QUERY, guide_docs))
+    idx, _ = mine_hard_negatives(
+        QUERY, DOCS, torch.tensor([0]), 4, margin=0.5, guide=(QUERY, guide_docs)
+    )
     assert 3 not in idx.tolist()[0] and idx.tolist()[0][:3] == [1, 4, 2]
 
 
@@ -62,8 +65,11 @@ def test_mining_matches_a_brute_force_reference_in_chunks():
     s = q @ x.T
     for i in range(9):
         p = int(positives[i])
-        allowed = [j for j in s[i].argsort(descending=True, stable=True).tolist()
-                   if ids[j] != ids[p] and s[i, j] <= s[i, p] - 0.2]
+        allowed = [
+            j
+            for j in s[i].argsort(descending=True, stable=True).tolist()
+            if ids[j] != ids[p] and s[i, j] <= s[i, p] - 0.2
+        ]
         assert idx[i][valid[i]].tolist() == allowed[:4]
         assert (idx[i][~valid[i]] == p).all() and valid[i].sum() == min(4, len(allowed))
     assert valid.any() and not valid.all()
@@ -77,10 +83,15 @@ def test_bad_margin_and_shapes_are_refused():
 
 
 def test_hashing_is_the_same_in_every_process():
-    code = ("from nce.retrieval.towers import text_features;"
-            "print(text_features(['En el principio'], 1 << 20)[0].tolist())")
+    code = (
+        "from nce.retrieval.towers import text_features;"
+        "print(text_features(['En el principio'], 1 << 20)[0].tolist())"
+    )
     other = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PYTHONHASHSEED": "12345", "PYTHONPATH": ":".join(sys.path)},
     ).stdout
     assert other.strip() == str(text_features(["En el principio"], 1 << 20)[0].tolist())
@@ -92,7 +103,10 @@ def test_feature_rows_select_the_texts_features_and_embed_in_any_chunk():
     table = FeatureTable(texts, 1000, 3, 5)
     ids, offsets = table.rows(torch.tensor([3, 0]))
     ref_ids, _ = text_features([texts[3], texts[0]], 1000, 3, 5)
-    assert torch.equal(ids, ref_ids) and offsets.tolist() == [0, len(table.rows(torch.tensor([3]))[0])]
+    assert torch.equal(ids, ref_ids) and offsets.tolist() == [
+        0,
+        len(table.rows(torch.tensor([3]))[0]),
+    ]
     enc = HashedNgramEncoder(buckets=1000, width=8, dim=6)
     whole = enc.embed(texts, "query")
     assert torch.allclose(whole, enc.embed(texts, "query", chunk_size=3))

@@ -21,8 +21,15 @@ def test_malformed_lines_are_reported_with_their_numbers_and_the_file_refused(tm
     message = str(info.value)
     assert "\n" not in message
     assert "8 malformed lines" in message
-    for part in ("line 2 (no tab)", "line 3 (2 tabs)", "line 4 (empty query)",
-                 "line 5 (empty document)", "line 7 (no tab)", "and 3 more", "nothing was read"):
+    for part in (
+        "line 2 (no tab)",
+        "line 3 (2 tabs)",
+        "line 4 (empty query)",
+        "line 5 (empty document)",
+        "line 7 (no tab)",
+        "and 3 more",
+        "nothing was read",
+    ):
         assert part in message
 
 

@@ -1,4 +1,4 @@
-"""Exact chunked top-k search, ranks and metrics against a full-matrix reference; the faiss adapter."""
+"""Exact chunked top-k search, ranks and metrics against a full-matrix reference; faiss."""
 
 import sys
 
@@ -46,7 +46,9 @@ def test_top_k_equals_a_stable_sort_of_the_full_matrix_with_ties(chunk_size):
 
 def test_top_k_never_returns_an_excluded_document():
     q, x = _tied(6, 10)
-    scores, indices = top_k(q, x, 9, chunk_size=4, exclude=lambda r, c, s: (c % 2 == 0).expand_as(s))
+    scores, indices = top_k(
+        q, x, 9, chunk_size=4, exclude=lambda r, c, s: (c % 2 == 0).expand_as(s)
+    )
     finite = torch.isfinite(scores)
     assert finite[:, :5].all() and not finite[:, 5:].any()
     assert (indices[:, :5] % 2 == 1).all()
@@ -64,17 +66,21 @@ def test_ranks_equal_the_full_matrix_reference_with_ties_and_groups(chunk_size):
     q, x = _tied(13, 17)
     relevant = torch.arange(13)
     plain = torch.arange(17)
-    assert torch.equal(ranks(q, x, relevant, chunk_size=chunk_size),
-                       _reference_ranks(q, x, relevant, plain))
+    assert torch.equal(
+        ranks(q, x, relevant, chunk_size=chunk_size), _reference_ranks(q, x, relevant, plain)
+    )
     groups = torch.tensor([0, 1, 0, 2, 3, 1, 4, 5, 6, 7, 0, 8, 9, 10, 11, 2, 12])
-    assert torch.equal(ranks(q, x, relevant, groups, chunk_size=chunk_size),
-                       _reference_ranks(q, x, relevant, groups))
+    assert torch.equal(
+        ranks(q, x, relevant, groups, chunk_size=chunk_size),
+        _reference_ranks(q, x, relevant, groups),
+    )
 
 
 def test_metrics_from_ranks():
     m = retrieval_metrics(torch.tensor([1, 1, 3, 12]), ks=(1, 10))
-    assert m == pytest.approx({"recall_at_1": 0.5, "recall_at_10": 0.75,
-                               "mrr": (1 + 1 + 1 / 3 + 1 / 12) / 4})
+    assert m == pytest.approx(
+        {"recall_at_1": 0.5, "recall_at_10": 0.75, "mrr": (1 + 1 + 1 / 3 + 1 / 12) / 4}
+    )
 
 
 def test_faiss_missing_names_the_extra(monkeypatch):

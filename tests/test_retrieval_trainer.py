@@ -8,10 +8,50 @@ from nce._checkpoint import CheckpointError, load_checkpoint
 from nce.retrieval import HashedNgramEncoder, RetrievalTrainer, evaluate_pairs
 from nce.retrieval.trainer import hard_negatives_supported
 
-WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-         "red", "blue", "green", "black", "white", "dog", "cat", "bird", "fish", "horse"]
-SPANISH = ["uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez",
-           "rojo", "azul", "verde", "negro", "blanco", "perro", "gato", "pajaro", "pez", "caballo"]
+WORDS = [
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "red",
+    "blue",
+    "green",
+    "black",
+    "white",
+    "dog",
+    "cat",
+    "bird",
+    "fish",
+    "horse",
+]
+SPANISH = [
+    "uno",
+    "dos",
+    "tres",
+    "cuatro",
+    "cinco",
+    "seis",
+    "siete",
+    "ocho",
+    "nueve",
+    "diez",
+    "rojo",
+    "azul",
+    "verde",
+    "negro",
+    "blanco",
+    "perro",
+    "gato",
+    "pajaro",
+    "pez",
+    "caballo",
+]
 QUERIES = [f"{WORDS[i]} {WORDS[(3 * i + 1) % 20]}" for i in range(20)]
 DOCUMENTS = [f"{SPANISH[i]} {SPANISH[(3 * i + 1) % 20]}" for i in range(20)]
 
@@ -25,8 +65,9 @@ def _encoder():
 
 
 def _trainer(**kw):
-    options = dict(epochs=30, batch_size=10, lr=0.05, temperature=0.1, progress=False,
-                   random_state=0)
+    options = dict(
+        epochs=30, batch_size=10, lr=0.05, temperature=0.1, progress=False, random_state=0
+    )
     return RetrievalTrainer(_encoder(), **{**options, **kw})
 
 
@@ -146,7 +187,14 @@ def test_hard_negative_loss_is_info_nce_with_the_mined_documents():
     x = trainer.model.encode(*d_table.rows(rows), "document")
     chosen = trainer.negatives_[rows]
     neg = trainer.model.encode(*d_table.rows(chosen.reshape(-1)), "document").view(4, 2, -1)
-    expected = nce.info_nce(q, x, neg, in_batch=True, temperature=trainer.temperature,
-                            remove_accidental_hits=True, key_ids=ids[rows],
-                            negative_ids=ids[chosen])
+    expected = nce.info_nce(
+        q,
+        x,
+        neg,
+        in_batch=True,
+        temperature=trainer.temperature,
+        remove_accidental_hits=True,
+        key_ids=ids[rows],
+        negative_ids=ids[chosen],
+    )
     assert torch.allclose(loss, expected)

@@ -26,7 +26,7 @@ from nce.retrieval.bible import load_bible_pairs, split_by_chapter
 from nce.retrieval.evaluate import evaluate_pairs
 from nce.retrieval.pairs_file import read_pairs
 from nce.retrieval.search import top_k
-from nce.retrieval.towers import HashedNgramEncoder
+from nce.retrieval.towers import ENCODER_DEFAULTS, HashedNgramEncoder
 from nce.retrieval.trainer import DEFAULTS, LOSSES, RetrievalTrainer, hard_negatives_supported
 
 
@@ -57,6 +57,18 @@ def add_arguments(parser) -> None:
     train.add_argument("--temperature", type=float, default=DEFAULTS["temperature"])
     train.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     train.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    train.add_argument(
+        "--buckets",
+        type=int,
+        default=ENCODER_DEFAULTS["buckets"],
+        help="hash buckets of the n-gram table",
+    )
+    train.add_argument(
+        "--width", type=int, default=ENCODER_DEFAULTS["width"], help="size of a bucket's row"
+    )
+    train.add_argument(
+        "--dim", type=int, default=ENCODER_DEFAULTS["dim"], help="size of the embeddings"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint", help="checkpoint written after each epoch")
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -89,6 +101,9 @@ def _check_training_options(args) -> None:
         ("--hard-negatives", args.hard_negatives, 0),
         ("--mine-every", args.mine_every, 1),
         ("--seed", args.seed, 0),
+        ("--buckets", args.buckets, 1),
+        ("--width", args.width, 1),
+        ("--dim", args.dim, 1),
     ):
         if value < low:
             raise InputError(f"{flag} must be >= {low}, got {value}")
@@ -129,7 +144,7 @@ def _train(args) -> int:
             f"--hard-negatives must be < the number of pairs ({len(queries)}), got "
             f"{args.hard_negatives}"
         )
-    model = HashedNgramEncoder()
+    model = HashedNgramEncoder(buckets=args.buckets, width=args.width, dim=args.dim)
     trainer = RetrievalTrainer(
         model,
         loss=args.loss,

@@ -34,10 +34,17 @@ from torch import nn
 
 from nce._validation import check_int
 
-__all__ = ["FeatureTable", "HashedNgramEncoder", "feature_bucket", "text_features"]
+__all__ = [
+    "ENCODER_DEFAULTS",
+    "FeatureTable",
+    "HashedNgramEncoder",
+    "feature_bucket",
+    "text_features",
+]
 
 _WORD = re.compile(r"\w+")
 SIDES = ("query", "document")
+ENCODER_DEFAULTS = {"buckets": 1 << 18, "width": 128, "dim": 128, "min_n": 3, "max_n": 5}
 
 
 def feature_bucket(feature: str, buckets: int) -> int:
@@ -138,11 +145,11 @@ class HashedNgramEncoder(nn.Module):
 
     def __init__(
         self,
-        buckets: int = 1 << 18,
-        width: int = 256,
-        dim: int = 256,
-        min_n: int = 3,
-        max_n: int = 5,
+        buckets: int = ENCODER_DEFAULTS["buckets"],
+        width: int = ENCODER_DEFAULTS["width"],
+        dim: int = ENCODER_DEFAULTS["dim"],
+        min_n: int = ENCODER_DEFAULTS["min_n"],
+        max_n: int = ENCODER_DEFAULTS["max_n"],
     ):
         super().__init__()
         check_int("buckets", buckets, minimum=1)
@@ -176,12 +183,25 @@ class HashedNgramEncoder(nn.Module):
         ids, offsets = text_features(texts, c["buckets"], c["min_n"], c["max_n"], self._cache)
         return ids, offsets[:-1]
 
-    def encode(self, ids: torch.Tensor, offsets: torch.Tensor, side: str) -> torch.Tensor:
-        """Unit embeddings (N, D) of the texts whose features are (ids, offsets)."""
+    def encode(
+        self,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        side: str,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Unit embeddings (N, D) of the texts whose features are (ids, offsets).
+
+        ``rows`` (U, H), when given, replaces the table and ``ids`` index into it: training
+        gathers a batch's U distinct table rows once, so that their gradient is (U, H) rather
+        than one row per feature occurrence."""
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
         projection = self.query_projection if side == "query" else self.document_projection
-        pooled = self.table(ids, offsets)
+        if rows is None:
+            pooled = self.table(ids, offsets)
+        else:
+            pooled = nn.functional.embedding_bag(ids, rows, offsets, mode="mean")
         return nn.functional.normalize(projection(pooled), dim=-1)
 
     @torch.no_grad()

@@ -249,14 +249,28 @@ class RetrievalTrainer:
     def batch_loss(
         self, queries: FeatureTable, documents: FeatureTable, ids: torch.Tensor, rows: torch.Tensor
     ) -> torch.Tensor:
-        """The loss of the pairs ``rows``."""
-        q = self.model.encode(*queries.rows(rows), "query")
-        x = self.model.encode(*documents.rows(rows), "document")
+        """The loss of the pairs ``rows``. The batch's distinct table rows are gathered once into
+        ``self.batch_rows_`` (U, H) (their ids in ``self.batch_row_ids_``), whose gradient
+        :meth:`_step` hands to the sparse optimizer."""
+        parts = [queries.rows(rows), documents.rows(rows)]
+        chosen = None
+        if self.loss == "info_nce" and self.hard_negatives:
+            chosen = self.negatives_[rows]
+            parts.append(documents.rows(chosen.reshape(-1)))
+        unique, inverse = torch.unique(torch.cat([p[0] for p in parts]), return_inverse=True)
+        table_rows = self.model.table.weight.detach()[unique].requires_grad_()
+        self.batch_row_ids_, self.batch_rows_ = unique, table_rows
+        local = inverse.split([len(p[0]) for p in parts])
+        sides = ("query", "document", "document")
+        q, x, *negatives = (
+            self.model.encode(i, p[1], side, table_rows)
+            for i, p, side in zip(local, parts, sides, strict=False)
+        )
         key_ids = ids[rows]
         tau = self.temperature
         if self.loss == "pairwise_nce":
             return nce.pairwise_nce(q, x, temperature=tau, bias=self.bias, labels=key_ids)
-        if not self.hard_negatives:
+        if chosen is None:
             return nce.info_nce(
                 q,
                 x,
@@ -265,19 +279,34 @@ class RetrievalTrainer:
                 remove_accidental_hits=True,
                 key_ids=key_ids,
             )
-        chosen = self.negatives_[rows]
-        negatives = self.model.encode(*documents.rows(chosen.reshape(-1)), "document")
         negative_ids = torch.where(self.negatives_valid_[rows], ids[chosen], key_ids.unsqueeze(1))
         return nce.info_nce(
             q,
             x,
-            negatives.view(*chosen.shape, -1),
+            negatives[0].view(*chosen.shape, -1),
             in_batch=True,
             temperature=tau,
             remove_accidental_hits=True,
             key_ids=key_ids,
             negative_ids=negative_ids,
         )
+
+    def _step(self, loss: torch.Tensor) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        weight = self.model.table.weight
+        weight.grad = torch.sparse_coo_tensor(
+            self.batch_row_ids_.unsqueeze(0),
+            self.batch_rows_.grad,
+            weight.shape,
+            is_coalesced=True,
+            check_invariants=False,
+        )
+        for optimizer in self.optimizers:
+            optimizer.step()
+        for scheduler in self.schedulers:
+            scheduler.step()
 
     def fit(self, queries: Sequence[str], documents: Sequence[str], *, resume: bool = False):
         """Train on the pairs (queries[i], documents[i]) for ``epochs`` epochs (the remaining ones
@@ -321,13 +350,7 @@ class RetrievalTrainer:
                 )
                 if not torch.isfinite(loss):
                     self._diverged("loss")
-                for optimizer in self.optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for optimizer in self.optimizers:
-                    optimizer.step()
-                for scheduler in self.schedulers:
-                    scheduler.step()
+                self._step(loss)
                 if not all(bool(torch.isfinite(p).all()) for p in self._dense_parameters()):
                     self._diverged("weights")
                 total, count = total + loss.item(), count + 1
