@@ -253,6 +253,7 @@ def run(args) -> int:
     if args.retrieve_command == "search":
         return _search(args)
     threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # sparse rows and small matrices: extra threads only wait
     try:
         return _train(args)
     except FloatingPointError as err:
