@@ -45,7 +45,7 @@ LOSSES = ("info_nce", "pairwise_nce")
 DEFAULTS = {
     "loss": "info_nce",
     "epochs": 20,
-    "batch_size": 256,
+    "batch_size": 512,
     "lr": 1e-2,
     "temperature": 0.05,
     "hard_negatives": 0,
