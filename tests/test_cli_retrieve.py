@@ -3,63 +3,17 @@
 import json
 
 import pytest
+from test_retrieval_trainer import DOCUMENTS, QUERIES
 
 from nce.cli.main import main
 
-WORDS = [
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "red",
-    "blue",
-    "green",
-    "black",
-    "white",
-    "dog",
-    "cat",
-    "bird",
-    "fish",
-    "horse",
-]
-SPANISH = [
-    "uno",
-    "dos",
-    "tres",
-    "cuatro",
-    "cinco",
-    "seis",
-    "siete",
-    "ocho",
-    "nueve",
-    "diez",
-    "rojo",
-    "azul",
-    "verde",
-    "negro",
-    "blanco",
-    "perro",
-    "gato",
-    "pajaro",
-    "pez",
-    "caballo",
-]
 SMALL = ["--buckets", "4096", "--width", "16", "--dim", "16", "--no-progress"]
 
 
 @pytest.fixture
 def pairs(tmp_path):
     path = tmp_path / "pairs.tsv"
-    lines = [
-        f"{WORDS[i]} {WORDS[(3 * i + 1) % 20]}\t{SPANISH[i]} {SPANISH[(3 * i + 1) % 20]}"
-        for i in range(20)
-    ]
+    lines = [f"{q}\t{d}" for q, d in zip(QUERIES, DOCUMENTS, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
