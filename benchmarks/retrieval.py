@@ -40,7 +40,7 @@ from _report import commit
 def tfidf_baseline(train, test) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
     vectorizer.fit(train.english + train.spanish)
     q, x = vectorizer.transform(test.english), vectorizer.transform(test.spanish)
@@ -50,7 +50,8 @@ def tfidf_baseline(train, test) -> dict:
     backward = retrieval_metrics(ranks(scores.T, identity, answers, text_ids(test.english)))
     out = {k: (forward[k] + backward[k]) / 2 for k in forward}
     out["query_to_document"] = forward
-    out["seconds"] = out["cpu_seconds"] = time.perf_counter() - start
+    out["seconds"] = time.perf_counter() - start
+    out["cpu_seconds"] = time.process_time() - cpu
     out["epochs"] = 0
     return out
 
