@@ -52,6 +52,7 @@ KINDS = {
     "encoder": "an nce encoder file",
     "align": "an nce align trainer checkpoint",
     "align_model": "a model written by nce align",
+    "retrieval": "an nce retrieve model or checkpoint",
 }
 _ZIP = b"PK\x03\x04"  # torch.save's own format: the legacy files
 _MAX_DETAIL = 240

@@ -26,6 +26,7 @@ COMMANDS = {
     "lm": "train, evaluate or sample a word-level language model with an NCE output layer",
     "pretrain": "contrastive pretraining (SimCLR / MoCo) judged by frozen-feature probes",
     "study": "run one of the contrastive-learning studies on digits",
+    "retrieve": "train, evaluate or query a two-tower text retriever (built-in: English-Spanish)",
     "mi": "estimate the mutual information between two groups of columns",
 }
 
