@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from nce._checkpoint import build_module, load_checkpoint, save_checkpoint
-from nce.cli._output import atomic_write_json, check_not_an_input, check_output_path
+from nce.cli._args import SEED_MAX, int_at_most
+from nce.cli._output import atomic_write_json, check_outputs
 from nce.cli._table import InputError
 from nce.retrieval.bible import load_bible_pairs, split_by_chapter
 from nce.retrieval.evaluate import evaluate_pairs
@@ -40,12 +41,15 @@ def add_arguments(parser) -> None:
     train.add_argument("--loss", default=DEFAULTS["loss"], choices=LOSSES)
     train.add_argument(
         "--hard-negatives",
-        type=int,
+        type=int_at_most(10**4),
         default=DEFAULTS["hard_negatives"],
         help="mined negatives per query (info_nce only)",
     )
     train.add_argument(
-        "--mine-every", type=int, default=DEFAULTS["mine_every"], help="epochs between two minings"
+        "--mine-every",
+        type=int_at_most(10**6),
+        default=DEFAULTS["mine_every"],
+        help="epochs between two minings",
     )
     train.add_argument(
         "--false-negative-margin",
@@ -53,23 +57,29 @@ def add_arguments(parser) -> None:
         default=None,
         help="drop mined candidates scoring above the positive's score - margin",
     )
-    train.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    train.add_argument("--batch-size", type=int_at_most(10**6), default=DEFAULTS["batch_size"])
     train.add_argument("--temperature", type=float, default=DEFAULTS["temperature"])
-    train.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    train.add_argument("--epochs", type=int_at_most(10**5), default=DEFAULTS["epochs"])
     train.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     train.add_argument(
         "--buckets",
-        type=int,
+        type=int_at_most(2**26),
         default=ENCODER_DEFAULTS["buckets"],
         help="hash buckets of the n-gram table",
     )
     train.add_argument(
-        "--width", type=int, default=ENCODER_DEFAULTS["width"], help="size of a bucket's row"
+        "--width",
+        type=int_at_most(4096),
+        default=ENCODER_DEFAULTS["width"],
+        help="size of a bucket's row",
     )
     train.add_argument(
-        "--dim", type=int, default=ENCODER_DEFAULTS["dim"], help="size of the embeddings"
+        "--dim",
+        type=int_at_most(16384),
+        default=ENCODER_DEFAULTS["dim"],
+        help="size of the embeddings",
     )
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int_at_most(SEED_MAX), default=0)
     train.add_argument("--checkpoint", help="checkpoint written after each epoch")
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -86,7 +96,9 @@ def add_arguments(parser) -> None:
     search.add_argument(
         "--corpus", help="a file of documents, one per line (default: the built-in Spanish verses)"
     )
-    search.add_argument("--top", type=int, default=10, help="how many documents to show")
+    search.add_argument(
+        "--top", type=int_at_most(10**6), default=10, help="how many documents to show"
+    )
     search.add_argument("--no-progress", action="store_true", help="(nothing to show)")
 
 
@@ -121,14 +133,7 @@ def _check_training_options(args) -> None:
         )
     if args.resume and not args.checkpoint:
         raise InputError("--resume needs --checkpoint")
-    check_output_path(args.output, "-o")
-    if args.checkpoint and not args.resume:
-        check_output_path(args.checkpoint, "--checkpoint")
-    if args.checkpoint and Path(args.checkpoint).resolve() == Path(args.output).resolve():
-        raise InputError(f"--checkpoint: {args.checkpoint} is also the -o file")
-    check_not_an_input(args.output, (args.pairs,), "-o")
-    if args.checkpoint:
-        check_not_an_input(args.checkpoint, (args.pairs,), "--checkpoint")
+    check_outputs({"-o": args.output, "--checkpoint": args.checkpoint}, {"PAIRS": args.pairs})
 
 
 def _train(args) -> int:
@@ -200,8 +205,7 @@ def load_model(path: str) -> HashedNgramEncoder:
 
 def _eval(args) -> int:
     if args.json:
-        check_output_path(args.json, "--json")
-        check_not_an_input(args.json, (args.model, args.pairs), "--json")
+        check_outputs({"--json": args.json}, {"MODEL": args.model, "PAIRS": args.pairs})
     if args.pairs:
         queries, documents = read_pairs(args.pairs)
     else:
