@@ -1,6 +1,6 @@
-"""Dual-encoder retrieval: built-in parallel text, a hashed n-gram two-tower encoder, exact chunked
-search and its metrics, hard-negative mining with false-negative filters, a trainer, pairs files
-and an optional faiss adapter."""
+"""Dual-encoder retrieval: built-in parallel text, a hashed n-gram two-tower encoder, exact
+chunked search and its metrics, a streaming estimate of item frequencies for log-Q, hard-negative
+mining with false-negative filters, a trainer, pairs files and an optional faiss adapter."""
 
 from nce.retrieval.bible import (
     BiblePairs,
@@ -11,6 +11,7 @@ from nce.retrieval.bible import (
 )
 from nce.retrieval.evaluate import evaluate_pairs
 from nce.retrieval.faiss_index import FaissIndex
+from nce.retrieval.frequency import FrequencyEstimator
 from nce.retrieval.mining import mine_hard_negatives, text_ids
 from nce.retrieval.pairs_file import PairsFileError, read_pairs
 from nce.retrieval.search import ranks, retrieval_metrics, top_k
@@ -28,6 +29,7 @@ __all__ = [
     "BiblePairs",
     "FaissIndex",
     "FeatureTable",
+    "FrequencyEstimator",
     "HashedNgramEncoder",
     "PairsFileError",
     "RetrievalTrainer",
