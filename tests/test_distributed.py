@@ -269,6 +269,9 @@ def _bad_batch_worker(rank, world, port, out_dir):
         n = 0 if rank else 2
         none = nce.nt_xent(_rows(n), _rows(n, seed=1), gather=True, reduction="none")
         none.sum().backward()
+        # Ranks that differ in an option the overflow check depends on still meet in it.
+        mixed = nce.info_nce(_rows(3), _rows(3, seed=1), normalize=rank == 0, gather=True)
+        raised["mixed_normalize"] = bool(torch.isfinite(mixed))
         # A rank with no rows takes part in the pairwise ring too.
         m = 0 if rank else 3
         pair = nce.pairwise_nce(_rows(m), _rows(m, seed=1), gather=True)
@@ -291,6 +294,7 @@ def test_bad_batches_raise_the_same_error_on_every_rank(tmp_path):
         assert ranks[0][name] == ranks[1][name], name
     assert ranks[0]["after"][1] == (1, D) and ranks[1]["after"][1] == (4, D)
     assert ranks[0]["after"][2] == (4,) and ranks[1]["after"][2] == (0,)
+    assert ranks[0]["mixed_normalize"] and ranks[1]["mixed_normalize"]
     single = nce.pairwise_nce(_rows(3), _rows(3, seed=1))
     assert ranks[1]["pairwise_empty_rank"] == 0.0
     torch.testing.assert_close(

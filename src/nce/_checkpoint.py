@@ -170,7 +170,9 @@ def build_module(
                 f"config needs {shape}"
             )
     module = module_cls(**config)
-    dtypes = [v.dtype for v in state.values() if v.is_floating_point()]
+    dtypes = [
+        v.dtype for v in state.values() if isinstance(v, torch.Tensor) and v.is_floating_point()
+    ]
     if dtypes:
         module = module.to(dtypes[0])  # float64 weights stay float64
     load_state(module, state, checkpoint, state_key)

@@ -58,8 +58,10 @@ def as_generator(random_state, name: str = "random_state") -> torch.Generator:
 
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Seed torch's global CPU generator for the block and restore its state afterwards, so that
-    module initialization inside is reproducible and the caller's random numbers are unchanged.
+    """Seed torch's global generators for the block and restore their states afterwards, so that
+    module initialization (or a ``torch.distributions`` sample) inside is reproducible and the
+    caller's random numbers are unchanged. The CPU generator is always forked; CUDA generators
+    only once CUDA is initialized (seeding them before would queue a seed for later).
 
     Example:
         >>> before = torch.random.get_rng_state()
@@ -70,6 +72,9 @@ def seeded(seed: int) -> Iterator[None]:
         >>> torch.equal(a, b), torch.equal(before, torch.random.get_rng_state())
         (True, True)
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
         yield

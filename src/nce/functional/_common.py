@@ -94,18 +94,22 @@ def finish(
     :math:`2/\tau + \log N` for unit embeddings), or None. When the bound proves that the reduced
     result fits both the compute dtype and ``out_dtype``, nothing is read; otherwise the result is
     checked and a ``ValueError`` names the arguments (``describe()``) and what to change. With
-    ``where`` spanning several ranks the check is collective: every rank raises alike.
+    ``where`` spanning several ranks the check always runs and is collective (one all-reduce of a
+    flag): every rank raises alike, whatever options each rank passed.
     """
     if where is None:
-        out, world, n = reduce(loss, reduction), 1, loss.shape[0]
+        out, n = reduce(loss, reduction), loss.shape[0]
     else:
-        out, world, n = reduce_across_ranks(loss, reduction, where), where.world_size, where.total
+        out, n = reduce_across_ranks(loss, reduction, where), where.total
     limit = min(_LARGEST[out_dtype], _LARGEST[out.dtype])
-    if bound is not None and bound * world * (n if reduction == "sum" else 1) < limit:
+    collective = where is not None and where.world_size > 1
+    # Across ranks the check always runs: a skip decided from each rank's own options (which
+    # may differ by mistake) would leave the ranks that do check waiting in the all-reduce.
+    if not collective and bound is not None and bound * (n if reduction == "sum" else 1) < limit:
         return out.to(out_dtype)
     result = out.to(out_dtype)
     status = 0 if _all_finite(result) else 2 if _all_finite(out) else 1
-    if where is not None and where.world_size > 1:
+    if collective:
         flag = torch.tensor([status], device=out.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         status = int(flag)

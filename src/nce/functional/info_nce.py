@@ -164,7 +164,7 @@ def info_nce(
             why="in-batch negatives need",
             agree={
                 "symmetric": int(bool(symmetric)),
-                "negatives.dim()": negatives.dim() if joined else 0,
+                "negatives.dim()": getattr(negatives, "ndim", -1) if joined else 0,
                 "log_q": int(log_q is not None),
                 "remove_accidental_hits": int(bool(remove_accidental_hits)),
             },

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from nce._random import seeded
 from nce.noise._checks import as_sample_shape, check_generator
 from nce.noise.base import Noise
 
@@ -63,11 +64,7 @@ class DistributionNoise(Noise):
         if generator is None:
             return self.distribution.sample(shape)
         seed = int(torch.randint(_SEED_BOUND, (), generator=generator, device=generator.device))
-        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.default_generator.manual_seed(seed)
-            for index in cuda:
-                torch.cuda.default_generators[index].manual_seed(seed)
+        with seeded(seed):
             return self.distribution.sample(shape)
 
     def log_prob(self, x: Tensor) -> Tensor:
