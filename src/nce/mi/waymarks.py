@@ -70,7 +70,7 @@ def canonical_correlations(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     def whiten(a):
         cov = a.T @ a / n
         values, vectors = torch.linalg.eigh(cov)
-        values = values.clamp_min(values.max() * 1e-12)
+        values = values.clamp_min(float(values.max()) * 1e-12 + 1e-300)
         return a @ vectors @ torch.diag(values.rsqrt()) @ vectors.T
 
     cross = whiten(x).T @ whiten(y) / n
