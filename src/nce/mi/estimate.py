@@ -157,8 +157,8 @@ def estimate_mi(
     embed_dim: int | None = None,
     validation_fraction: float = 0.3,
     eval_batch_size: int | None = None,
-    eval_every: int = 50,
-    patience: int = 10,
+    eval_every: int | None = None,
+    patience: int | None = None,
     standardize: str = "rank",
     hidden: int = 256,
     layers: int = 2,
@@ -219,8 +219,9 @@ def estimate_mi(
         eval_batch_size: rows per evaluation block, M (default: all held-out rows up to 4096 for
             the separable critic, 512 for the others); the held-out rows are cut into
             near-equal blocks of at most M rows and at least 2. ``log_n_cap = log M``.
-        eval_every: steps between held-out measurements.
-        patience: measurements without improvement before stopping.
+        eval_every: steps between held-out measurements (default 50; for "tre", 10 L-BFGS
+            iterations).
+        patience: measurements without improvement before stopping (default 10; for "tre", 5).
         standardize: "rank" (normal scores, MI-preserving) | "zscore" | "none". A column that
             the chosen standardization would merge (half its distinct values lost in float32) or
             overflow is refused; with "none" and a built-in critic, a column far from unit scale
@@ -268,6 +269,10 @@ def estimate_mi(
     record = get_estimator(estimator)
     if critic is None:
         critic = "quadratic" if record.telescoping else "separable"
+    if eval_every is None:
+        eval_every = 10 if record.telescoping else 50
+    if patience is None:
+        patience = 5 if record.telescoping else 10
     check_waymark_options(record, waymarks, waymark_mixing)
     check_options(
         critic=critic,
