@@ -273,7 +273,10 @@ def fit_tre(
 
     measure(0)  # the starting point (a Gaussian fit for quadratic heads) may already be best
     while done < max_steps:
-        optimizer.param_groups[0]["max_iter"] = min(eval_every, max_steps - done)
+        chunk = min(eval_every, max_steps - done)
+        # iterations, not function evaluations (a line search may take several), set the budget,
+        # so that fewer iterations than asked mean L-BFGS met its tolerance
+        optimizer.param_groups[0].update(max_iter=chunk, max_eval=25 * chunk)
         before = optimizer.state[optimizer._params[0]].get("n_iter", 0)
         optimizer.step(closure)
         after = optimizer.state[optimizer._params[0]].get("n_iter", 0)
@@ -281,7 +284,7 @@ def fit_tre(
         done += max(moved, 1)
         bar.update(max(moved, 1))
         measure(done)
-        if waited >= patience or moved < optimizer.param_groups[0]["max_iter"]:
+        if waited >= patience or moved < chunk:
             converged = True  # patience ran out, or L-BFGS met its tolerance
             break
     bar.close()
