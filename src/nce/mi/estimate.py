@@ -239,8 +239,8 @@ def estimate_mi(
         progress: show a tqdm progress bar.
         waymarks: "tre" only: K, the number of bridges (an int >= 1; default: one bridge per 2
             nats of the data's Gaussian information, between 2 and 32). For "tre", ``max_steps``
-            counts L-BFGS iterations and ``lr``, ``batch_size``, ``eval_batch_size``, ``clip``,
-            ``embed_dim`` and ``cap_margin`` play no part.
+            counts L-BFGS iterations and ``lr``, ``weight_decay``, ``batch_size``,
+            ``eval_batch_size``, ``clip``, ``embed_dim`` and ``cap_margin`` play no part.
         waymark_mixing: "tre" only: "linear" (the default, weights spaced for equal Gaussian
             information per bridge) | "dimensionwise" (:mod:`nce.mi.waymarks`).
 

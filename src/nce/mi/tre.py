@@ -245,6 +245,10 @@ def fit_tre(
         tolerance_change=1e-10,
     )
 
+    def iterations() -> int:
+        """L-BFGS iterations so far (its state lives under its first parameter)."""
+        return optimizer.state[optimizer.param_groups[0]["params"][0]].get("n_iter", 0)
+
     def closure():
         optimizer.zero_grad(set_to_none=True)
         loss = bridge_loss(model, train_waymarks)
@@ -277,10 +281,9 @@ def fit_tre(
         # iterations, not function evaluations (a line search may take several), set the budget,
         # so that fewer iterations than asked mean L-BFGS met its tolerance
         optimizer.param_groups[0].update(max_iter=chunk, max_eval=25 * chunk)
-        before = optimizer.state[optimizer._params[0]].get("n_iter", 0)
+        before = iterations()
         optimizer.step(closure)
-        after = optimizer.state[optimizer._params[0]].get("n_iter", 0)
-        moved = after - before
+        moved = iterations() - before
         done += max(moved, 1)
         bar.update(max(moved, 1))
         measure(done)
