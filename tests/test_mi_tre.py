@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_mi import gaussian_pairs, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
 from nce.mi import ESTIMATORS, MIEstimate, estimate_mi, influence_values
 from nce.mi.estimators import get_estimator
@@ -16,22 +17,6 @@ from nce.mi.waymarks import (
     linear_waymarks,
     product_samples,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def gaussian_pairs(n, d, mi, seed=0):
-    """x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps: I(X; Y) = mi nats exactly."""
-    rng = np.random.default_rng(seed)
-    rho = math.sqrt(1 - math.exp(-2 * mi / d))
-    x = rng.standard_normal((n, d))
-    return x, rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((n, d))
 
 
 def test_linear_waymarks_run_from_the_joint_to_the_product():
