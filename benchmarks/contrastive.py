@@ -37,7 +37,9 @@ import _report  # noqa: E402
 
 TARGET_ALL, TARGET_FEW = 0.98, 0.95
 # The protocol is the default of nce.contrastive.pretrain (and of `nce pretrain`).
-DEFAULTS = {name: p.default for name, p in inspect.signature(library_pretrain).parameters.items()}
+DEFAULTS = {
+    name: p.default for name, p in inspect.signature(library_pretrain).parameters.items()
+}
 
 
 def pretrain(data, *, loss, epochs, seed, temperature, moco=False, width=32, progress=True):

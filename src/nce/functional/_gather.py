@@ -184,7 +184,9 @@ def global_layout(
     if any(r[0] for r in records):
         _raise_everywhere(failure, world)
     if len({tuple(r[_RECORD:]) for r in records}) > 1:
-        shown = ", ".join(f"rank {rank}: " + _options(agree, r) for rank, r in enumerate(records))
+        shown = ", ".join(
+            f"rank {rank}: " + _options(agree, r) for rank, r in enumerate(records)
+        )
         raise ValueError(f"gather=True needs the same options on every rank, got {shown}")
     if len({tuple(r[4:_RECORD]) for r in records}) > 1:
         raise ValueError(
