@@ -505,7 +505,7 @@ def test_info_nce_is_an_alias_of_infonce():
     assert alias.value == estimate_mi(x, y, estimator="infonce", **QUICK).value
 
 
-@pytest.mark.parametrize("name", ESTIMATORS)
+@pytest.mark.parametrize("name", [n for n in ESTIMATORS if not get_estimator(n).telescoping])
 def test_each_estimators_influence_averages_to_its_held_out_bound(name):
     record = get_estimator(name)
     s = scores(n=9).detach()

@@ -37,7 +37,18 @@ def add_arguments(parser) -> None:
         "--y-cols", help="comma-separated column names of Y (one table: default all other columns)"
     )
     parser.add_argument("--estimator", default="infonce", choices=ESTIMATORS)
-    parser.add_argument("--critic", default="separable", choices=("separable", "concat"))
+    parser.add_argument(
+        "--critic",
+        default=None,
+        choices=("separable", "concat", "quadratic"),
+        help="default: separable; for --estimator tre: quadratic (or concat)",
+    )
+    parser.add_argument(
+        "--waymarks",
+        type=int_at_most(10**4),
+        default=None,
+        help="--estimator tre only: bridges between joint and product (default: from the data)",
+    )
     parser.add_argument(
         "--batch-size", type=int_at_most(10**6), default=None, help="pairs per training step"
     )
@@ -139,6 +150,7 @@ def run(args) -> int:
         y,
         estimator=args.estimator,
         critic=args.critic,
+        waymarks=args.waymarks,
         batch_size=args.batch_size,
         max_steps=args.max_steps,
         validation_fraction=args.validation_fraction,
@@ -155,7 +167,12 @@ def run(args) -> int:
     if result.estimator == "infonce":
         b = round(math.exp(result.log_batch_cap))
         caps += f", log B = log {b} = {result.log_batch_cap:.4f} nats (training batch)"
-    if result.capped:
+    if result.estimator == "tre":
+        print(
+            f"tre: {result.waymarks} waymarks; a telescoped log-ratio, not a bound: no log N "
+            "ceiling applies"
+        )
+    elif result.capped:
         print(
             f"{caps} — CAPPED: the estimate is near a ceiling set by the batch size; the true MI "
             "may be much higher"
@@ -179,7 +196,8 @@ def run(args) -> int:
                 "capped": result.capped,
                 "converged": result.converged,
                 "estimator": result.estimator,
-                "critic": args.critic,
+                "critic": args.critic
+                or ("quadratic" if result.estimator == "tre" else "separable"),
                 "x_cols": list(x_names),
                 "y_cols": list(y_names),
                 "n_train": result.n_train,

@@ -22,6 +22,10 @@ the data and reports the bound on the rest as an :class:`MIEstimate`, with ``log
 each: :mod:`~nce.mi.estimators` (the table of estimators), :mod:`~nce.mi.standardize`,
 :mod:`~nce.mi.train`, :mod:`~nce.mi.evaluate` and :mod:`~nce.mi.influence` (standard errors).
 
+``estimate_mi(x, y, estimator="tre", waymarks=K)`` is not a bound: telescoping ratio estimation
+(:mod:`~nce.mi.tre`, :mod:`~nce.mi.waymarks`) sums the log-ratios of K bridge classifiers between
+the joint and the product of marginals, and reaches tens of nats where every bound above fails.
+
 ``infonce_bound`` is the former name of :func:`info_nce_bound` (deprecated, removed in the next
 release).
 
@@ -38,14 +42,19 @@ from nce.mi.js import js_bound, js_objective
 from nce.mi.nwj import nwj_bound
 from nce.mi.smile import smile_bound
 from nce.mi.standardize import STANDARDIZE
+from nce.mi.tre import MLPHeads, QuadraticHeads
+from nce.mi.waymarks import WAYMARK_MIXING
 
 __all__ = [
     "ALIASES",
     "CRITICS",
     "ESTIMATORS",
     "STANDARDIZE",
+    "WAYMARK_MIXING",
     "ConcatCritic",
     "MIEstimate",
+    "MLPHeads",
+    "QuadraticHeads",
     "SeparableCritic",
     "dv_bound",
     "estimate_mi",

@@ -10,11 +10,13 @@ from nce._random import check_random_state
 from nce._validation import check_int, check_positive
 from nce.mi.critics import CRITICS
 from nce.mi.standardize import STANDARDIZE
+from nce.mi.waymarks import WAYMARK_MIXING
 
 
 def check_options(
     *,
     critic,
+    critics=CRITICS,
     max_steps,
     lr,
     weight_decay,
@@ -27,9 +29,10 @@ def check_options(
     cap_margin,
     random_state,
 ) -> None:
-    """Every option of :func:`nce.mi.estimate_mi` but the estimator and the batch sizes."""
-    if not isinstance(critic, nn.Module) and critic not in CRITICS:
-        raise ValueError(f"critic must be one of {CRITICS} or a torch.nn.Module, got {critic!r}")
+    """Every option of :func:`nce.mi.estimate_mi` but the estimator, the batch sizes and the
+    waymarks; ``critics`` are the critic names the estimator accepts."""
+    if not isinstance(critic, nn.Module) and critic not in critics:
+        raise ValueError(f"critic must be one of {critics} or a torch.nn.Module, got {critic!r}")
     if standardize not in STANDARDIZE:
         raise ValueError(f"standardize must be one of {STANDARDIZE}, got {standardize!r}")
     check_int("max_steps", max_steps, minimum=1)
@@ -53,6 +56,24 @@ def check_options(
     check_random_state(random_state)
     if not isinstance(random_state, torch.Generator) and (random_state or 0) >= 2**64:
         raise ValueError(f"random_state must be below 2**64, got {random_state}")
+
+
+def check_waymark_options(record, waymarks, mixing) -> None:
+    """``waymarks`` and ``waymark_mixing`` belong to telescoping ratio estimation only; there
+    ``waymarks`` is None or an int >= 1 and the mixing one of :data:`WAYMARK_MIXING`."""
+    if not record.telescoping:
+        if waymarks is not None or mixing != "linear":
+            option = "waymarks" if waymarks is not None else "waymark_mixing"
+            raise ValueError(
+                f"{option} applies to estimator='tre' only (telescoping ratio estimation), got "
+                f"{option}={waymarks if waymarks is not None else mixing!r} with "
+                f"estimator={record.name!r}"
+            )
+        return
+    if waymarks is not None:
+        check_int("waymarks", waymarks, minimum=1)
+    if mixing not in WAYMARK_MIXING:
+        raise ValueError(f"waymark_mixing must be one of {WAYMARK_MIXING}, got {mixing!r}")
 
 
 def as_columns(name: str, samples) -> torch.Tensor:

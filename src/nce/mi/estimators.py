@@ -8,9 +8,13 @@ the held-out estimate and its standard error are computed, and which ceilings ap
   :math:`e^s`), evaluated with :func:`~nce.mi.dv_bound`.
 * "smile": :func:`~nce.mi.smile_bound` (clipped DV value, Jensen–Shannon gradient) for both.
 * "js": :func:`~nce.mi.js_bound` (NWJ value at f + 1, Jensen–Shannon gradient) for both.
+* "tre": telescoping ratio estimation (:mod:`nce.mi.tre`): not a bound on a critic score matrix
+  but K bridge classifiers between waymarks of the joint and the product of marginals, whose
+  log-ratios are summed; it has no score-matrix functions and no ceiling.
 
-Every held-out bound is capped by log M (M the evaluation block); only InfoNCE's training objective
-also saturates at log B (B the training batch), since each minibatch term is at most log B.
+Every held-out bound (all but "tre") is capped by log M (M the evaluation block); only InfoNCE's
+training objective also saturates at log B (B the training batch), since each minibatch term is at
+most log B.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ class Estimator:
 
     Attributes:
         name: the estimator string, e.g. "infonce".
+        telescoping: True for telescoping ratio estimation ("tre"), which trains bridge
+            classifiers on waymarks (:mod:`nce.mi.tre`) instead of a bound; its three score-matrix
+            functions are then ``None``.
         training_objective: ``(scores, clip, moving_average) -> ()`` tensor, maximized on each
             training minibatch of (B, B) scores.
         held_out_bound: ``(scores, clip) -> ()`` tensor, the bound reported on held-out scores.
@@ -47,9 +54,10 @@ class Estimator:
     """
 
     name: str
-    training_objective: Callable[[torch.Tensor, float, float | None], torch.Tensor]
-    held_out_bound: Callable[[torch.Tensor, float], torch.Tensor]
-    influence: Callable[[torch.Tensor, float], tuple[float, torch.Tensor]]
+    training_objective: Callable[[torch.Tensor, float, float | None], torch.Tensor] | None = None
+    held_out_bound: Callable[[torch.Tensor, float], torch.Tensor] | None = None
+    influence: Callable[[torch.Tensor, float], tuple[float, torch.Tensor]] | None = None
+    telescoping: bool = False
     capped_by_batch: bool = False
     moving_average: bool = False
 
@@ -89,6 +97,7 @@ _TABLE = {
             held_out_bound=lambda scores, clip: js_bound(scores),
             influence=lambda scores, clip: mean_exp_influence(scores, offset=1.0),
         ),
+        Estimator("tre", telescoping=True),
     )
 }
 

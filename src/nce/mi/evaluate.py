@@ -61,4 +61,10 @@ def influence_values(
         - scores: (M, M)
         - psi: (M,)
     """
-    return get_estimator(estimator).influence(scores, clip)
+    record = get_estimator(estimator)
+    if record.influence is None:
+        raise ValueError(
+            f"estimator {record.name!r} is not a bound on a score matrix and has no influence "
+            "function of one; its standard error is that of the held-out mean of its per-row values"
+        )
+    return record.influence(scores, clip)
