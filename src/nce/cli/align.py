@@ -25,6 +25,7 @@ from nce.cli._output import (
     atomic_write_json,
     check_outputs,
 )
+from nce.cli._plot import pyplot
 from nce.cli._table import InputError
 from nce.contrastive.captions import load_captioned_digits
 from nce.contrastive.image_text import ALIGN_LOSSES, align
@@ -182,10 +183,7 @@ def _query(args) -> int:
 
 
 def _save_grid(images, labels, scores, text: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("nce align query --out")
 
     columns = min(len(images), 8)
     rows = math.ceil(len(images) / columns)
@@ -214,7 +212,6 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
     """``nce demo``'s alignment job: CLIP on captioned digits for 10 epochs (3 with ``quick``;
     ``nce align`` trains 40 by default), zero-shot accuracy on unseen caption wording against
     chance, and retrieval recall. Returns a ``SectionResult``."""
-    from nce.cli._plot import pyplot
     from nce.cli._report_page import (
         Measure,
         SectionResult,

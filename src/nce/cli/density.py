@@ -26,6 +26,7 @@ import torch
 from nce._validation import first_line
 from nce.cli._args import SEED_MAX, float_at_most, int_at_most
 from nce.cli._output import atomic_save_figure, atomic_write_bytes, check_outputs
+from nce.cli._plot import pyplot
 from nce.cli._table import InputError, read_table
 from nce.density import MODELS, NOISES, FitMemoryError, NCEDensity
 from nce.density._checks import check_varying_columns
@@ -193,10 +194,7 @@ def _print_summary(summary: dict, estimator: NCEDensity) -> None:
 
 def plot_density(path: Path, X: np.ndarray, estimator: NCEDensity, columns) -> None:
     """Two panels: the data, and the learned normalized density on a grid around it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("nce density fit's plot of 2-D data")
 
     low, high = X.min(0), X.max(0)
     pad = 0.15 * (high - low)
