@@ -279,6 +279,10 @@ def tfidf_scores(fit_texts, queries, documents) -> torch.Tensor:
     return torch.from_numpy((q @ x.T).toarray()).float()  # rows are unit: cosines
 
 
+# (training pairs, epochs, held-out verses) of nce demo's section, without and with --quick.
+DEMO_SIZES = {False: (4000, 3, 500), True: (2500, 3, 300)}
+
+
 def demo_section(out_dir: Path, progress: bool = True, quick: bool = False):
     """``nce demo``'s retrieval job: the two-tower retriever trained on a random subset of the
     built-in training verses (4000 pairs, or 2500 with ``quick``, for 3 epochs of batch 128 at
@@ -298,7 +302,7 @@ def demo_section(out_dir: Path, progress: bool = True, quick: bool = False):
     from nce.retrieval.mining import text_ids
     from nce.retrieval.search import ranks
 
-    n_train, epochs, n_test = (2500, 3, 300) if quick else (4000, 3, 500)
+    n_train, epochs, n_test = DEMO_SIZES[bool(quick)]
     train, test = _builtin_split()
     generator = torch.Generator().manual_seed(0)
     train = train.subset(torch.randperm(len(train), generator=generator)[:n_train].tolist())
