@@ -18,7 +18,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
 
 
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
@@ -36,7 +35,14 @@ def test_quick_demo_numbers_meet_their_targets(report):
     out, summary = report
     sections = {key: section["numbers"] for key, section in summary["sections"].items()}
     assert set(sections) == {
-        "gaussian", "density", "lm", "pretrain", "align", "mi", "retrieval", "memory"
+        "gaussian",
+        "density",
+        "lm",
+        "pretrain",
+        "align",
+        "mi",
+        "retrieval",
+        "memory",
     }
     assert summary["quick"] is True
     assert abs(sections["gaussian"]["learned_log_z"] - sections["gaussian"]["true_log_z"]) < 0.05
