@@ -110,3 +110,36 @@ def test_divergence_is_named_and_exits_1(pairs, tmp_path, capsys):
     ]
     assert main(args) == 1
     assert "diverged" in capsys.readouterr().err and not model.exists()
+
+
+def test_tfidf_baseline_scores_are_cosines_of_character_ngrams():
+    from nce.cli.retrieve import tfidf_scores
+
+    texts = ["in the beginning", "en el principio", "and god said"]
+    scores = tfidf_scores(texts, ["in the beginning", "god said"], texts)
+    assert scores.shape == (2, 3)
+    assert abs(float(scores[0, 0]) - 1.0) < 1e-6  # a text is its own nearest, cosine 1
+    assert int(scores[1].argmax()) == 2 and float(scores.min()) >= 0.0
+    assert float(scores[0, 1]) < float(scores[0, 0])
+
+
+def test_demo_section_reports_recall_against_tfidf_from_its_own_ranks(tmp_path, monkeypatch):
+    from _demo_page import png_size
+
+    from nce.cli import retrieve
+    from nce.cli._report_page import format_number
+
+    monkeypatch.setitem(retrieve.DEMO_SIZES, True, (300, 1, 60))
+    result = retrieve.demo_section(tmp_path, progress=False, quick=True)
+    assert result["training_pairs"] == 300 and result["epochs"] == 1
+    for key in ("recall_at_1", "recall_at_10", "tfidf_recall_at_1", "tfidf_recall_at_10"):
+        assert 0.0 <= result[key] <= 1.0
+        assert result[key] * 60 == pytest.approx(round(result[key] * 60))  # a count of 60 queries
+    assert result["recall_at_10"] >= result["recall_at_1"]
+    assert result["tfidf_recall_at_10"] >= result["tfidf_recall_at_1"]
+    assert result["ahead_of_tfidf"] + result["behind_tfidf"] <= 1.0
+    # TF-IDF on character n-grams finds some Spanish verses from English ones (names, numbers).
+    assert result["tfidf_recall_at_10"] > 0.2
+    assert format_number(100 * result["recall_at_1"]) in result.reading[0]
+    assert format_number(100 * result["tfidf_recall_at_10"]) in result.reading[1]
+    assert png_size((tmp_path / "retrieval.png").read_bytes())[0] > 0

@@ -18,7 +18,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
 
 
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
@@ -35,7 +34,16 @@ def _chromium(*args, cwd):
 def test_quick_demo_numbers_meet_their_targets(report):
     out, summary = report
     sections = {key: section["numbers"] for key, section in summary["sections"].items()}
-    assert set(sections) == {"gaussian", "density", "lm", "pretrain", "align", "mi", "memory"}
+    assert set(sections) == {
+        "gaussian",
+        "density",
+        "lm",
+        "pretrain",
+        "align",
+        "mi",
+        "retrieval",
+        "memory",
+    }
     assert summary["quick"] is True
     assert abs(sections["gaussian"]["learned_log_z"] - sections["gaussian"]["true_log_z"]) < 0.05
     assert sections["density"]["anomaly_auc"] > 0.8
@@ -46,6 +54,8 @@ def test_quick_demo_numbers_meet_their_targets(report):
     mi = sections["mi"]
     assert abs(mi["value"] - mi["true_mi"]) < 0.2
     assert mi["staircase_8"] <= mi["staircase_log_n"] + 0.1  # InfoNCE never passes log N
+    retrieval = sections["retrieval"]
+    assert retrieval["recall_at_1"] > 0.3 and retrieval["recall_at_10"] > 0.6
     assert abs(sections["memory"]["tiled_loss"] - sections["memory"]["dense_loss"]) < 1e-4
     for section in summary["sections"].values():
         assert len(section["reading"]) == 2 and (out / section["figure"]).is_file()

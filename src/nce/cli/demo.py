@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from nce.cli import align, density, lm, mi, pretrain
+from nce.cli import align, density, lm, mi, pretrain, retrieve
 from nce.cli._memory_demo import memory_section
 from nce.cli._output import atomic_save_figure, check_output_folder, check_outputs
 from nce.cli._plot import pyplot
@@ -158,6 +158,10 @@ SECTIONS = (
         "align", "Image–text alignment and zero-shot accuracy", align.demo_section, "align.png"
     ),
     Section("mi", "Mutual information: the staircase and log N", mi.demo_section, "mi.png"),
+    Section(
+        "retrieval", "Two-tower retrieval: recall@K against TF-IDF", retrieve.demo_section,
+        "retrieval.png",
+    ),
     Section(
         "memory", "The memory-efficient loss at a large batch", memory_section, "memory.png"
     ),
