@@ -114,7 +114,7 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
 
 def test_divergence_is_named_with_the_option_to_change():
     trainer = _trainer(epochs=3, lr=1e30, temperature=1e-30)
-    with pytest.raises(FloatingPointError, match="diverged.*lower lr"):
+    with pytest.raises(nce.DivergenceError, match="diverged.*lower lr"):
         trainer.fit(QUERIES, DOCUMENTS)
 
 

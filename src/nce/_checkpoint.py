@@ -76,6 +76,21 @@ class Checkpoint(dict):
         """A :class:`CheckpointError` saying ``problem`` about this file."""
         return CheckpointError(f"{self.source}: {problem}")
 
+    def check_config(self, expected: dict) -> None:
+        """Refuse a file written by a trainer of another configuration (entry ``config``)."""
+        if self.entry("config", dict) != expected:
+            raise self.error(
+                f"was written by a trainer with another configuration: {self['config']} vs "
+                f"{expected}"
+            )
+
+    def restore_generator(self, generator: torch.Generator, key: str = "generator") -> None:
+        """``generator.set_state(self[key])``, a state that does not fit named as such."""
+        try:
+            generator.set_state(self.entry(key, torch.Tensor))
+        except (RuntimeError, TypeError) as err:
+            raise self.error(f"entry {key!r} is not a random-generator state") from err
+
     def entry(self, key: str, types=None, *, within: dict | None = None, name: str | None = None):
         """``self[key]`` (or ``within[key]``, called ``name`` in messages), refused with a clear
         message when it is missing or is not of ``types`` (a type or a tuple of types)."""

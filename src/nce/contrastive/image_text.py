@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from nce._checkpoint import Checkpoint, load_checkpoint, load_state, save_checkpoint
 from nce._divergence import DivergenceError
 from nce._random import as_generator, as_seed, seeded
-from nce._validation import check_in_range, check_int, check_positive, first_line
+from nce._validation import check_in_range, check_int, check_positive
 from nce.contrastive.augment import digits_augmentation
 from nce.contrastive.captions import (
     TEST_TEMPLATES,
@@ -199,17 +199,10 @@ class AlignTrainer:
         """Restore a ``state_dict`` written by a trainer of the same configuration; a missing or
         mismatched entry raises a :class:`~nce._checkpoint.CheckpointError` naming it."""
         saved = state if isinstance(state, Checkpoint) else Checkpoint(state, "state_dict")
-        if saved.entry("config", dict) != self._config():
-            raise saved.error(
-                "was written by a trainer with another configuration: "
-                f"{saved['config']} vs {self._config()}"
-            )
+        saved.check_config(self._config())
         for key in ("model", "loss_fn", "optimizer", "scheduler"):
             load_state(getattr(self, key), saved.entry(key, dict), saved, key)
-        try:
-            self.generator.set_state(saved.entry("generator", torch.Tensor))
-        except (RuntimeError, TypeError) as err:
-            raise saved.error(f"entry 'generator' does not fit: {first_line(err)}") from err
+        saved.restore_generator(self.generator)
         self.history_ = [float(v) for v in saved.entry("history", list)]
         self.epoch_ = int(saved.entry("epoch", int))
 

@@ -305,18 +305,11 @@ class ContrastiveTrainer:
         unfitting entry raises :class:`~nce._checkpoint.CheckpointError` naming it."""
         if not isinstance(state, Checkpoint):
             state = Checkpoint(state, "checkpoint")
-        if state.get("config") != self._config():
-            raise state.error(
-                "written by a trainer with another configuration: "
-                f"{state.get('config')} vs {self._config()}"
-            )
+        state.check_config(self._config())
         load_state(self.model, state.entry("model", dict), state, "model")
         load_state(self.optimizer, state.entry("optimizer", dict), state, "optimizer")
         load_state(self.scheduler, state.entry("scheduler", dict), state, "scheduler")
-        try:
-            self.generator.set_state(state.entry("generator", torch.Tensor))
-        except RuntimeError as err:
-            raise state.error("entry 'generator' is not a random-generator state") from err
+        state.restore_generator(self.generator)
         if self.key_model is not None:
             load_state(self.key_model, state.entry("key_model", dict), state, "key_model")
             load_state(self.queue, state.entry("queue", dict), state, "queue")

@@ -34,8 +34,9 @@ from tqdm.auto import tqdm
 
 import nce
 from nce._checkpoint import Checkpoint, load_checkpoint, load_state, save_checkpoint
+from nce._divergence import DivergenceError
 from nce._random import as_generator, as_seed, seeded
-from nce._validation import check_int, check_positive, first_line
+from nce._validation import check_int, check_positive
 from nce.retrieval.mining import mine_hard_negatives, text_ids
 from nce.retrieval.towers import FeatureTable, HashedNgramEncoder
 
@@ -195,11 +196,7 @@ class RetrievalTrainer:
         """Restore a ``state_dict`` of a trainer of the same configuration; a missing or
         mismatched entry raises a :class:`~nce._checkpoint.CheckpointError` naming it."""
         saved = state if isinstance(state, Checkpoint) else Checkpoint(state, "state_dict")
-        if saved.entry("config", dict) != self._config():
-            raise saved.error(
-                "was written by a trainer with another configuration: "
-                f"{saved['config']} vs {self._config()}"
-            )
+        saved.check_config(self._config())
         load_state(self.model, saved.entry("model", dict), saved, "model")
         for key, targets in (("optimizers", self.optimizers), ("schedulers", self.schedulers)):
             states = saved.entry(key, list)
@@ -209,19 +206,20 @@ class RetrievalTrainer:
                 load_state(target, value, saved, key)
         with torch.no_grad():
             self.bias.copy_(saved.entry("bias", torch.Tensor))
-        try:
-            self.generator.set_state(saved.entry("generator", torch.Tensor))
-        except (RuntimeError, TypeError) as err:
-            raise saved.error(f"entry 'generator' does not fit: {first_line(err)}") from err
+        saved.restore_generator(self.generator)
         self.negatives_ = saved.entry("negatives", torch.Tensor)
         self.negatives_valid_ = saved.entry("negatives_valid", torch.Tensor)
         self.history_ = [float(v) for v in saved.entry("history", list)]
         self.epoch_ = int(saved.entry("epoch", int))
 
     def _diverged(self, what: str):
-        raise FloatingPointError(
-            f"training diverged in epoch {self.epoch_ + 1} (the {self.loss} {what} is no longer "
-            f"finite); lower lr (now {self.lr:g}) or raise temperature (now {self.temperature:g})"
+        raise DivergenceError(
+            "retrieval training",
+            self.epoch_ + 1,
+            detail=f"the {self.loss} {what} is no longer finite",
+            option="lr",
+            value=self.lr,
+            also=f"raise temperature (now {self.temperature:g})",
         )
 
     def _mine(self, queries: FeatureTable, documents: FeatureTable, ids: torch.Tensor) -> None:
