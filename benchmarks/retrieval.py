@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nce.cli.retrieve import tfidf_scores
 from nce.retrieval import (
     DEFAULTS,
     FeatureTable,
@@ -51,13 +52,8 @@ from _report import commit, machine, write_section
 
 
 def tfidf_baseline(train, test) -> dict:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     start, cpu = time.perf_counter(), time.process_time()
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
-    vectorizer.fit(train.english + train.spanish)
-    q, x = vectorizer.transform(test.english), vectorizer.transform(test.spanish)
-    scores = torch.from_numpy((q @ x.T).toarray()).float()  # rows are unit: cosines
+    scores = tfidf_scores(train.english + train.spanish, test.english, test.spanish)
     answers, identity = torch.arange(len(test)), torch.eye(len(test))
     forward = retrieval_metrics(ranks(scores, identity, answers, text_ids(test.spanish)))
     backward = retrieval_metrics(ranks(scores.T, identity, answers, text_ids(test.english)))
