@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from nce.cli._table import InputError
+
 SEED_MAX = 2**32 - 1  # what every random generator the commands use (torch, numpy) accepts
 
 
@@ -47,3 +49,17 @@ def _at_most(kind, what: str, high):
 
     parse.__name__ = what.split()[-1]
     return parse
+
+
+def refuse_below(*bounds: tuple[str, float, float]) -> None:
+    """Each ``(flag, value, low)``: refuse ``value < low``, naming the flag (exit 2)."""
+    for flag, value, low in bounds:
+        if value < low:
+            raise InputError(f"{flag} must be >= {low}, got {value}")
+
+
+def refuse_non_positive(*values: tuple[str, float]) -> None:
+    """Each ``(flag, value)``: refuse a value that is not a finite number > 0 (exit 2)."""
+    for flag, value in values:
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(f"{flag} must be a finite number > 0, got {value}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from nce._checkpoint import build_module, load_checkpoint, save_checkpoint
-from nce.cli._args import SEED_MAX, int_at_most
+from nce.cli._args import SEED_MAX, int_at_most, refuse_below, refuse_non_positive
 from nce.cli._output import (
     atomic_save_figure,
     atomic_write_json,
@@ -64,17 +64,14 @@ def add_arguments(parser) -> None:
 
 
 def _check_training_options(args) -> None:
-    for flag, value, low in (
+    refuse_below(
         ("--epochs", args.epochs, 1),
         ("--batch-size", args.batch_size, 2),
         ("--dim", args.dim, 1),
         ("--width", args.width, 1),
         ("--seed", args.seed, 0),
-    ):
-        if value < low:
-            raise InputError(f"{flag} must be >= {low}, got {value}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise InputError(f"--lr must be a finite number > 0, got {args.lr}")
+    )
+    refuse_non_positive(("--lr", args.lr))
     if not 0 <= args.word_dropout < 1:
         raise InputError(f"--word-dropout must lie in [0, 1), got {args.word_dropout}")
     if not 0 < args.test_size < 1:
@@ -254,8 +251,12 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
         SectionResult(
             measures=(
                 Measure(
-                    "zero_shot_accuracy", "zero-shot accuracy, unseen wording",
-                    result.zero_shot_accuracy, 0.1, "chance", "chance",
+                    "zero_shot_accuracy",
+                    "zero-shot accuracy, unseen wording",
+                    result.zero_shot_accuracy,
+                    0.1,
+                    "chance",
+                    "chance",
                 ),
                 Measure("ensemble_accuracy", "prompt-ensemble accuracy", result.ensemble_accuracy),
                 Measure("recall_at_1", "retrieval recall@1", result.recall_at_1),

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from nce._validation import first_line
-from nce.cli._args import SEED_MAX, float_at_most, int_at_most
+from nce.cli._args import SEED_MAX, float_at_most, int_at_most, refuse_below
 from nce.cli._output import atomic_save_figure, atomic_write_bytes, check_outputs
 from nce.cli._plot import pyplot
 from nce.cli._table import InputError, read_table
@@ -109,9 +109,7 @@ def _fit(args) -> int:
     output = Path(args.output)
     plot = Path(args.plot) if args.plot else _plot_path(output)
     check_outputs({"-o": output, "--plot": plot}, {"DATA": args.data})
-    for flag, value, low in (("--epochs", args.epochs, 1), ("--is-samples", args.is_samples, 2)):
-        if value < low:
-            raise InputError(f"{flag} must be >= {low}, got {value}")
+    refuse_below(("--epochs", args.epochs, 1), ("--is-samples", args.is_samples, 2))
     if args.data is None:
         X, columns, source = builtin_moons(), ["x0", "x1"], BUILTIN
     else:
@@ -327,12 +325,20 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
         SectionResult(
             measures=(
                 Measure(
-                    "learned_log_z", "learned log Z", summary["learned_log_z"],
-                    summary["importance_log_z"], "importance_log_z", "importance-sampled",
+                    "learned_log_z",
+                    "learned log Z",
+                    summary["learned_log_z"],
+                    summary["importance_log_z"],
+                    "importance_log_z",
+                    "importance-sampled",
                 ),
                 Measure(
-                    "difference", "learned − importance-sampled", difference, se,
-                    "importance_stderr", "standard error",
+                    "difference",
+                    "learned − importance-sampled",
+                    difference,
+                    se,
+                    "importance_stderr",
+                    "standard error",
                 ),
                 Measure("importance_ess", "effective sample size", summary["importance_ess"]),
                 Measure("anomaly_auc", "anomaly score ROC AUC", auc, 0.5, "chance_auc", "chance"),

@@ -8,14 +8,13 @@ nce lm generate lm.pt --prompt "in the beginning" -n 30
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 import torch
 
 from nce._random import seeded
-from nce.cli._args import SEED_MAX, int_at_most
+from nce.cli._args import SEED_MAX, int_at_most, refuse_below, refuse_non_positive
 from nce.cli._output import atomic_write_json, check_outputs
 from nce.cli._table import InputError
 from nce.lm import (
@@ -108,13 +107,10 @@ def _train(args) -> int:
         "--bptt": args.bptt,
         "--min-count": args.min_count,
     }
-    for flag, value in checks.items():
-        if value < 1:
-            raise InputError(f"{flag} must be >= 1, got {value}")
+    refuse_below(*((flag, value, 1) for flag, value in checks.items()))
     if args.max_lines is not None and args.max_lines < 1:
         raise InputError(f"--max-lines must be >= 1, got {args.max_lines}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise InputError(f"--lr must be a finite number > 0, got {args.lr}")
+    refuse_non_positive(("--lr", args.lr))
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     text = read_corpus(args.corpus, args.max_lines)
@@ -201,8 +197,7 @@ def _eval(args) -> int:
 
 
 def _generate(args) -> int:
-    if not math.isfinite(args.temperature) or args.temperature <= 0:
-        raise InputError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    refuse_non_positive(("--temperature", args.temperature))
     _, vocab, model = _load(args.checkpoint)
     if args.n < 1:
         raise InputError(f"-n must be >= 1, got {args.n}")
@@ -283,17 +278,28 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
         SectionResult(
             measures=(
                 Measure(
-                    "nce_perplexity", "validation perplexity, NCE", nce["valid_perplexity"],
-                    full["valid_perplexity"], "softmax_perplexity", "full softmax",
+                    "nce_perplexity",
+                    "validation perplexity, NCE",
+                    nce["valid_perplexity"],
+                    full["valid_perplexity"],
+                    "softmax_perplexity",
+                    "full softmax",
                 ),
                 Measure(
-                    "nce_seconds", "training seconds, NCE", nce["seconds"], full["seconds"],
-                    "softmax_seconds", "full softmax",
+                    "nce_seconds",
+                    "training seconds, NCE",
+                    nce["seconds"],
+                    full["seconds"],
+                    "softmax_seconds",
+                    "full softmax",
                 ),
                 Measure(
-                    "nce_tokens_per_second", "tokens per second, NCE",
-                    nce["tokens_per_second"], full["tokens_per_second"],
-                    "softmax_tokens_per_second", "full softmax",
+                    "nce_tokens_per_second",
+                    "tokens per second, NCE",
+                    nce["tokens_per_second"],
+                    full["tokens_per_second"],
+                    "softmax_tokens_per_second",
+                    "full softmax",
                 ),
                 Measure("vocab_size", "vocabulary size V (uniform perplexity)", len(vocab)),
                 Measure("epochs", "epochs", epochs),

@@ -14,13 +14,12 @@ digits they give about 99 % with all labels and 95 % with 10 labels per class.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
 from nce._checkpoint import save_checkpoint
-from nce.cli._args import SEED_MAX, int_at_most
+from nce.cli._args import SEED_MAX, int_at_most, refuse_below, refuse_non_positive
 from nce.cli._output import atomic_write_json, check_outputs
 from nce.cli._table import InputError
 from nce.contrastive import LOSSES, pretraining
@@ -112,19 +111,18 @@ def load_data(data: str, labels: str | None) -> tuple[np.ndarray, np.ndarray | N
 def pretrain(args, *, quiet: bool = False) -> dict:
     """Check the options, call :func:`nce.contrastive.pretrain`, print, write the encoder, and
     return the results (also used by ``nce demo``)."""
-    for name, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 2)):
-        if value < low:
-            raise InputError(f"{name} must be >= {low}, got {value}")
-    if args.width < 1:
-        raise InputError(f"--width must be >= 1, got {args.width}")
+    refuse_below(
+        ("--epochs", args.epochs, 1),
+        ("--batch-size", args.batch_size, 2),
+        ("--width", args.width, 1),
+    )
     if args.moco and args.loss != "info_nce":
         raise InputError(f"--moco trains with --loss info_nce, got --loss {args.loss}")
     if args.resume and not args.checkpoint:
         raise InputError("--resume needs --checkpoint")
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise InputError(f"--lr must be a finite number > 0, got {args.lr}")
+    refuse_non_positive(("--lr", args.lr))
     check_outputs(
         {"-o": args.output, "--json": args.json, "--checkpoint": args.checkpoint},
         {"--data": None if args.data == "digits" else args.data, "--labels": args.labels},
@@ -259,12 +257,20 @@ def demo_section(out_dir: Path, progress: bool, quick: bool = False):
         SectionResult(
             measures=(
                 Measure(
-                    "linear_probe_accuracy", "linear probe accuracy", linear, raw_accuracy,
-                    "raw_pixel_accuracy", "raw pixels",
+                    "linear_probe_accuracy",
+                    "linear probe accuracy",
+                    linear,
+                    raw_accuracy,
+                    "raw_pixel_accuracy",
+                    "raw pixels",
                 ),
                 Measure(
-                    "linear_probe_accuracy_10_per_class", "linear probe, 10 labels per class",
-                    probes["linear_probe_accuracy_10_per_class"], 0.1, "chance", "chance",
+                    "linear_probe_accuracy_10_per_class",
+                    "linear probe, 10 labels per class",
+                    probes["linear_probe_accuracy_10_per_class"],
+                    0.1,
+                    "chance",
+                    "chance",
                 ),
                 Measure("knn_accuracy", "5-NN accuracy", probes["knn_accuracy"]),
                 Measure("first_loss", "loss, first epoch", result.loss_history[0]),

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from nce._checkpoint import build_module, load_checkpoint, save_checkpoint
-from nce.cli._args import SEED_MAX, int_at_most
+from nce.cli._args import SEED_MAX, int_at_most, refuse_below, refuse_non_positive
 from nce.cli._output import atomic_write_json, check_outputs
 from nce.cli._table import InputError
 from nce.retrieval.bible import load_bible_pairs, split_by_chapter
@@ -106,7 +106,7 @@ def _builtin_split():
 
 
 def _check_training_options(args) -> None:
-    for flag, value, low in (
+    refuse_below(
         ("--epochs", args.epochs, 1),
         ("--batch-size", args.batch_size, 2),
         ("--hard-negatives", args.hard_negatives, 0),
@@ -115,12 +115,8 @@ def _check_training_options(args) -> None:
         ("--buckets", args.buckets, 1),
         ("--width", args.width, 1),
         ("--dim", args.dim, 1),
-    ):
-        if value < low:
-            raise InputError(f"{flag} must be >= {low}, got {value}")
-    for flag, value in (("--lr", args.lr), ("--temperature", args.temperature)):
-        if not (math.isfinite(value) and value > 0):
-            raise InputError(f"{flag} must be a finite number > 0, got {value}")
+    )
+    refuse_non_positive(("--lr", args.lr), ("--temperature", args.temperature))
     margin = args.false_negative_margin
     if margin is not None and not (math.isfinite(margin) and margin >= 0):
         raise InputError(f"--false-negative-margin must be a finite number >= 0, got {margin}")

@@ -16,7 +16,7 @@ import math
 import time
 from pathlib import Path
 
-from nce.cli._args import SEED_MAX, int_at_most
+from nce.cli._args import SEED_MAX, int_at_most, refuse_below
 from nce.cli._output import (
     atomic_save_figure,
     atomic_write_bytes,
@@ -78,9 +78,7 @@ def _data(max_train: int | None) -> DigitsSplit:
 
 
 def run(args) -> int:
-    for name, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 2)):
-        if value < low:
-            raise InputError(f"{name} must be >= {low}, got {value}")
+    refuse_below(("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 2))
     if not args.temperature > 0:
         raise InputError(f"--temperature must be > 0, got {args.temperature}")
     if args.seed < 0:
