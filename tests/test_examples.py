@@ -220,6 +220,16 @@ def test_readme_and_docstring_commands_name_real_scripts_and_options():
     assert checked >= 20
 
 
+def test_readme_links_and_picture_exist():
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#][^)]*)\)", readme)
+    local = [t for t in targets if not t.startswith(("http://", "https://"))]
+    assert "docs/img/report.png" in local and any(t.startswith("examples/") for t in local)
+    for target in local:
+        assert (ROOT / target).is_file(), f"README links to {target}, which does not exist"
+    assert (ROOT / "docs/img/report.png").stat().st_size < 400_000
+
+
 def _row(text: str, label: str) -> tuple[float, ...]:
     """The numbers of the printed table row that starts with ``label``."""
     match = re.search(rf"^{re.escape(label)}((?:\s+{NUMBER})+)\s*$", text, flags=re.M)
