@@ -3,12 +3,13 @@
     torchrun --nproc-per-node=2 examples/ddp_simclr.py --epochs 5
     python -m torch.distributed.run --nproc-per-node=2 examples/ddp_simclr.py --epochs 5
 
-Runs on CPU with the gloo backend (NCCL on GPUs). Each rank embeds its own shard of scikit-learn's
-digits under two random views; ``nce.nt_xent(..., gather=True)`` scores them against the views of
-all ranks, and its reduction makes DDP's gradient average the gradient of the loss on the global
-batch, whatever the ranks' batch sizes. Rank 0 prints the loss after each epoch and, at the end, the
-5-NN accuracy of the trained features on a held-out third of the digits (labels are used only
-there), next to the same accuracy on raw pixels.
+Runs on CPU with the gloo backend (NCCL when every local rank has a GPU of its own). Each rank
+embeds its own shard of scikit-learn's digits under two random views; ``nce.nt_xent(...,
+gather=True)`` scores them against the views of all ranks, and its reduction makes DDP's gradient
+average the gradient of the loss on the global batch, whatever the ranks' batch sizes. Rank 0
+prints the loss after each epoch and, at the end, the 5-NN accuracy of the trained features on a
+held-out third of the digits (labels are used only there), next to the same accuracy on raw
+pixels.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.5)
     args = parser.parse_args()
 
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    dist.init_process_group("nccl" if torch.cuda.device_count() >= local_ranks else "gloo")
     try:
         train(args)
     finally:
