@@ -141,7 +141,7 @@ class InfoNCE(_ContrastiveLoss):
 
 
 class CLIPLoss(InfoNCE):
-    """CLIP's symmetric InfoNCE (:func:`nce.info_nce` with ``symmetric=True``) with a learned
+    r"""CLIP's symmetric InfoNCE (:func:`nce.info_nce` with ``symmetric=True``) with a learned
     temperature (initial 0.07, maximum scale 100): ``forward(query, key, *, key_ids=None)``.
     It takes :class:`InfoNCE`'s options except those the symmetric loss does not define
     (``symmetric`` itself, explicit negatives with ``in_batch``, and ``log_q``).
@@ -399,7 +399,7 @@ class BinaryNCE(nn.Module):
         self.noise_ratio, self.reduction = noise_ratio, reduction
 
     def forward(self, model_data, noise_data, model_noise, noise_noise):
-        """:func:`nce.binary_nce` with :math:`\log Z` subtracted from the model terms."""
+        r""":func:`nce.binary_nce` with :math:`\log Z` subtracted from the model terms."""
         out_dtype = model_data.dtype
         model_data, noise_data, model_noise, noise_noise = upcast(
             model_data, noise_data, model_noise, noise_noise
