@@ -13,8 +13,9 @@ Each public function or class must have a docstring with
     expectation sign (Σ ∑ ∏ ∫ ‖ 𝔼, ``\\sum``, ``\\prod``, ``\\frac``, ``\\mathbb{E}``);
 (b) shapes, when it takes or returns tensors: a ``Shape:`` section or a shape written as a tuple
     of letters or numbers with a comma, such as ``(N,)``, ``(N, D)`` or ``(B, 1, 8, 8)``;
-(c) a reference: an arXiv id (``arXiv:1807.03748``) or an author and year
-    (``Gutmann & Hyvärinen 2010``, ``Chuang et al. 2020``, ``Mnih & Teh (ICML 2012)``).
+(c) a reference: an arXiv id (``arXiv:1807.03748``), authors and a year at most 40 characters
+    apart (``Gutmann & Hyvärinen, JMLR 13:307, 2012``, ``Chuang et al. 2020``), or one author
+    and a year after a comma or parenthesis (``Hyvärinen (1999)``, ``Hyvärinen, 1999``).
 
 A class passes (a) with its own docstring or one of its entry points' (``forward``, ``fit``, ...),
 (b) likewise, and (c) with its own docstring. Each public method a class defines needs a
@@ -119,11 +120,13 @@ FORMULA = re.compile(
 )
 SHAPE_SECTION = re.compile(r"^\s*Shape:\s*$", re.MULTILINE)
 _DIM = r"(?:\d*[A-Z][\w'+\-]*|\d+|\*|\.\.\.|…)"
-SHAPE_TUPLE = re.compile(rf"\({_DIM}(?:, ?{_DIM})*,?\)")
+SHAPE_TUPLE = re.compile(rf"\({_DIM}(?:(?:, ?{_DIM})+,?|,)\)")
 _NAME = r"[A-Z](?:[^\W\d_]|['\-])+"
+_YEAR = r"\b(?:19|20)\d{2}\b"
 REFERENCE = re.compile(
     r"arXiv:\s?\d{4}\.\d{4,5}"
-    rf"|{_NAME}(?: et al\.?| (?:&|and) {_NAME})?,? \(?(?:[A-Z][A-Za-z]+ )?(?:19|20)\d{{2}}\b"
+    rf"|{_NAME}(?: et al\.?| (?:&|and) {_NAME})[^\n]{{0,40}}?{_YEAR}"
+    rf"|{_NAME}(?:, | \()(?:[A-Z][A-Za-z]+ )?{_YEAR}"
 )
 TENSOR_ANNOTATION = re.compile(r"Tensor|ndarray|ArrayLike|array")
 TENSOR_NAMES = {
@@ -173,7 +176,7 @@ def _own_doc(cls: type, name: str) -> str:
         func = attr.fget if isinstance(attr, property) else getattr(attr, "__func__", attr)
         doc = getattr(func, "__doc__", None)
         if doc and doc.strip():
-            return textwrap.dedent(doc)
+            return _prose(doc)
     return ""
 
 
@@ -215,9 +218,15 @@ def _is_record(obj) -> bool:
     )
 
 
+def _prose(doc: str) -> str:
+    """``doc`` without its doctest lines (code in an example is not a formula)."""
+    lines = textwrap.dedent(doc).splitlines()
+    return "\n".join(ln for ln in lines if not ln.lstrip().startswith((">>>", "...")))
+
+
 def docstring_problems(name: str, obj) -> list[str]:
     """What the docstring of ``obj`` (published as ``name``) lacks; empty when it passes."""
-    doc = textwrap.dedent(obj.__doc__ or "")
+    doc = _prose(obj.__doc__ or "")
     if not doc.strip():
         return [f"{name}: no docstring"]
     if inspect.isclass(obj) and (issubclass(obj, BaseException) or _is_record(obj)):
@@ -279,7 +288,10 @@ def _no_shapes(query, key):
 
 
 def _no_formula(query):
-    """Scores of the query (van den Oord et al. 2018). Shape: (N, D) -> (N,)."""
+    """Scores of the query (van den Oord et al. 2018). Shape: (N, D) -> (N,).
+
+    >>> s = _no_formula(1)
+    """
     return query
 
 
@@ -321,9 +333,11 @@ def test_the_checker_flags_what_is_missing():
 
 def test_reference_and_shape_patterns():
     for text in ("Gutmann & Hyvärinen 2010", "Chuang et al. 2020", "Mnih & Teh (ICML 2012)",
-                 "arXiv:2103.00020", "Oord et al., 2018"):
+                 "arXiv:2103.00020", "Oord et al., 2018", "Gutmann & Hyvärinen, JMLR 13:307, 2012",
+                 "Hyvärinen (1999)"):
         assert REFERENCE.search(text), text
-    for text in ("float16 tops out at 65504", "see the README", "in 3 steps"):
+    for text in ("float16 tops out at 65504", "see the README", "Default 2000 rows",
+                 "Gaussian 2D"):
         assert not REFERENCE.search(text), text
     for text in ("(N,)", "(N, D)", "(B, 1, 8, 8)", "(N, K, D)", "(N, 2N)"):
         assert SHAPE_TUPLE.search(text), text

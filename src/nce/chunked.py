@@ -75,6 +75,10 @@ def grad_cache(
     Shape:
         - inputs: (N, ...) per pair; embeddings: (N, D)
 
+    References:
+        Gao et al. 2021, Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup
+        (GradCache), arXiv:2101.06983.
+
     Example:
         >>> import torch, nce
         >>> from nce.chunked import grad_cache
