@@ -9,8 +9,10 @@ defines whose names do not start with an underscore.
 Each public function or class must have a docstring with
 
 (a) a formula: a ``.. math::`` block, a relation written with spaces around it (`` = ``,
-    `` ≈ ``, `` ≤ ``, `` ≥ ``, `` ∝ ``, `` < ``, `` > ``) or a sum, product, integral, norm or
-    expectation sign (Σ ∑ ∏ ∫ ‖ 𝔼, ``\\sum``, ``\\prod``, ``\\frac``, ``\\mathbb{E}``);
+    `` ≈ ``, `` ≤ ``, `` ≥ ``, `` ∝ ``, `` < ``, `` > ``), a sum, product, integral, norm or
+    expectation sign (Σ ∑ ∏ ∫ ‖ 𝔼, ``\\sum``, ``\\prod``, ``\\frac``, ``\\mathbb{E}``), or a
+    ``:math:`` role holding an equation or an operation (``=``, ``+``, ``\\sim``, ``\\mapsto``,
+    ``\\odot``, ``\\approx``, ``\\propto``, ``\\cdot``);
 (b) shapes, when it takes or returns tensors: a ``Shape:`` section or a shape written as a tuple
     of letters or numbers with a comma, such as ``(N,)``, ``(N, D)`` or ``(B, 1, 8, 8)``;
 (c) a reference: an arXiv id (``arXiv:1807.03748``), authors and a year at most 40 characters
@@ -66,6 +68,10 @@ NO_REFERENCE = {
     "nce.noise.Noise": "the interface every noise distribution implements",
     "nce.noise.as_noise": "converts an argument into a noise distribution",
     "nce.models.EnergyModel": "the interface every energy model implements",
+    "nce.contrastive.RandomAffine": "a generic image augmentation",
+    "nce.contrastive.RandomRotation": "a generic image augmentation",
+    "nce.contrastive.GaussianNoise": "a generic augmentation: additive noise",
+    "nce.contrastive.RandomMask": "a generic augmentation: entries set to zero",
 }
 
 # Objects that read, write, split or move data and compute nothing a formula describes: they need
@@ -117,6 +123,7 @@ HOOKS = {"extra_repr"}
 
 FORMULA = re.compile(
     r"\.\. math::|\s[=≈≤≥∝<>]\s|[Σ∑∏∫‖𝔼]|\\(?:sum|prod|frac|mathbb\{E\}|int)\b"
+    r"|:math:`[^`]*(?:=|\+|\\sim|\\mapsto|\\odot|\\approx|\\propto|\\cdot)[^`]*`"
 )
 SHAPE_SECTION = re.compile(r"^\s*Shape:\s*$", re.MULTILINE)
 _DIM = r"(?:\d*[A-Z][\w'+\-]*|\d+|\*|\.\.\.|…)"
@@ -132,7 +139,7 @@ TENSOR_ANNOTATION = re.compile(r"Tensor|ndarray|ArrayLike|array")
 TENSOR_NAMES = {
     "x", "y", "X", "Y", "z", "z1", "z2", "query", "key", "keys", "negatives", "embeddings",
     "labels", "targets", "view1", "view2", "input", "inputs", "logits", "scores", "context",
-    "hidden", "images", "tokens", "values", "features", "queries", "counts", "shift", "scale",
+    "hidden", "images", "tokens", "values", "features", "queries", "counts",
 }
 
 
