@@ -43,7 +43,6 @@ import nce
 # Objects that compute a quantity with a standard definition or implement no published method:
 # formula and shapes are required, a reference is not.
 NO_REFERENCE = {
-    "nce.contrastive.effective_rank": "the entropy-based effective rank of a matrix, a definition",
     "nce.contrastive.sparsity": "a fraction of near-zero entries, a definition",
     "nce.contrastive.knn_accuracy": "the classical k-nearest-neighbour classifier",
     "nce.contrastive.linear_probe": "a logistic-regression probe, a classical classifier",
@@ -122,7 +121,7 @@ ENTRY_POINTS = {
 HOOKS = {"extra_repr"}
 
 FORMULA = re.compile(
-    r"\.\. math::|\s[=≈≤≥∝<>]\s|[Σ∑∏∫‖𝔼]|\\(?:sum|prod|frac|mathbb\{E\}|int)\b"
+    r"\.\. math::|\s[=≈≤≥∝<>]\s|[Σ∑∏∫‖𝔼]|\\(?:sum|prod|frac|mathbb\{E\}|int)(?![A-Za-z])"
     r"|:math:`[^`]*(?:=|\+|\\sim|\\mapsto|\\odot|\\approx|\\propto|\\cdot)[^`]*`"
 )
 SHAPE_SECTION = re.compile(r"^\s*Shape:\s*$", re.MULTILINE)
