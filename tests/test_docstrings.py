@@ -52,8 +52,6 @@ NO_REFERENCE = {
     "nce.lm.perplexity": "the exponentiated mean negative log-likelihood, a definition",
     "nce.lm.log_partition_stats": "mean and spread of log Z over contexts, a summary",
     "nce.lm.generate": "ancestral sampling from the model's softmax",
-    "nce.mi.ConcatCritic": "a multilayer perceptron on [x, y], an architecture choice",
-    "nce.mi.MLPHeads": "multilayer-perceptron classifier heads, an architecture choice",
     "nce.retrieval.ranks": "the rank of each positive among the scores, a definition",
     "nce.retrieval.retrieval_metrics": "recall@K and mean reciprocal rank, definitions",
     "nce.retrieval.top_k": "exact top-K search by inner product",
