@@ -63,7 +63,6 @@ NO_REFERENCE = {
     "nce.noise.Box": "the uniform density on a box, a definition",
     "nce.noise.DistributionNoise": "an adapter of torch.distributions",
     "nce.noise.Noise": "the interface every noise distribution implements",
-    "nce.noise.as_noise": "converts an argument into a noise distribution",
     "nce.models.EnergyModel": "the interface every energy model implements",
     "nce.contrastive.RandomAffine": "a generic image augmentation",
     "nce.contrastive.RandomRotation": "a generic image augmentation",
@@ -74,6 +73,7 @@ NO_REFERENCE = {
 # Objects that read, write, split or move data and compute nothing a formula describes: they need
 # a docstring (and shapes when they handle tensors), neither a formula nor a reference.
 NO_FORMULA = {
+    "nce.noise.as_noise": "converts an argument into a noise distribution",
     "nce.contrastive.load_digits_split": "loads a data set",
     "nce.contrastive.digits_augmentation": "assembles the augmentations documented each",
     "nce.contrastive.Compose": "applies transforms in turn",
