@@ -56,8 +56,6 @@ NO_REFERENCE = {
     "nce.retrieval.retrieval_metrics": "recall@K and mean reciprocal rank, definitions",
     "nce.retrieval.top_k": "exact top-K search by inner product",
     "nce.retrieval.evaluate_pairs": "recall@K and MRR of a model on pairs, definitions",
-    "nce.retrieval.HashedNgramEncoder": "a bag of hashed n-gram embeddings",
-    "nce.retrieval.FaissIndex": "a wrapper of an approximate-search library",
     "nce.retrieval.text_features": "hashed n-gram feature ids, a featurization",
     "nce.retrieval.feature_bucket": "a string hash into buckets",
     "nce.noise.Box": "the uniform density on a box, a definition",
@@ -275,6 +273,26 @@ def test_exemptions_name_public_objects():
     objects = public_objects()
     stale = sorted((set(NO_REFERENCE) | set(NO_FORMULA)) - set(objects))
     assert not stale, f"exemptions name objects that are not public: {stale}"
+
+
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def _all_docstrings():
+    for name, obj in public_objects().items():
+        yield name, obj.__doc__ or ""
+        if inspect.isclass(obj):
+            for method, func in _methods(obj).items():
+                yield f"{name}.{method}", func.__doc__ or ""
+    for modname in public_modules():
+        yield modname, importlib.import_module(modname).__doc__ or ""
+
+
+def test_no_docstring_holds_a_control_character():
+    # "\tau" or "\alpha" in a docstring that is not a raw string becomes a tab or a bell.
+    assert CONTROL.search(":math:`\tau`") and not CONTROL.search(r":math:`\tau`" + "\n")
+    bad = [name for name, doc in _all_docstrings() if CONTROL.search(doc)]
+    assert not bad, f"docstrings with a control character (use r-strings): {bad}"
 
 
 def test_every_public_object_is_documented():

@@ -61,7 +61,7 @@ class Temperature(nn.Module):
         self.max_log_scale = math.log(max_scale)
 
     def forward(self) -> torch.Tensor:
-        """The temperature :math:`\tau`, a scalar tensor of shape ()."""
+        r"""The temperature :math:`\tau`, a scalar tensor of shape ()."""
         return torch.exp(-self.log_scale.clamp(max=self.max_log_scale))
 
     def extra_repr(self) -> str:

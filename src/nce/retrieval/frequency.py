@@ -48,6 +48,17 @@ class FrequencyEstimator(torch.nn.Module):
 
     A bucket never seen is given the count of an item seen once over the steps so far.
 
+    On an occurrence of bucket h at step t, :math:`B_h \leftarrow (1 - \alpha) B_h + \alpha (t -
+    A_h)` and :math:`A_h \leftarrow t`; ``log_q`` is :math:`\log Q_h = -\log B_h`, the log expected
+    count of the item in one batch.
+
+    Shape:
+        - ``update`` ids: (N,) int64; ``log_q`` ids: (N,) -> (N,)
+
+    References:
+        Yi et al. 2019, Sampling-bias-corrected neural modeling for large corpus item
+        recommendations (RecSys), Algorithm 1.
+
     Example:
         >>> import torch
         >>> from nce.retrieval.frequency import FrequencyEstimator
