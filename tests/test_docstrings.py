@@ -37,6 +37,7 @@ import inspect
 import pkgutil
 import re
 import textwrap
+from pathlib import Path
 
 import nce
 
@@ -365,3 +366,32 @@ def test_reference_and_shape_patterns():
         assert SHAPE_TUPLE.search(text), text
     for text in ("(see above)", "(N)", "(a, b)"):
         assert not SHAPE_TUPLE.search(text), text
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _automodules(text: str) -> set[str]:
+    return set(re.findall(r"^\.\. automodule:: (\S+)\s*$", text, re.MULTILINE))
+
+
+def test_the_api_reference_has_a_page_for_every_public_module():
+    index = (DOCS / "index.rst").read_text()
+    toctree = set(re.findall(r"^\s+(api/\S+)\s*$", index, re.MULTILINE))
+    pages = {p.stem: _automodules(p.read_text()) for p in (DOCS / "api").glob("*.rst")}
+    assert "nce" in _automodules(index)
+    missing = [
+        m for m in public_modules()[1:]
+        if m not in pages.get(m, set()) or f"api/{m}" not in toctree
+    ]
+    assert not missing, f"public modules without a page listed in docs/index.rst: {missing}"
+    stale = sorted(set(pages) - set(public_modules()))
+    assert not stale, f"docs/api pages of modules that are not public: {stale}"
+
+
+def test_make_docs_builds_offline_and_fails_on_warnings():
+    makefile = (DOCS.parent / "Makefile").read_text()
+    recipe = re.search(r"^docs:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert recipe and "sphinx" in recipe.group(1) and " -W " in recipe.group(1)
+    conf = (DOCS / "conf.py").read_text()
+    assert "sphinx.ext.intersphinx" not in conf and "mathjax_path = MATHJAX_FILE" in conf

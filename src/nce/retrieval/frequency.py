@@ -40,11 +40,12 @@ class FrequencyEstimator(torch.nn.Module):
         lr: :math:`\alpha \in (0, 1)`, the step size of the moving average of the gaps.
             Smaller values average over more occurrences (less noise, slower to follow a drift).
 
-    Attributes (buffers, saved by ``state_dict``):
+    Attributes:
         last_step: (H,) :math:`A`, the step at which each bucket was last seen (-1: never).
         gap: (H,) :math:`B`, the estimated steps between occurrences; 0 for buckets never seen.
         first_step, steps, rows: the first step seen, the number of distinct steps and the number
-            of ids seen (their ratio is the mean batch size).
+            of ids seen (their ratio is the mean batch size). All five are buffers, saved by
+            ``state_dict``.
 
     A bucket never seen is given the count of an item seen once over the steps so far.
 

@@ -86,8 +86,9 @@ class RetrievalTrainer:
         random_state: seed of initialization and batch order.
 
     Attributes:
-        history_: mean training loss of each epoch; epoch_: epochs done; seconds_, cpu_seconds_:
-        wall and CPU time of ``fit``.
+        history_: mean training loss of each epoch.
+        epoch_: epochs done.
+        seconds_, cpu_seconds_: wall and CPU time of ``fit``.
 
     Example:
         >>> enc = HashedNgramEncoder(buckets=512, width=8, dim=8)
