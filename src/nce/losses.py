@@ -193,7 +193,7 @@ class NTXent(_ContrastiveLoss):
 
     .. math:: \ell_i = \log\sum_{j \ne i} e^{z_i \cdot z_j/\tau} - z_i \cdot z_{t(i)}/\tau
 
-    over the 2N views, :math:`t(i)` the twin of view i.
+    over the 2N L2-normalized views, :math:`t(i)` the twin of view i.
 
     Shape:
         - view1, view2: (N, D)

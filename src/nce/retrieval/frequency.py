@@ -50,8 +50,9 @@ class FrequencyEstimator(torch.nn.Module):
     A bucket never seen is given the count of an item seen once over the steps so far.
 
     On an occurrence of bucket h at step t, :math:`B_h \leftarrow (1 - \alpha) B_h + \alpha (t -
-    A_h)` and :math:`A_h \leftarrow t`; ``log_q`` is :math:`\log Q_h = -\log B_h`, the log expected
-    count of the item in one batch.
+    A_h)` and :math:`A_h \leftarrow t` (c occurrences in one batch: the order-free update of the
+    module docstring); ``log_q`` is :math:`\log Q_h = -\log B_h`, the log expected count of the
+    item in a batch of the mean size.
 
     Shape:
         - ``update`` ids: (N,) int64; ``log_q`` ids: (N,) -> (N,)
