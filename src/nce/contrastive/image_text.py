@@ -396,9 +396,10 @@ def align(
         random_state: seed of the split, the initialization and every training draw.
 
     The towers minimize CLIP's symmetric InfoNCE or SigLIP's pairwise loss (formulas in
-    :class:`AlignTrainer`); zero-shot accuracy is the fraction of test images :math:`x` whose
-    class :math:`\hat y = \arg\max_c \hat f(x) \cdot \bar g_c` is right, with :math:`\bar g_c`
-    the normalized mean embedding of class c's prompts.
+    :class:`AlignTrainer`). Zero-shot accuracy is the mean, over the test templates t, of the
+    fraction of test images :math:`x` whose class :math:`\hat y = \arg\max_c \hat f(x) \cdot
+    \hat g(t_c)` is right, with :math:`\hat g(t_c)` the normalized embedding of template t filled
+    with class c; the ensemble accuracy uses the normalized mean of the templates' embeddings.
 
     References:
         Radford et al. 2021, CLIP, arXiv:2103.00020; Zhai et al. 2023, SigLIP, arXiv:2303.15343.

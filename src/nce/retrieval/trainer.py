@@ -66,9 +66,9 @@ class RetrievalTrainer:
 
     With unit embeddings :math:`q_i, x_i` and :math:`s_{ij} = q_i \cdot x_j/\tau`, each batch of N
     pairs minimizes the symmetric InfoNCE :math:`\frac12[\ell(q \to x) + \ell(x \to q)]`,
-    :math:`\ell_i(q \to x) = \log\sum_j e^{s_{ij}} - s_{ii}` (with K mined hard negatives per
-    query joining the in-batch documents), or SigLIP's
-    :math:`-\frac1N\sum_{i,j} \log\sigma(z_{ij}(s_{ij} + b))`.
+    :math:`\ell_i(q \to x) = \log\sum_j e^{s_{ij}} - s_{ii}`; with K mined hard negatives per
+    query, the query → document loss alone, its sum running over the in-batch and the mined
+    documents; or SigLIP's :math:`-\frac1N\sum_{i,j} \log\sigma(z_{ij}(s_{ij} + b))`.
 
     Args:
         model: the encoder.
