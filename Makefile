@@ -3,8 +3,9 @@
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 READY  := $(VENV)/.ready
+DOCS_READY := $(VENV)/.docs-ready
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(READY): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -24,5 +25,15 @@ lint: $(READY)
 bench: $(READY)
 	$(PYTHON) benchmarks/bench_losses.py
 
+# The docs extra is installed on top of dev only when the docs are built, so that `make test`
+# installs no more than before.
+$(DOCS_READY): $(READY)
+	$(PYTHON) -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_READY)
+
+# The API reference from the docstrings, offline, into site/; any warning fails the build.
+docs: $(DOCS_READY)
+	$(PYTHON) -m sphinx -E -W --keep-going -q -b html docs site
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache site

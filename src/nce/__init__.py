@@ -8,6 +8,7 @@ distributions. Built on them:
 * :mod:`nce.output`, :mod:`nce.lm`, :mod:`nce.text` — NCE output layers over huge vocabularies;
 * :mod:`nce.contrastive` — SimCLR and MoCo training, probes and representation metrics;
 * :mod:`nce.mi` — mutual-information bounds and :func:`estimate_mi`;
+* :mod:`nce.retrieval` — dual-encoder retrieval with in-batch and mined hard negatives;
 * :mod:`nce.chunked`, :mod:`nce.distributed` — any batch size, any number of processes.
 """
 

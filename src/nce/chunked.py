@@ -61,6 +61,11 @@ def grad_cache(
 ) -> torch.Tensor:
     r"""Backpropagate ``loss_fn`` over a whole batch, holding one sub-batch's activations at a time.
 
+    The gradient is assembled from the embeddings' gradients, sub-batch by sub-batch:
+
+    .. math:: \nabla_\theta L = \sum_i \Big(\frac{\partial L}{\partial z_i}\Big)^{\!\top}
+              \frac{\partial z_i}{\partial \theta}.
+
     Args:
         loss_fn: takes one embedding tensor per ``encoders`` entry, returns a scalar loss
             (e.g. ``lambda z1, z2: nce.nt_xent(z1, z2)``).
@@ -74,6 +79,10 @@ def grad_cache(
 
     Shape:
         - inputs: (N, ...) per pair; embeddings: (N, D)
+
+    References:
+        Gao et al. 2021, Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup
+        (GradCache), arXiv:2101.06983.
 
     Example:
         >>> import torch, nce

@@ -113,10 +113,19 @@ def parameter_shapes(config: LMConfig) -> dict[str, tuple[int, ...]]:
 
 
 class LanguageModel(nn.Module):
-    """Embedding, one recurrent layer and an :class:`NCEOutput` over ``counts``' vocabulary.
+    r"""Embedding, one recurrent layer and an :class:`NCEOutput` over ``counts``' vocabulary.
+
+    The hidden state :math:`h_t = \mathrm{RNN}(e_{w_1}, \dots, e_{w_t})` (an LSTM or a GRU on the
+    word embeddings, with dropout) scores the next word as :math:`s(w, h_t) = h_t^\top u_w + b_w`,
+    and the model is :math:`p(w_{t+1} = w \mid w_{\le t}) = e^{s(w, h_t)} / \sum_{v} e^{s(v, h_t)}`;
+    training uses the output layer's NCE, ranking NCE or full softmax loss.
 
     Shape:
         - ids: (B, T) int64; ``hidden_states``: (B, T, H)
+
+    References:
+        Mnih & Teh 2012, arXiv:1206.6426 (NCE for language models); Zaremba et al. 2014,
+        Recurrent Neural Network Regularization, arXiv:1409.2329 (the LSTM with dropout).
     """
 
     def __init__(self, config: LMConfig, counts: torch.Tensor):
@@ -155,18 +164,21 @@ class LanguageModel(nn.Module):
         )
 
     def hidden_states(self, ids: torch.Tensor, state=None):
+        """The hidden states (B, T, H) of the token ids (B, T), and the recurrent state to carry."""
         out, state = self.rnn(self.drop(self.embedding(ids)), state)
         return self.drop(out), state
 
     def loss(self, inputs, targets, state=None, generator=None):
-        """The output layer's training loss on next-token targets, and the carried state."""
+        """The output layer's training loss (shape ()) on next-token targets (B, T) given the
+        inputs (B, T), and the carried state."""
         h, state = self.hidden_states(inputs, state)
         loss = self.output(h.reshape(-1, h.shape[-1]), targets.reshape(-1), generator=generator)
         return loss, state
 
 
 def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Cut a token stream into ``batch_size`` parallel streams: (batch_size, length)."""
+    """Cut a token stream (T,) into ``batch_size`` parallel streams: (batch_size, length), with
+    length = T // batch_size (the remainder is dropped)."""
     check_int("batch_size", batch_size, minimum=1)
     length = stream.numel() // batch_size
     if length < 2:
@@ -182,9 +194,17 @@ def _detach(state):
 
 @torch.no_grad()
 def perplexity(model: LanguageModel, stream: torch.Tensor, batch_size=EVAL_BATCH, bptt=64) -> float:
-    """Exact normalized perplexity of ``stream`` (full softmax over the vocabulary): ``inf`` when
+    r"""Exact normalized perplexity of ``stream`` (full softmax over the vocabulary): ``inf`` when
     the mean negative log-likelihood is beyond float range; a model whose log-probabilities are
-    NaN (its weights are not finite) raises ValueError."""
+    NaN (its weights are not finite) raises ValueError.
+
+    .. math:: \mathrm{PPL} = \exp\Big(-\frac1T\sum_t \log p(w_t \mid w_{<t})\Big)
+
+    over the T predicted tokens of the ``batch_size`` parallel streams.
+
+    Shape:
+        - stream: (T,) int64 token ids; output: a float
+    """
     nll = _mean_nll(model, stream, batch_size, bptt)
     if math.isnan(nll):
         raise ValueError(
@@ -223,7 +243,12 @@ def _exp(x: float) -> float:
 def log_partition_stats(
     model: LanguageModel, stream, batch_size=EVAL_BATCH, bptt=64, max_tokens=20000
 ):
-    """Mean and standard deviation of the exact :math:`\\log Z(h)` over contexts of ``stream``."""
+    """Mean and standard deviation of the exact :math:`\\log Z(h)` over contexts of ``stream``,
+    :math:`\\log Z(h) = \\log \\sum_w e^{s(w, h)}` (near 0 when self-normalization works).
+
+    Shape:
+        - stream: (T,) int64 token ids (the first ``max_tokens``); output: two floats
+    """
     check_int("bptt", bptt, minimum=1)
     model.eval()
     data = batchify(stream[: max_tokens + 1], batch_size)
@@ -235,7 +260,12 @@ def log_partition_stats(
 @torch.no_grad()
 def generate(model, prompt_ids, n: int, temperature: float = 1.0, generator=None) -> list[int]:
     """Sample ``n`` tokens after ``prompt_ids`` from the exact normalized distribution, its
-    log-probabilities divided by ``temperature`` (> 0)."""
+    log-probabilities divided by ``temperature`` (> 0):
+    :math:`p_T(w \\mid h) \\propto p(w \\mid h)^{1/T}`, one word at a time.
+
+    Shape:
+        - prompt_ids: (P,) token ids; output: a list of ``n`` ints
+    """
     finite = isinstance(temperature, (int, float)) and math.isfinite(temperature)
     if not finite or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
@@ -270,7 +300,17 @@ def train(
     valid_stream: torch.Tensor | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train with Adam; checkpoint (atomically) after every epoch; ``resume`` continues exactly.
+    r"""Train with Adam; checkpoint (atomically) after every epoch; ``resume`` continues exactly.
+
+    Minimizes the output layer's loss (binary NCE, ranking NCE or the full softmax,
+    ``model.config.loss``) of each next token by truncated backpropagation through time over
+    windows of ``bptt`` steps; for binary NCE with K noise words per target,
+
+    .. math:: \ell = -\log\sigma(G(w)) - \sum_{j=1}^{K} \log\sigma(-G(\hat w_j)),
+              \qquad G(w) = s(w, h) - \log Z(h) - \log(K q(w)).
+
+    References:
+        Mnih & Teh 2012, arXiv:1206.6426.
 
     Args:
         model: the :class:`LanguageModel` to train, in place.

@@ -33,6 +33,12 @@ class Temperature(nn.Module):
     ``forward()`` returns :math:`\tau = 1/\exp(\min(\log s, \log s_{max}))` where :math:`\log s` is
     the parameter ``log_scale`` (learned) or a buffer (fixed).
 
+    Shape:
+        - output: () (a scalar tensor)
+
+    References:
+        Radford et al. 2021, CLIP, arXiv:2103.00020 (the learned log scale, clamped at 100).
+
     Example:
         >>> t = Temperature(0.07, learnable=True)
         >>> round(t().item(), 4)
@@ -55,6 +61,7 @@ class Temperature(nn.Module):
         self.max_log_scale = math.log(max_scale)
 
     def forward(self) -> torch.Tensor:
+        r"""The temperature :math:`\tau`, a scalar tensor of shape ()."""
         return torch.exp(-self.log_scale.clamp(max=self.max_log_scale))
 
     def extra_repr(self) -> str:
@@ -74,10 +81,25 @@ class _ContrastiveLoss(nn.Module):
 
 
 class InfoNCE(_ContrastiveLoss):
-    """Module form of :func:`nce.info_nce`: its keyword options are constructor arguments; the
+    r"""Module form of :func:`nce.info_nce`: its keyword options are constructor arguments; the
     per-batch tensors are arguments of ``forward(query, key, negatives=None, *, log_q=None,
     key_ids=None, negative_ids=None)``. ``learn_temperature`` and ``max_scale`` describe the
-    :class:`Temperature` module that holds ``temperature``."""
+    :class:`Temperature` module that holds ``temperature``.
+
+    .. math:: \ell_i = \log \sum_{c \in C_i} e^{s_{ic}} - s_{ii},
+              \qquad s = \langle q, k\rangle / \tau,
+
+    over the columns :math:`C_i` query i scores (see :func:`nce.info_nce`, which also gives the
+    ``log_q`` correction).
+
+    Shape:
+        - query, key: (N, D)
+        - negatives: (M, D) shared or (N, K, D) per query
+        - output: () or (N,) for reduction="none"
+
+    References:
+        van den Oord, Li & Vinyals 2018, CPC, arXiv:1807.03748.
+    """
 
     def __init__(
         self,
@@ -99,6 +121,7 @@ class InfoNCE(_ContrastiveLoss):
         self.remove_accidental_hits = remove_accidental_hits
 
     def forward(self, query, key, negatives=None, *, log_q=None, key_ids=None, negative_ids=None):
+        """:func:`nce.info_nce` of the batch with this module's options (shapes above)."""
         return info_nce(
             query,
             key,
@@ -118,10 +141,23 @@ class InfoNCE(_ContrastiveLoss):
 
 
 class CLIPLoss(InfoNCE):
-    """CLIP's symmetric InfoNCE (:func:`nce.info_nce` with ``symmetric=True``) with a learned
+    r"""CLIP's symmetric InfoNCE (:func:`nce.info_nce` with ``symmetric=True``) with a learned
     temperature (initial 0.07, maximum scale 100): ``forward(query, key, *, key_ids=None)``.
     It takes :class:`InfoNCE`'s options except those the symmetric loss does not define
-    (``symmetric`` itself, explicit negatives with ``in_batch``, and ``log_q``)."""
+    (``symmetric`` itself, explicit negatives with ``in_batch``, and ``log_q``).
+
+    .. math:: \ell = \tfrac12\big(\ell^{q \to k} + \ell^{k \to q}\big),
+
+    the mean of the in-batch InfoNCE losses of the queries against the keys and of the keys
+    against the queries.
+
+    Shape:
+        - query, key: (N, D)
+        - output: () or (N,) for reduction="none"
+
+    References:
+        Radford et al. 2021, CLIP, arXiv:2103.00020.
+    """
 
     def __init__(
         self,
@@ -148,11 +184,24 @@ class CLIPLoss(InfoNCE):
         )
 
     def forward(self, query, key, *, key_ids=None):
+        """The symmetric loss of the batch: query (N, D), key (N, D)."""
         return super().forward(query, key, key_ids=key_ids)
 
 
 class NTXent(_ContrastiveLoss):
-    """Module form of :func:`nce.nt_xent`; ``forward(view1, view2)``."""
+    r"""Module form of :func:`nce.nt_xent`; ``forward(view1, view2)``.
+
+    .. math:: \ell_i = \log\sum_{j \ne i} e^{z_i \cdot z_j/\tau} - z_i \cdot z_{t(i)}/\tau
+
+    over the 2N L2-normalized views, :math:`t(i)` the twin of view i.
+
+    Shape:
+        - view1, view2: (N, D)
+        - output: () or (2N,) for reduction="none"
+
+    References:
+        Chen et al. 2020, SimCLR, arXiv:2002.05709.
+    """
 
     def __init__(
         self,
@@ -168,6 +217,7 @@ class NTXent(_ContrastiveLoss):
         self.chunk_size, self.gather = chunk_size, gather
 
     def forward(self, view1, view2):
+        """:func:`nce.nt_xent` of the two views (shapes above)."""
         return nt_xent(
             view1,
             view2,
@@ -179,7 +229,21 @@ class NTXent(_ContrastiveLoss):
 
 
 class SupervisedInfoNCE(_ContrastiveLoss):
-    """Module form of :func:`nce.supervised_info_nce`; ``forward(embeddings, labels)``."""
+    r"""Module form of :func:`nce.supervised_info_nce`; ``forward(embeddings, labels)``.
+
+    .. math:: \ell_i = \log\sum_{a \ne i} e^{s_{ia}}
+              - \frac{1}{|P(i)|}\sum_{p \in P(i)} s_{ip}, \qquad s = z z^\top / \tau,
+
+    with :math:`P(i)` the other rows of row i's label.
+
+    Shape:
+        - embeddings: (N, D)
+        - labels: (N,)
+        - output: () or (N,) for reduction="none"
+
+    References:
+        Khosla et al. 2020, Supervised Contrastive Learning, arXiv:2004.11362.
+    """
 
     def __init__(
         self,
@@ -194,6 +258,7 @@ class SupervisedInfoNCE(_ContrastiveLoss):
         self.chunk_size = chunk_size
 
     def forward(self, embeddings, labels):
+        """:func:`nce.supervised_info_nce` of the batch (shapes above)."""
         return supervised_info_nce(
             embeddings,
             labels,
@@ -204,7 +269,21 @@ class SupervisedInfoNCE(_ContrastiveLoss):
 
 
 class DebiasedInfoNCE(_ContrastiveLoss):
-    """Module form of :func:`nce.debiased_info_nce`; ``forward(query, key)``."""
+    r"""Module form of :func:`nce.debiased_info_nce`; ``forward(query, key)``.
+
+    .. math:: \ell_i = \log\big(e^{s_{ii}} + N_g(i)\big) - s_{ii}, \qquad s = q k^\top / t,
+
+    with :math:`N_g(i)` the debiased (``tau_plus``), hardness-weighted (``beta``) mass of the
+    N - 1 in-batch negatives given in :func:`nce.debiased_info_nce`.
+
+    Shape:
+        - query, key: (N, D)
+        - output: () or (N,) for reduction="none"
+
+    References:
+        Chuang et al. 2020, Debiased Contrastive Learning, arXiv:2007.00224;
+        Robinson et al. 2021, Contrastive Learning with Hard Negative Samples, arXiv:2010.04592.
+    """
 
     def __init__(
         self,
@@ -223,6 +302,7 @@ class DebiasedInfoNCE(_ContrastiveLoss):
         self.tau_plus, self.beta, self.chunk_size = tau_plus, beta, chunk_size
 
     def forward(self, query, key):
+        """:func:`nce.debiased_info_nce` of the batch (shapes above)."""
         return debiased_info_nce(
             query,
             key,
@@ -235,7 +315,17 @@ class DebiasedInfoNCE(_ContrastiveLoss):
 
 
 class SoftInfoNCE(_ContrastiveLoss):
-    """Module form of :func:`nce.soft_info_nce`; ``forward(query, key, targets)``."""
+    r"""Module form of :func:`nce.soft_info_nce`; ``forward(query, key, targets)``.
+
+    .. math:: \ell_i = \log\sum_l e^{s_{il}} - \sum_j t_{ij} s_{ij}, \qquad s = q k^\top/\tau.
+
+    Shape:
+        - query: (N, D), key: (M, D), targets: (N, M)
+        - output: () or (N,) for reduction="none"
+
+    References:
+        Li et al. 2021, ALBEF (contrastive loss against soft targets), arXiv:2107.07651.
+    """
 
     def __init__(
         self,
@@ -250,6 +340,7 @@ class SoftInfoNCE(_ContrastiveLoss):
         self.normalize = normalize
 
     def forward(self, query, key, targets):
+        """:func:`nce.soft_info_nce` of the batch (shapes above)."""
         return soft_info_nce(
             query,
             key,
@@ -266,7 +357,19 @@ class BinaryNCE(nn.Module):
     ``forward(model_data, noise_data, model_noise, noise_noise)`` takes the model's
     *unnormalized* log densities :math:`f(u)` and uses :math:`\log p_m = f - \log Z`, where
     :math:`\log Z` is the parameter ``log_z`` (``log_z="learned"``, initialised at 0) or a fixed
-    number (0 is self-normalization).
+    number (0 is self-normalization):
+
+    .. math:: \ell = -\frac{1}{N}\Big[\sum_i \log\sigma(G(x_i)) + \sum_j \log\sigma(-G(y_j))\Big],
+              \qquad G(u) = f(u) - \log Z - \log\nu - \log p_n(u).
+
+    Shape:
+        - model_data, noise_data: (N,)
+        - model_noise, noise_noise: (N, K) or (M,)
+        - output: () or (N,) for reduction="none"
+
+    References:
+        Gutmann & Hyvärinen 2012, JMLR 13:307 (self-normalization: Mnih & Teh 2012,
+        arXiv:1206.6426).
 
     Example:
         >>> loss = BinaryNCE()  # log Z learned
@@ -296,6 +399,7 @@ class BinaryNCE(nn.Module):
         self.noise_ratio, self.reduction = noise_ratio, reduction
 
     def forward(self, model_data, noise_data, model_noise, noise_noise):
+        r""":func:`nce.binary_nce` with :math:`\log Z` subtracted from the model terms."""
         out_dtype = model_data.dtype
         model_data, noise_data, model_noise, noise_noise = upcast(
             model_data, noise_data, model_noise, noise_noise
@@ -366,6 +470,7 @@ class SigLIPLoss(nn.Module):
         self.chunk_size, self.gather = chunk_size, gather
 
     def forward(self, query, key, labels=None):
+        """:func:`nce.pairwise_nce`: query, key (N, D), labels (N,) or None; output ()."""
         return pairwise_nce(
             query,
             key,

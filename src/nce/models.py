@@ -257,6 +257,7 @@ class GaussianEnergy(_GaussianFactor):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The unnormalized log density :math:`f_\\theta(x)`, (N,), of the rows of x (N, D)."""
         z, scale = self._scaled_whiten(self._check_input(x))
         return -half_squared_norm(z, scale)
 
@@ -309,6 +310,7 @@ class ICAEnergy(EnergyModel):
         self.demixing = nn.Parameter(torch.eye(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The unnormalized log density :math:`f_\\theta(x)`, (N,), of the rows of x (N, D)."""
         u, scale = scaled_difference(self._check_input(x), x.new_zeros(()))
         return -math.sqrt(2) * (u @ self.demixing.T).abs().sum(1) * scale.squeeze(-1)
 
@@ -403,6 +405,7 @@ class MLPEnergy(_GaussianFactor):
         return (z * scale).clamp(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The unnormalized log density :math:`f_\\theta(x)`, (N,), of the rows of x (N, D)."""
         z, scale = self._scaled_whiten(self._check_input(x))
         return self.net(self._net_input(z, scale)).squeeze(-1) - half_squared_norm(z, scale)
 
@@ -440,6 +443,11 @@ class ConditionalMLPEnergy(MLPEnergy):
         context_dim: The dimension :math:`C \geq 1` of the context.
         hidden: The widths of the hidden layers of both networks.
 
+    References:
+        Ma & Collins 2018, Noise Contrastive Estimation and Negative Sampling for Conditional
+        Models: Consistency and Statistical Efficiency, arXiv:1809.01812 (a normalizer per
+        context); Mnih & Teh 2012, arXiv:1206.6426.
+
     Example:
         >>> model = ConditionalMLPEnergy(2, context_dim=3, hidden=16)
         >>> x, c = torch.randn(5, 2), torch.randn(5, 3)
@@ -457,6 +465,7 @@ class ConditionalMLPEnergy(MLPEnergy):
             nn.init.zeros_(net[-1].bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The unnormalized :math:`f(x \\mid c)`, (N,), of x (N, D) given context (N, C)."""
         x = self._check_input(x)
         context = self._check_context(context, x)
         z, scale = self._scaled_whiten(x)

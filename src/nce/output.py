@@ -66,6 +66,11 @@ class NCEOutput(nn.Module):
     that the noise gives probability 0 cannot be scored, and ``forward`` refuses it (smooth the
     counts, e.g. ``counts + 1``, or use a noise that covers every class).
 
+    References:
+        Mnih & Teh 2012, A fast and simple algorithm for training neural probabilistic language
+        models, arXiv:1206.6426; Jean et al. 2015, On Using Very Large Target Vocabulary for
+        Neural Machine Translation, arXiv:1412.2007.
+
     Example:
         >>> import torch
         >>> layer = NCEOutput(1000, 32, noise=torch.arange(1000, 0, -1), num_samples=25)
@@ -159,6 +164,9 @@ class NCEOutput(nn.Module):
         return self.nce_log_partition(hidden)
 
     def forward(self, hidden, targets, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The mean training loss (shape ()) of the targets (N,) given the hidden states (N, D):
+        binary NCE, ranking NCE or the full softmax cross-entropy, as ``loss`` says; the noise
+        classes are drawn from ``generator``."""
         hidden, targets = self._check(hidden, targets)
         if self.loss == "nce":
             log_q_targets = self._noise_log_prob_of_targets(targets).to(hidden.dtype)

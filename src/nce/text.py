@@ -155,6 +155,9 @@ def zipf_corpus(
     r"""A synthetic token stream with Zipfian frequencies :math:`p(r) \propto r^{-s}` over ranks
     :math:`r = 1..V` (natural text has :math:`s \approx 1`), for speed measurements at any V.
 
+    References:
+        Zipf (1949), Human Behavior and the Principle of Least Effort.
+
     Shape:
         - output: (num_tokens,) int64 ids in [0, V)
     """

@@ -63,13 +63,18 @@ class RandomShift:
     r"""Translate each image by a random whole number of pixels, filling with zeros.
 
     Each image moves by :math:`(d_y, d_x)` drawn uniformly from :math:`\{-s, \dots, s\}^2`: a pad
-    by ``s`` followed by a random ``H x W`` crop (the "random crop with padding" of CIFAR training).
+    by ``s`` followed by a random ``H x W`` crop (the "random crop with padding" of CIFAR training):
+    :math:`x'_{ij} = x_{i - d_y, j - d_x}`, zero where the index leaves the image.
 
     Args:
         max_shift: :math:`s \ge 0`, the largest shift in pixels along each axis.
 
     Shape:
         - x: (N, C, H, W) or (N, H, W); output: same shape and dtype.
+
+    References:
+        He et al. 2016, Deep Residual Learning (padding and random crops for CIFAR),
+        arXiv:1512.03385.
 
     Example:
         >>> x = torch.rand(4, 1, 8, 8)
@@ -81,6 +86,7 @@ class RandomShift:
         self.max_shift = check_int("max_shift", max_shift, minimum=0)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Shifted copies of the images ``x``, (N, C, H, W) or (N, H, W)."""
         images, squeezed = _as_images("x", x)
         s = self.max_shift
         if s == 0:
@@ -128,6 +134,7 @@ class RandomAffine:
         self.degrees, self.scale, self.translate = float(degrees), float(scale), float(translate)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Warped copies of the images ``x``, (N, C, H, W) or (N, H, W)."""
         images, squeezed = _as_images("x", x)
         n, _, h, w = images.shape
         angle = _uniform(n, -1.0, 1.0, images, generator) * math.radians(self.degrees)
@@ -182,6 +189,9 @@ class RandomResizedCrop:
     Shape:
         - x: (N, C, H, W) or (N, H, W); output: same shape and dtype.
 
+    References:
+        Chen et al. 2020, SimCLR (random crop and resize), arXiv:2002.05709.
+
     Example:
         >>> RandomResizedCrop(0.6)(torch.rand(3, 1, 8, 8)).shape
         torch.Size([3, 1, 8, 8])
@@ -194,6 +204,7 @@ class RandomResizedCrop:
         self.min_area = float(min_area)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Crops of the images ``x`` resized back, (N, C, H, W) or (N, H, W)."""
         images, squeezed = _as_images("x", x)
         n = images.shape[0]
         side = _uniform(n, self.min_area, 1.0, images, generator).sqrt()
@@ -231,6 +242,7 @@ class GaussianNoise:
         self.std = float(std)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``x`` plus noise, any shape (N, ...)."""
         check_tensor("x", x, finite=False)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
         return x + (self.std * noise).to(x.dtype)
@@ -263,6 +275,7 @@ class RandomMask:
         self.p = float(p)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Masked copy of ``x``: vectors (N, D) or images (N, C, H, W) / (N, H, W)."""
         check_tensor("x", x, (2, 3, 4), finite=False)
         shape = (x.shape[0], 1, *x.shape[2:]) if x.dim() == 4 else x.shape
         keep = torch.rand(shape, generator=generator, device=x.device) >= self.p
@@ -294,6 +307,7 @@ class Compose:
         self.transforms = transforms
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The transforms applied in turn to ``x``, (N, ...); each keeps the shape."""
         for t in self.transforms:
             x = t(x, generator)
         return x
@@ -313,6 +327,9 @@ def digits_augmentation(
 
     A small rotation, rescaling and sub-pixel shift (:class:`RandomAffine`), then
     :class:`RandomMask` and :class:`GaussianNoise`. Pixel values are expected in [0, 1].
+
+    Shape:
+        - x: (N, 1, 8, 8) or (N, 8, 8); output: same shape and dtype.
 
     Example:
         >>> t = digits_augmentation()

@@ -23,7 +23,9 @@ class ConvEncoder(nn.Module):
     r"""Three 3x3 convolutions with batch norm, a 2x2 max-pool and global average pooling.
 
     ``conv(c→w) → conv(w→2w) → maxpool → conv(2w→4w) → mean over space``: a few tens of thousands
-    of parameters, enough for 8x8 digits, trains in seconds on a CPU.
+    of parameters, enough for 8x8 digits, trains in seconds on a CPU:
+    :math:`h = \mathrm{mean}_{ij}\, c_3(\mathrm{maxpool}(c_2(c_1(x))))_{ij}` with
+    :math:`c_k = \mathrm{ReLU} \circ \mathrm{BN} \circ \mathrm{conv}_{3 \times 3}`.
 
     Args:
         in_channels: C, channels of the input images.
@@ -57,6 +59,7 @@ class ConvEncoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The representations h (N, 4w) of the images x (N, C, H, W)."""
         if x.dim() == 3 and self.in_channels == 1:
             x = x.unsqueeze(1)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -67,7 +70,8 @@ class ConvEncoder(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    r"""A multilayer perceptron for vectors: ``Linear → BatchNorm → ReLU`` blocks.
+    r"""A multilayer perceptron for vectors: ``Linear → BatchNorm → ReLU`` blocks,
+    :math:`h_{l+1} = \mathrm{ReLU}(\mathrm{BN}(W_l h_l + b_l))` with :math:`h_0 = x`.
 
     Args:
         in_features: D, size of the input vectors.
@@ -97,6 +101,7 @@ class MLPEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The representations (N, hidden[-1]) of the vectors x (N, D)."""
         x = x.reshape(x.shape[0], -1)
         if x.shape[1] != self.in_features:
             raise ValueError(
@@ -134,4 +139,5 @@ class ProjectionHead(nn.Module):
         )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """The embeddings z = g(h), (N, D), of the representations h (N, in_features)."""
         return self.net(h)

@@ -137,7 +137,7 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, *, k:
 
     Each test representation takes the most common label among its k training neighbours of
     highest cosine similarity :math:`\langle h, h'\rangle / (\lVert h\rVert \lVert h'\rVert)`
-    (ties go to the smaller label).
+    (ties go to the smaller label); the accuracy is :math:`\frac1T \sum_t 1[\hat y_t = y_t]`.
 
     Shape:
         - train_features: (N, F), train_labels: (N,); test_features: (T, F), test_labels: (T,)
@@ -176,7 +176,13 @@ class ProbeResult:
 def evaluate_representation(
     train_features, train_labels, test_features, test_labels, *, k: int = 5, random_state: int = 0
 ) -> ProbeResult:
-    """Linear probe with all labels and with 10 per class (mean of 5 draws), and k-NN accuracy.
+    r"""Linear probe with all labels and with 10 per class (mean of 5 draws), and k-NN accuracy.
+
+    Each accuracy is :math:`\frac1T \sum_t 1[\hat y_t = y_t]` over the T test rows, with
+    :math:`\hat y_t` from :func:`linear_probe` or :func:`knn_accuracy`.
+
+    Shape:
+        - train_features: (N, F), train_labels: (N,); test_features: (T, F), test_labels: (T,)
 
     Example:
         >>> import numpy as np

@@ -86,6 +86,17 @@ def _loss_bias(module: nn.Module) -> float | None:
 class AlignTrainer:
     r"""Train a :class:`TwoTowerModel` on (image, caption) pairs with CLIP's or SigLIP's loss.
 
+    Each step embeds N images :math:`u_i = f(x_i)` and one caption of each, :math:`v_i = g(c_i)`,
+    and minimizes, over the towers and the loss's temperature :math:`\tau` (and bias :math:`b`),
+
+    .. math:: \text{clip: } \tfrac12\big(\ell^{u \to v} + \ell^{v \to u}\big), \qquad
+              \text{siglip: } -\frac1N \sum_{i,j} \log\sigma\big(z_{ij}(\hat u_i \cdot
+              \hat v_j/\tau + b)\big),
+
+    with :math:`\ell^{u \to v}` the in-batch InfoNCE of the images against the captions
+    (:func:`nce.info_nce` with ``symmetric=True``) and :math:`z_{ij} = \pm 1` the pair labels of
+    :func:`nce.pairwise_nce`.
+
     Args:
         model: the two towers.
         loss: ``"clip"`` or ``"siglip"`` (both with a learned temperature; SigLIP also a bias).
@@ -109,6 +120,9 @@ class AlignTrainer:
 
     Shape:
         - images: (N, C, H, W); labels: (N,) int64, the digit each caption names.
+
+    References:
+        Radford et al. 2021, CLIP, arXiv:2103.00020; Zhai et al. 2023, SigLIP, arXiv:2303.15343.
     """
 
     def __init__(
@@ -364,7 +378,7 @@ def align(
     progress: bool = True,
     random_state: int = 0,
 ) -> AlignResult:
-    """Train CLIP (``loss="clip"``) or SigLIP (``"siglip"``) on captioned digits and evaluate.
+    r"""Train CLIP (``loss="clip"``) or SigLIP (``"siglip"``) on captioned digits and evaluate.
 
     Trains a :class:`TwoTowerModel` with :class:`AlignTrainer` on the training images and
     captions of :func:`~nce.contrastive.captions.load_captioned_digits`, then measures zero-shot
@@ -380,6 +394,15 @@ def align(
         checkpoint, resume: write a checkpoint after each epoch; continue from it.
         progress: show a progress bar.
         random_state: seed of the split, the initialization and every training draw.
+
+    The towers minimize CLIP's symmetric InfoNCE or SigLIP's pairwise loss (formulas in
+    :class:`AlignTrainer`). Zero-shot accuracy is the mean, over the test templates t, of the
+    fraction of test images :math:`x` whose class :math:`\hat y = \arg\max_c \hat f(x) \cdot
+    \hat g(t_c)` is right, with :math:`\hat g(t_c)` the normalized embedding of template t filled
+    with class c; the ensemble accuracy uses the normalized mean of the templates' embeddings.
+
+    References:
+        Radford et al. 2021, CLIP, arXiv:2103.00020; Zhai et al. 2023, SigLIP, arXiv:2303.15343.
 
     Example:
         >>> r = align(epochs=1, batch_size=256, width=2, progress=False)

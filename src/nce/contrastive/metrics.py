@@ -32,6 +32,10 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, *, alpha: float = 2.0) -> torc
     Shape:
         - z1, z2: (N, D) embeddings of the two views; output: ()
 
+    References:
+        Wang & Isola 2020, Understanding Contrastive Representation Learning through Alignment
+        and Uniformity on the Hypersphere, arXiv:2005.10242.
+
     Example:
         >>> z = torch.randn(8, 4)
         >>> float(alignment(z, 2 * z))
@@ -53,6 +57,9 @@ def uniformity(z: torch.Tensor, *, t: float = 2.0) -> torch.Tensor:
     Shape:
         - z: (N, D), N >= 2; output: ()
 
+    References:
+        Wang & Isola 2020, arXiv:2005.10242.
+
     Example:
         >>> z = torch.eye(3)
         >>> round(float(uniformity(z)), 4)
@@ -71,6 +78,9 @@ def effective_rank(h: torch.Tensor) -> torch.Tensor:
 
     Shape:
         - h: (N, F); output: () in [1, min(N, F)]
+
+    References:
+        Roy & Vetterli 2007, The effective rank: a measure of effective dimensionality (EUSIPCO).
 
     Example:
         >>> h = torch.randn(100, 3) @ torch.diag(torch.tensor([1.0, 1.0, 0.0]))

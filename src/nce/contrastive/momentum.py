@@ -30,6 +30,12 @@ class MomentumEncoder(nn.Module):
         online: the network to follow (its weights are copied at construction).
         momentum: :math:`m \in [0, 1]`; 0 copies the online weights at every update.
 
+    Shape:
+        - x: whatever ``online`` takes, e.g. (N, D); output: what ``online`` returns, e.g. (N, E)
+
+    References:
+        He et al. 2020, Momentum Contrast (MoCo), arXiv:1911.05722.
+
     Example:
         >>> online = torch.nn.Linear(3, 2)
         >>> target = MomentumEncoder(online, momentum=0.9)
@@ -55,5 +61,6 @@ class MomentumEncoder(nn.Module):
             b_k.copy_(b_q)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The key encoder's output for x (shapes as ``online``'s), without a gradient."""
         with torch.no_grad():
             return self.network(x)

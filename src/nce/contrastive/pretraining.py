@@ -100,7 +100,10 @@ def pretrain(
     r"""Split, scale, pretrain an encoder contrastively on the training part, and probe it.
 
     Images are scaled to [0, 1] and vectors to zero mean and unit variance, with the training
-    samples' statistics.
+    samples' statistics. The encoder minimizes the two-view loss of :class:`ContrastiveTrainer`,
+    e.g. NT-Xent :math:`\ell_i = -\log \big(e^{\cos(z_i, z'_i)/\tau} / \sum_{a \ne z_i}
+    e^{\cos(z_i, a)/\tau}\big)`; the probes then measure the held-out accuracy
+    :math:`\frac1T \sum_t 1[\hat y_t = y_t]` of a linear classifier and of k-NN on :math:`h = f(x)`.
 
     Args:
         X: samples: vectors (N, D), or images (N, H, W) or (N, C, H, W); numpy or tensor.
@@ -130,6 +133,9 @@ def pretrain(
     Raises:
         ValueError: bad samples, labels or options (before any training).
         DivergenceError: the training diverged (lower ``lr``).
+
+    References:
+        Chen et al. 2020, SimCLR, arXiv:2002.05709; He et al. 2020, MoCo, arXiv:1911.05722.
 
     Example:
         >>> import numpy as np

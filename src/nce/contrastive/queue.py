@@ -61,6 +61,7 @@ class KeyQueue(nn.Module):
 
     @property
     def is_full(self) -> bool:
+        """Whether the queue holds ``size`` keys."""
         return int(self.filled) == self.size
 
     def _order(self) -> torch.Tensor:

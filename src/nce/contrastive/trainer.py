@@ -112,6 +112,13 @@ def _as_labels(y, n: int) -> torch.Tensor:
 class ContrastiveTrainer:
     r"""Train ``encoder`` (and a projection ``head``) with a two-view contrastive loss.
 
+    Each step draws two views of each sample of the batch and minimizes
+    :math:`L(z, z')` with :math:`z_i = g(f(t(x_i)))`, :math:`z'_i = g(f(t'(x_i)))`: e.g. NT-Xent,
+    :math:`\ell_i = -\log \big(e^{\cos(z_i, z'_i)/\tau} / \sum_{a \ne z_i}
+    e^{\cos(z_i, a)/\tau}\big)` over the 2N − 1 other views; with ``moco=True`` the keys
+    :math:`z'` come from a momentum copy of the network and the negatives from a queue of past
+    keys.
+
     Args:
         encoder: the network :math:`f` whose output :math:`h` is the representation.
         head: the projection head :math:`g` (``None``: :math:`z = h`).
@@ -161,6 +168,9 @@ class ContrastiveTrainer:
         - X: (N_data, ...) samples the encoder accepts (images (N, C, H, W), vectors (N, D))
         - y: (N_data,) integer labels, optional
         - transform output: (N_data, F) representations h
+
+    References:
+        Chen et al. 2020, SimCLR, arXiv:2002.05709; He et al. 2020, MoCo, arXiv:1911.05722.
 
     Example:
         >>> import torch

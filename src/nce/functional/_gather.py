@@ -267,7 +267,11 @@ def gather_rows(x: torch.Tensor, where: Layout | None = None) -> tuple[torch.Ten
 def reduce_across_ranks(loss: torch.Tensor, reduction: str, where: Layout) -> torch.Tensor:
     r"""Reduce this rank's per-example losses so that DDP's averaging of gradients over the W ranks
     gives the gradient of the global "mean" (:math:`\frac{W}{N}\sum_{local}`) or "sum"
-    (:math:`W\sum_{local}`); "none" returns the local losses."""
+    (:math:`W\sum_{local}`); "none" returns the local losses.
+
+    Shape:
+        - loss: (N_local,); output: () or (N_local,) for "none"
+    """
     if reduction == "mean":
         return loss.sum() * (where.world_size / where.total)
     if reduction == "sum":

@@ -73,6 +73,10 @@ def debiased_info_nce(
     The log-sum-exp terms are computed tile by tile in a custom autograd function: first-order
     gradients only.
 
+    References:
+        Chuang et al. 2020, Debiased Contrastive Learning, arXiv:2007.00224;
+        Robinson et al. 2021, Contrastive Learning with Hard Negative Samples, arXiv:2010.04592.
+
     Example:
         >>> import torch, nce
         >>> q, k = torch.randn(8, 16), torch.randn(8, 16)

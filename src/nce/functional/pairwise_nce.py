@@ -92,6 +92,9 @@ def pairwise_nce(
 
     Computed by a custom autograd function: first-order gradients only.
 
+    References:
+        Zhai et al. 2023, Sigmoid Loss for Language Image Pre-Training, arXiv:2303.15343.
+
     Example:
         >>> import torch, nce
         >>> q, k = torch.randn(8, 16), torch.randn(8, 16)

@@ -62,6 +62,9 @@ def soft_info_nce(
     out at 65504, e.g. reduction="sum" over many rows, or a tiny temperature) or of the compute
     dtype raises ``ValueError`` naming the arguments; use float32 inputs or reduction="mean".
 
+    References:
+        Li et al. 2021, ALBEF (the contrastive loss against soft targets), arXiv:2107.07651.
+
     Example:
         >>> import torch, nce
         >>> q, k = torch.randn(4, 8), torch.randn(4, 8)

@@ -101,6 +101,7 @@ class SeparableCritic(nn.Module):
         self.embed_dim = embed_dim
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The score matrix :math:`s_{ij} = f(x_i, y_j)`, (N, M), of x (N, Dx) and y (M, Dy)."""
         return torch.addmm(self.bias, self.g(x), self.h(y).T, alpha=self.embed_dim**-0.5)
 
 
@@ -132,6 +133,7 @@ class ConcatCritic(nn.Module):
         self.net = MLP(x_features + y_features, 1, hidden=hidden, layers=layers)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The score matrix :math:`s_{ij} = f(x_i, y_j)`, (N, M), of x (N, Dx) and y (M, Dy)."""
         n, m = x.shape[0], y.shape[0]
         pairs = torch.cat(
             [x.unsqueeze(1).expand(n, m, x.shape[1]), y.unsqueeze(0).expand(n, m, y.shape[1])], -1

@@ -105,7 +105,7 @@ class MIEstimate:
             ``patience`` measurements; False when ``max_steps`` ran out first, so that a larger
             ``max_steps`` may raise the estimate.
         waymarks: K, the number of bridges of "tre" (0 for the other estimators).
-        alphas: the linear-mixing weights :math:`\alpha_0 = 0, \\dots, \alpha_K = 1` of "tre",
+        alphas: the linear-mixing weights :math:`\\alpha_0 = 0, \\dots, \\alpha_K = 1` of "tre",
             shape (K + 1,) (``None`` for the other estimators and for dimension-wise mixing).
     """
 

@@ -55,11 +55,17 @@ def influence_values(
 
     Returns ``(value, psi)`` with ``psi`` of shape (M,) and mean ``value``: row k's positive term
     plus its share, as an x (row k) and as a y (column k), of the negative term, linearized. Its
-    standard deviation over :math:`\sqrt{M}` is the delta-method standard error of ``value``.
+    standard deviation over :math:`\sqrt{M}` is the delta-method standard error of ``value``:
+
+    .. math:: \text{value} = \frac1M \sum_k \psi_k, \qquad
+              \mathrm{se} = \mathrm{sd}(\psi)/\sqrt{M}.
 
     Shape:
         - scores: (M, M)
         - psi: (M,)
+
+    References:
+        Hampel (1974), The influence curve and its role in robust estimation, JASA 69:383.
     """
     record = get_estimator(estimator)
     if record.influence is None:

@@ -60,8 +60,18 @@ def info_nce_bound(scores: torch.Tensor) -> torch.Tensor:
 
 
 def infonce_bound(scores: torch.Tensor) -> torch.Tensor:
-    """Deprecated name of :func:`info_nce_bound` (the bound is named after its loss,
-    :func:`nce.info_nce`); it will be removed in the next release."""
+    r"""Deprecated name of :func:`info_nce_bound` (the bound is named after its loss,
+    :func:`nce.info_nce`); it will be removed in the next release.
+
+    .. math:: I_{\mathrm{NCE}} = \frac{1}{N} \sum_i \Big[s_{ii} - \log \sum_j e^{s_{ij}}\Big]
+              + \log N
+
+    Shape:
+        - scores: (N, N), N >= 2; output: ()
+
+    References:
+        van den Oord, Li & Vinyals (2018), arXiv:1807.03748.
+    """
     warnings.warn(
         "infonce_bound is deprecated and will be removed in the next release; use info_nce_bound",
         DeprecationWarning,

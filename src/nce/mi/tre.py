@@ -84,6 +84,9 @@ class QuadraticHeads(nn.Module):
         - u: (K, N, D), head k scoring u[k]
         - output: (K, N)
 
+    References:
+        Rhodes, Xu & Gutmann (2020), Telescoping density-ratio estimation, arXiv:2006.12204.
+
     Example:
         >>> import torch
         >>> QuadraticHeads(3, 2)(torch.randn(2, 5, 3)).shape
@@ -99,6 +102,7 @@ class QuadraticHeads(nn.Module):
         self.bias = nn.Parameter(torch.zeros(heads))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """The K log-ratios :math:`h_k(u_k)`, (K, N), of the stacked pairs u, (K, N, D)."""
         return (torch.baddbmm(self.linear[:, None, :], u, self.weight) * u).sum(-1) + self.bias[
             :, None
         ]
@@ -148,6 +152,9 @@ class MLPHeads(nn.Module):
     Shape:
         - u: (K, N, D), head k scoring u[k]
         - output: (K, N)
+
+    References:
+        Rhodes, Xu & Gutmann (2020), arXiv:2006.12204.
     """
 
     def __init__(self, features: int, heads: int, *, hidden: int = 256, layers: int = 2):
@@ -155,6 +162,7 @@ class MLPHeads(nn.Module):
         self.net = MLP(features, heads, hidden=hidden, layers=layers)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """The K log-ratios :math:`h_k(u_k)`, (K, N), of the stacked pairs u, (K, N, D)."""
         out = self.net(u)  # (K, N, K): every head on every stack entry
         return out.diagonal(dim1=0, dim2=2).T
 

@@ -27,8 +27,15 @@ def evaluate_pairs(
     ks: Sequence[int] = (1, 10),
     chunk_size: int = 1024,
 ) -> dict:
-    """``recall_at_<k>`` and ``mrr`` averaged over query → document and document → query, and each
+    r"""``recall_at_<k>`` and ``mrr`` averaged over query → document and document → query, and each
     direction's under ``"query_to_document"`` and ``"document_to_query"``.
+
+    With :math:`r_i` the rank of query i's document among all N documents (identical texts count
+    as one answer), recall@K :math:`= \frac1N\sum_i [r_i \le K]` and MRR
+    :math:`= \frac1N\sum_i 1/r_i`.
+
+    Shape:
+        - queries, documents: sequences of N strings, pair i = (queries[i], documents[i])
 
     Example:
         >>> enc = HashedNgramEncoder(buckets=512, width=8, dim=8)

@@ -27,12 +27,22 @@ def _faiss():
 
 
 class FaissIndex:
-    """Maximum-inner-product search over ``documents`` (M, D) with faiss.
+    r"""Maximum-inner-product search over ``documents`` (M, D) with faiss.
+
+    ``search`` returns, for each query, the k documents of largest :math:`s_{ij} = q_i \cdot x_j`
+    (exactly with ``IndexFlatIP``, approximately with other index descriptions).
 
     Args:
         documents: the corpus embeddings (float32 is used).
         description: ``None`` for the exact ``IndexFlatIP``, or a ``faiss.index_factory``
             description (inner-product metric), trained on the documents when it needs training.
+
+    Shape:
+        - documents: (M, D); ``search`` queries: (N, D) -> scores (N, k), indices (N, k)
+
+    References:
+        Johnson, Douze & Jégou 2017, Billion-scale similarity search with GPUs (faiss),
+        arXiv:1702.08734.
 
     Example:
         >>> index = FaissIndex(torch.eye(3))  # doctest: +SKIP

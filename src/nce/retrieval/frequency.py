@@ -40,13 +40,26 @@ class FrequencyEstimator(torch.nn.Module):
         lr: :math:`\alpha \in (0, 1)`, the step size of the moving average of the gaps.
             Smaller values average over more occurrences (less noise, slower to follow a drift).
 
-    Attributes (buffers, saved by ``state_dict``):
+    Attributes:
         last_step: (H,) :math:`A`, the step at which each bucket was last seen (-1: never).
         gap: (H,) :math:`B`, the estimated steps between occurrences; 0 for buckets never seen.
         first_step, steps, rows: the first step seen, the number of distinct steps and the number
-            of ids seen (their ratio is the mean batch size).
+            of ids seen (their ratio is the mean batch size). All five are buffers, saved by
+            ``state_dict``.
 
     A bucket never seen is given the count of an item seen once over the steps so far.
+
+    On an occurrence of bucket h at step t, :math:`B_h \leftarrow (1 - \alpha) B_h + \alpha (t -
+    A_h)` and :math:`A_h \leftarrow t` (c occurrences in one batch: the order-free update of the
+    module docstring); ``log_q`` is :math:`\log Q_h = -\log B_h`, the log expected count of the
+    item in a batch of the mean size.
+
+    Shape:
+        - ``update`` ids: (N,) int64; ``log_q`` ids: (N,) -> (N,)
+
+    References:
+        Yi et al. 2019, Sampling-bias-corrected neural modeling for large corpus item
+        recommendations (RecSys), Algorithm 1.
 
     Example:
         >>> import torch

@@ -33,6 +33,9 @@ __all__ = ["mine_hard_negatives", "text_ids"]
 def text_ids(texts: Sequence[str]) -> torch.Tensor:
     """One id per text, equal for identical texts: the index of the text's first occurrence.
 
+    Shape:
+        - texts: N strings; output: (N,) int64
+
     Example:
         >>> text_ids(["a", "b", "a", "c", "b"]).tolist()
         [0, 1, 0, 3, 1]
@@ -52,7 +55,10 @@ def mine_hard_negatives(
     guide: tuple[torch.Tensor, torch.Tensor] | None = None,
     chunk_size: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The K hardest surviving negatives of each query (module docstring), hardest first.
+    r"""The K hardest surviving negatives of each query (module docstring), hardest first.
+
+    Among the documents l that survive the id filter (``ids[l] != ids[p_i]``) and the margin
+    filter (:math:`g_{il} \le g_{ip_i} - m`), the K of largest :math:`s_{il} = q_i \cdot x_l`.
 
     Args:
         queries, documents: embeddings of the model being trained.
@@ -67,6 +73,10 @@ def mine_hard_negatives(
     Returns:
         (indices, valid), both (N, K): the document indices, and False where fewer than K
         candidates survived (those slots hold the query's own positive).
+
+    References:
+        Xiong et al. 2021, ANCE, arXiv:2007.00808; Solatorio 2024, GISTEmbed (the guided margin
+        filter), arXiv:2402.16829.
 
     Example:
         >>> q = torch.eye(3); x = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0.8, 0, 0]])

@@ -50,8 +50,8 @@ def top_k(
     chunk_size: int = 1024,
     exclude=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k highest-scoring documents of each query: (scores (N, k), indices (N, k)), best first,
-    ties broken by the lower index.
+    r"""The k highest-scoring documents of each query: (scores (N, k), indices (N, k)), best first,
+    ties broken by the lower index; the scores are :math:`s_{ij} = q_i \cdot x_j`.
 
     Args:
         queries, documents: embeddings; scores are their dot products.
@@ -145,7 +145,11 @@ def ranks(
 
 
 def retrieval_metrics(rank: torch.Tensor, ks: Sequence[int] = (1, 10)) -> dict[str, float]:
-    """``recall_at_<k>`` for each k and ``mrr`` of the ranks (fractions in [0, 1]).
+    r"""``recall_at_<k>`` for each k and ``mrr`` of the ranks (fractions in [0, 1]):
+    recall@K :math:`= \frac1N\sum_i [r_i \le K]`, MRR :math:`= \frac1N\sum_i 1/r_i`.
+
+    Shape:
+        - rank: (N,) ranks :math:`r_i \ge 1`
 
     Example:
         >>> {k: round(v, 4) for k, v in retrieval_metrics(torch.tensor([1, 2, 20])).items()}

@@ -48,7 +48,8 @@ ENCODER_DEFAULTS = {"buckets": 1 << 18, "width": 128, "dim": 128, "min_n": 3, "m
 
 
 def feature_bucket(feature: str, buckets: int) -> int:
-    """The bucket of a feature string: CRC-32 of its UTF-8 bytes modulo ``buckets``.
+    r"""The bucket of a feature string: CRC-32 of its UTF-8 bytes modulo ``buckets``,
+    :math:`h(f) = \mathrm{crc32}(\mathrm{utf8}(f)) \bmod B`.
 
     Example:
         >>> feature_bucket("w:beginning", 1 << 20)
@@ -72,8 +73,13 @@ def text_features(
     max_n: int = 5,
     cache: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bucket ids of every text's features: (ids, offsets), text i's ids ``ids[offsets[i]:
-    offsets[i+1]]``. A text without words gets one feature, the empty word's.
+    r"""Bucket ids of every text's features: (ids, offsets), text i's ids ``ids[offsets[i]:
+    offsets[i+1]]``. A text without words gets one feature, the empty word's. Each feature
+    string f (a word or a character n-gram of ``<word>``) becomes
+    :math:`h(f) = \mathrm{crc32}(\mathrm{utf8}(f)) \bmod B`.
+
+    Shape:
+        - texts: N strings; ids: (F,) int64; offsets: (N + 1,) int64
 
     ``cache`` (a dict) keeps each word's ids between calls.
 
@@ -127,6 +133,12 @@ class FeatureTable:
 class HashedNgramEncoder(nn.Module):
     r"""Two towers sharing a hashed n-gram table, each with its own projection (module docstring).
 
+    .. math:: u = \mathrm{normalize}\Big(P_{side}\, \frac{1}{|F(t)|}
+              \sum_{f \in F(t)} E_{h(f)}\Big),
+
+    the mean of the table rows of the text's hashed features :math:`F(t)`, projected by the
+    query's or the document's :math:`P_{side}` and L2-normalized.
+
     Args:
         buckets: B, the number of hash buckets.
         width: H, the size of a bucket's row.
@@ -136,6 +148,10 @@ class HashedNgramEncoder(nn.Module):
     Shape:
         - :meth:`embed` texts: N strings -> (N, D) unit rows; :meth:`encode` (ids, offsets) ->
           (N, D)
+
+    References:
+        Bojanowski et al. 2017, Enriching Word Vectors with Subword Information (hashed
+        character n-grams with boundary marks), arXiv:1607.04606.
 
     Example:
         >>> enc = HashedNgramEncoder(buckets=1000, width=8, dim=4)

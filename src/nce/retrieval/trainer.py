@@ -64,6 +64,12 @@ def hard_negatives_supported() -> bool:
 class RetrievalTrainer:
     r"""Train a two-tower text encoder on (query, document) pairs (module docstring).
 
+    With unit embeddings :math:`q_i, x_i` and :math:`s_{ij} = q_i \cdot x_j/\tau`, each batch of N
+    pairs minimizes the symmetric InfoNCE :math:`\frac12[\ell(q \to x) + \ell(x \to q)]`,
+    :math:`\ell_i(q \to x) = \log\sum_j e^{s_{ij}} - s_{ii}`; with K mined hard negatives per
+    query, the query → document loss alone, its sum running over the in-batch and the mined
+    documents; or SigLIP's :math:`-\frac1N\sum_{i,j} \log\sigma(z_{ij}(s_{ij} + b))`.
+
     Args:
         model: the encoder.
         loss: ``"info_nce"`` or ``"pairwise_nce"``.
@@ -80,14 +86,23 @@ class RetrievalTrainer:
         random_state: seed of initialization and batch order.
 
     Attributes:
-        history_: mean training loss of each epoch; epoch_: epochs done; seconds_, cpu_seconds_:
-        wall and CPU time of ``fit``.
+        history_: mean training loss of each epoch.
+        epoch_: epochs done.
+        seconds_, cpu_seconds_: wall and CPU time of ``fit``.
 
     Example:
         >>> enc = HashedNgramEncoder(buckets=512, width=8, dim=8)
         >>> t = RetrievalTrainer(enc, epochs=2, batch_size=2, progress=False)
         >>> len(t.fit(["a", "b", "c", "d"], ["w", "x", "y", "z"]).history_)
         2
+
+    Shape:
+        - ``fit`` queries, documents: sequences of N strings, pair i = (queries[i], documents[i])
+
+    References:
+        Karpukhin et al. 2020, Dense Passage Retrieval (in-batch negatives), arXiv:2004.04906;
+        Xiong et al. 2021, ANCE (re-mined hard negatives), arXiv:2007.00808;
+        Zhai et al. 2023, SigLIP, arXiv:2303.15343.
     """
 
     def __init__(
@@ -309,6 +324,9 @@ class RetrievalTrainer:
     def fit(self, queries: Sequence[str], documents: Sequence[str], *, resume: bool = False):
         """Train on the pairs (queries[i], documents[i]) for ``epochs`` epochs (the remaining ones
         when ``resume`` finds the checkpoint).
+
+        Shape:
+            - queries, documents: sequences of N strings
 
         Returns:
             ``self``.
