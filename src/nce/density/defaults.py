@@ -1,0 +1,67 @@
+r"""The data-size rules behind :class:`~nce.density.NCEDensity`'s defaults: everything that depends
+on the number :math:`N` of training rows (the rows left after the held-out share).
+
+* ``noise_ratio="auto"``: :math:`\nu = \max(10, M / N)` with :math:`M = 20{,}000`, i.e. at least
+  :math:`M` noise draws. NCE's estimate of :math:`\log Z` (and of the model) approaches maximum
+  likelihood's as :math:`\nu` grows (Gutmann & Hyvärinen 2012, Theorem 3); on a small table a fixed
+  :math:`\nu = 10` leaves a few hundred noise points in :math:`D` dimensions, where the network
+  finds regions no noise point visits and the learned :math:`\log Z` misses the true one. The
+  extra draws cost little while :math:`\nu N` is small, and nothing from :math:`N = M / 10` on.
+* The width of :class:`~nce.models.MLPEnergy`'s two hidden layers:
+  :math:`2^{\operatorname{round}(\log_2 \sqrt N)}` within [16, 64].
+* ``weight_decay="auto"``: :math:`\min(1, 100 / N)`, stronger on less data.
+
+References:
+    | Noise-contrastive estimation of unnormalized statistical models, with applications to
+    | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012)
+"""
+
+from __future__ import annotations
+
+import math
+
+from nce._validation import check_positive
+
+__all__ = ["AUTO_NOISE_SAMPLES", "check_noise_ratio", "hidden_width", "noise_ratio", "weight_decay"]
+
+#: ``noise_ratio="auto"`` draws at least this many noise points.
+AUTO_NOISE_SAMPLES = 20_000
+#: ``noise_ratio="auto"`` never goes below this ratio.
+MIN_AUTO_NOISE_RATIO = 10.0
+
+
+def check_noise_ratio(value) -> None:
+    r"""Accepts "auto" or a number :math:`\nu > 0`; raises naming ``noise_ratio`` otherwise."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise TypeError(
+                f'noise_ratio must be a number, got str {value!r} (the one string taken is "auto")'
+            )
+        return
+    check_positive("noise_ratio", value)
+
+
+def noise_ratio(value, n_train: int) -> float:
+    r"""The :math:`\nu` a fit on ``n_train`` rows uses: ``value`` itself, or for "auto"
+    :math:`\max(10, 20{,}000 / N)`.
+
+    Example:
+        >>> noise_ratio("auto", 100), noise_ratio("auto", 10_000), noise_ratio(5, 100)
+        (200.0, 10.0, 5)
+    """
+    if value != "auto":
+        return value
+    return max(MIN_AUTO_NOISE_RATIO, AUTO_NOISE_SAMPLES / max(1, n_train))
+
+
+def hidden_width(n_train: int) -> int:
+    r"""The hidden width of a default :class:`~nce.models.MLPEnergy`:
+    :math:`2^{\operatorname{round}(\log_2 \sqrt N)}` within [16, 64]."""
+    return min(64, max(16, 2 ** round(math.log2(math.sqrt(n_train)))))
+
+
+def weight_decay(value, n_train: int) -> float:
+    r"""``value``, or for "auto" :math:`\min(1, 100 / N)`."""
+    if value != "auto":
+        return value
+    return min(1.0, 100 / n_train)

@@ -1,0 +1,78 @@
+"""NCEDensity's data-size defaults (nce.density.defaults): noise_ratio="auto", and the scikit-learn
+side of a default fit (numpy in, numpy out; model selection over "auto")."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nce.density import NCEDensity, defaults
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def correlated(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    chol = torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)
+    return torch.randn(n, 2, generator=g, dtype=torch.float64) @ chol.T + 3.0
+
+
+@pytest.mark.parametrize(
+    ("n_train", "expected"), [(10, 2000.0), (200, 100.0), (2000, 10.0), (50_000, 10.0)]
+)
+def test_auto_noise_ratio_draws_at_least_20000_points_and_never_less_than_10(n_train, expected):
+    assert defaults.noise_ratio("auto", n_train) == pytest.approx(expected)
+    assert defaults.noise_ratio(3, n_train) == 3
+    assert math.ceil(defaults.noise_ratio("auto", n_train) * n_train) >= min(
+        defaults.AUTO_NOISE_SAMPLES, 10 * n_train
+    )
+
+
+def test_auto_noise_ratio_is_resolved_on_the_training_rows_and_kept_by_save(tmp_path):
+    X = correlated(250)
+    est = NCEDensity("gaussian", noise_ratio="auto", progress=False, random_state=0).fit(X)
+    n_train = 250 - round(0.1 * 250)
+    assert est.noise_ratio == "auto"  # the parameter stays as given, for clone and get_params
+    assert est.noise_ratio_ == pytest.approx(20_000 / n_train)
+    assert est.n_noise_samples_ == math.ceil(est.noise_ratio_ * n_train)
+    assert abs(est.log_partition_ - float(est.model_.true_log_partition().detach())) < 0.02
+    est.save(tmp_path / "d.pt")
+    loaded = NCEDensity.load(tmp_path / "d.pt")
+    assert loaded.noise_ratio_ == est.noise_ratio_ and loaded.noise_ratio == "auto"
+    fixed = NCEDensity("gaussian", progress=False, random_state=0).fit(X)
+    assert fixed.noise_ratio_ == 10 and fixed.n_noise_samples_ == 10 * n_train
+
+
+def test_noise_ratio_takes_no_other_string():
+    with pytest.raises(TypeError, match='noise_ratio must be a number, got str .*"auto"'):
+        NCEDensity(noise_ratio="large")
+    with pytest.raises(ValueError, match="noise_ratio must be a finite number > 0"):
+        NCEDensity(noise_ratio=-1.0)
+
+
+def test_numpy_in_numpy_out_and_grid_search_over_auto():
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    X = correlated(300, seed=1).numpy()
+    est = NCEDensity("gaussian", noise_ratio="auto", progress=False, random_state=0).fit(X)
+    for values in (est.score_samples(X), est.log_ratio(X)):
+        assert isinstance(values, np.ndarray) and values.shape == (300,)
+    assert isinstance(est.score(X), float | np.floating)
+    tensor = est.score_samples(torch.as_tensor(X))
+    assert isinstance(tensor, torch.Tensor)
+    np.testing.assert_allclose(tensor.numpy(), est.score_samples(X))
+    search = model_selection.GridSearchCV(
+        NCEDensity("gaussian", progress=False, random_state=0),
+        {"noise_ratio": [2, "auto"]},
+        cv=2,
+    ).fit(X)
+    assert search.best_params_["noise_ratio"] in (2, "auto")
+    assert np.isfinite(search.best_score_)
