@@ -21,11 +21,11 @@ from nce._deprecation import renamed_keywords
 from nce._divergence import DivergenceError
 from nce._random import as_generator, as_seed, check_random_state, seeded
 from nce._validation import check_in_range, check_int, check_positive, shape_str
+from nce.density import defaults
 from nce.density._batch import NonFiniteLogDensity, _Batch, _chunks, _nce_loss, _rows
 from nce.density._checks import _check_frozen, check_varying_columns
 from nce.density._memory import check_fits, out_of_memory_as
 from nce.density._standardize import StandardizedNoise, column_scaling
-from nce.density import defaults
 from nce.density._training import FitPlan, adam_epochs, draw_noise, lbfgs_epochs
 from nce.density.errors import ConvergenceWarning
 from nce.density.partition import PartitionEstimate, estimate_log_partition
