@@ -39,8 +39,6 @@ MODELS = {"mlp": MLPEnergy, "gaussian": GaussianEnergy, "ica": ICAEnergy}
 NOISES = ("gaussian", "mixture", "box")
 OPTIMIZERS = ("auto", "adam", "lbfgs")
 INITS = ("auto", "data", "keep")
-#: "auto" picks L-BFGS for models with at most this many parameters, Adam above.
-LBFGS_MAX_PARAMETERS = 500
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -77,8 +75,9 @@ class NCEDensity:
             20{,}000 / N)` for :math:`N` training rows (:mod:`~nce.density.defaults`), at least
             20,000 noise draws, which on small tables brings the learned :math:`\log Z` closer
             to the true one at little cost. The value used is ``noise_ratio_``.
-        optimizer: "auto" (the default: "lbfgs" for a model of at most 500 parameters, such as
-            a Gaussian up to 30 dimensions, "adam" above; the choice is ``optimizer_``), "adam"
+        optimizer: "auto" (the default: "lbfgs" for a model of at most 500 parameters without
+            a network, such as a Gaussian up to 21 dimensions, "adam" for larger models and
+            for networks, which its weight decay regularizes; the choice is ``optimizer_``), "adam"
             (minibatches of ``batch_size`` data and their :math:`\nu` share of noise) or
             "lbfgs" (full batch, strong-Wolfe line search, ``lbfgs_steps`` iterations per
             epoch).
@@ -306,10 +305,7 @@ class NCEDensity:
         param = next(model.parameters())
         X = X.to(param.device, param.dtype)
         context = self._check_context(model, X, context, param)
-        parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        self.optimizer_ = self.optimizer
-        if self.optimizer == "auto":
-            self.optimizer_ = "lbfgs" if parameters <= LBFGS_MAX_PARAMETERS else "adam"
+        self.optimizer_ = defaults.optimizer(self.optimizer, model)
         if self.validation_fraction > 0 and (n_val < 1 or n - n_val < 2):
             raise ValueError(
                 f"validation_fraction = {self.validation_fraction} leaves {n_val} held-out and "
