@@ -76,9 +76,9 @@ def split(X: np.ndarray, components: int | None, seed: int) -> tuple[np.ndarray,
     return (train - mean) / std, (test - mean) / std
 
 
-def fit_nce(train, test, seed):
+def fit_nce(train, test, seed, **options):
     wall, cpu = time.perf_counter(), time.process_time()
-    est = NCEDensity(progress=False, random_state=seed).fit(train)
+    est = NCEDensity(progress=False, random_state=seed, **options).fit(train)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     learned = float(est.score(test))
     check = est.partition_function(n_samples=200_000, random_state=seed)
@@ -88,6 +88,7 @@ def fit_nce(train, test, seed):
         "converged": bool(est.converged_),
         "epochs": est.n_iter_,
         "optimizer": est.optimizer_,
+        "noise_ratio": est.noise_ratio_,
         "s": wall,
         "cpu_s": cpu,
     }
@@ -153,7 +154,11 @@ def fit_maf(train, test, seed, epochs=1000, patience=30, batch_size=128):
     return {"ll": ll}
 
 
-FITS = {"nce": fit_nce, "gmm": fit_gmm, "kde": fit_kde, "maf": fit_maf}
+def fit_nce_auto(train, test, seed):
+    return fit_nce(train, test, seed, noise_ratio="auto")
+
+
+FITS = {"nce": fit_nce, "gmm": fit_gmm, "kde": fit_kde, "maf": fit_maf, "nce_auto": fit_nce_auto}
 
 
 def run(names, methods, splits, cache_path: Path) -> dict:
