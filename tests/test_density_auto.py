@@ -100,3 +100,20 @@ def test_a_default_fit_on_near_collinear_columns_keeps_its_log_partition():
     check = est.partition_function(n_samples=50_000, random_state=0)
     assert abs(float(check.difference)) < 0.1
     assert np.isfinite(est.score_samples(X.numpy())).all()
+
+
+@pytest.mark.parametrize(("n_train", "expected"), [(20, 32), (900, 90), (2560, 256), (10**6, 256)])
+def test_auto_batch_size_gives_about_ten_adam_steps_per_epoch_within_32_and_256(n_train, expected):
+    assert defaults.batch_size("auto", n_train) == expected
+    assert defaults.batch_size(7, n_train) == 7
+
+
+def test_auto_batch_size_is_the_default_and_resolved_on_the_training_rows():
+    X = correlated(400)
+    est = NCEDensity(epochs=1, progress=False, random_state=0)
+    assert est.batch_size == "auto"
+    with pytest.warns(UserWarning, match="raise epochs"):
+        est.fit(X)
+    assert est.optimizer_ == "adam" and est.batch_size_ == 36  # ceil(360 / 10)
+    with pytest.raises(TypeError, match="batch_size"):
+        NCEDensity(batch_size="large")

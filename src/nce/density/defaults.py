@@ -10,6 +10,9 @@ on the number :math:`N` of training rows (the rows left after the held-out share
 * The width of :class:`~nce.models.MLPEnergy`'s two hidden layers:
   :math:`2^{\operatorname{round}(\log_2 \sqrt N)}` within [16, 64].
 * ``weight_decay="auto"``: :math:`\min(1, 100 / N)`, stronger on less data.
+* ``batch_size="auto"``: :math:`\lceil N / 10 \rceil` within [32, 256], so that an Adam epoch
+  has about ten steps on a small table: early stopping counts epochs, and with one or two steps
+  per epoch a fit of a few hundred rows stopped after a dozen steps, before its network moved.
 * ``optimizer="auto"``: full-batch L-BFGS for a model of at most 500 parameters without a
   network (a Gaussian up to 21 dimensions, ICA up to 22), Adam otherwise. A network is fitted by
   Adam, whose decoupled weight decay (and early stopping) keep it from the NCE overfit that an
@@ -27,11 +30,13 @@ import math
 
 from torch import nn
 
-from nce._validation import check_positive
+from nce._validation import check_int, check_positive
 
 __all__ = [
     "AUTO_NOISE_SAMPLES",
     "LBFGS_MAX_PARAMETERS",
+    "batch_size",
+    "check_batch_size",
     "check_noise_ratio",
     "hidden_width",
     "noise_ratio",
@@ -92,3 +97,21 @@ def optimizer(value: str, model: nn.Module) -> str:
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     has_network = any(True for _ in model.children())
     return "lbfgs" if parameters <= LBFGS_MAX_PARAMETERS and not has_network else "adam"
+
+
+def check_batch_size(value) -> None:
+    """Accepts "auto" or an int >= 1; raises naming ``batch_size`` otherwise."""
+    if value != "auto":
+        check_int("batch_size", value, minimum=1)
+
+
+def batch_size(value, n_train: int) -> int:
+    r"""``value``, or for "auto" :math:`\lceil N / 10 \rceil` within [32, 256].
+
+    Example:
+        >>> batch_size("auto", 100), batch_size("auto", 1000), batch_size("auto", 10**5)
+        (32, 100, 256)
+    """
+    if value != "auto":
+        return value
+    return min(256, max(32, math.ceil(n_train / 10)))

@@ -82,7 +82,9 @@ class NCEDensity:
             "lbfgs" (full batch, strong-Wolfe line search, ``lbfgs_steps`` iterations per
             epoch).
         lr: The learning rate of Adam (L-BFGS takes unit steps, shortened by its line search).
-        batch_size: Data points per Adam step.
+        batch_size: Data points per Adam step; "auto" (the default): :math:`\lceil N / 10
+            \rceil` within [32, 256] for :math:`N` training rows, about ten steps per epoch on
+            a small table (256 from 2,560 rows on). The value used is ``batch_size_``.
         epochs: The most passes over the data (L-BFGS: outer steps); early stopping may end
             the fit sooner. (Formerly ``max_epochs``, still accepted with a DeprecationWarning.)
         resample_noise: Draw fresh noise every epoch (True), or one fixed noise sample for the
@@ -129,6 +131,7 @@ class NCEDensity:
             :class:`~nce.density.ConvergenceWarning`).
         optimizer_: The optimizer used, "adam" or "lbfgs".
         noise_ratio_: The :math:`\nu` used (``noise_ratio``, or its "auto" value).
+        batch_size_: The Adam batch size used (``batch_size``, or its "auto" value).
         standardization_: ``(a, s)``, the shift and scale of the coordinates the fit worked
             in (tensors (D,)), or None.
         loss_curve_: The training objective after each epoch.
@@ -166,7 +169,7 @@ class NCEDensity:
         *,
         optimizer: str = "auto",
         lr: float = 3e-3,
-        batch_size: int = 256,
+        batch_size: int | str = "auto",
         epochs: int = 200,
         resample_noise: bool = False,
         validation_fraction: float = 0.1,
@@ -214,7 +217,7 @@ class NCEDensity:
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         check_positive("lr", lr)
-        check_int("batch_size", batch_size, minimum=1)
+        defaults.check_batch_size(batch_size)
         check_int("epochs", epochs, minimum=1)
         if not isinstance(resample_noise, bool):
             raise TypeError(f"resample_noise must be a bool, got {type(resample_noise).__name__}")
@@ -301,6 +304,7 @@ class NCEDensity:
         n = X.shape[0]
         n_val = round(self.validation_fraction * n) if self.validation_fraction > 0 else 0
         self.noise_ratio_ = defaults.noise_ratio(self.noise_ratio, n - n_val)
+        self.batch_size_ = defaults.batch_size(self.batch_size, n - n_val)
         model = self._build_model(X, n - n_val, generator)
         param = next(model.parameters())
         X = X.to(param.device, param.dtype)
@@ -312,7 +316,7 @@ class NCEDensity:
                 f"{n - n_val} training row(s) of X (shape {shape_str(X)}); at least 1 and 2 "
                 "are needed, or set validation_fraction=0"
             )
-        batches = math.ceil((n - n_val) / self.batch_size) if self.optimizer_ == "adam" else 1
+        batches = math.ceil((n - n_val) / self.batch_size_) if self.optimizer_ == "adam" else 1
         draws = math.ceil(self.noise_ratio_ * (n - n_val))
         if draws < batches:
             raise ValueError(
@@ -370,7 +374,7 @@ class NCEDensity:
             generator,
             self.noise_ratio_,
             self.lr,
-            self.batch_size,
+            self.batch_size_,
             self.lbfgs_steps,
             weight_decay,
             standardization,
@@ -397,7 +401,7 @@ class NCEDensity:
         step_rows = math.ceil((1 + self.noise_ratio_) * n_train / batches)
         step_bytes = (X.shape[1] + 2 + 3 * widths) * X.element_size()
         option, value = "noise_ratio", self.noise_ratio_
-        if self.optimizer_ == "adam" and self.batch_size > 1:
+        if self.optimizer_ == "adam" and self.batch_size_ > 1:
             option, value = "noise_ratio or batch_size", self.noise_ratio_
         check_fits("one training step", step_rows, step_bytes, X.device, option, value)
 
@@ -476,7 +480,7 @@ class NCEDensity:
         try:
             with out_of_memory_as(
                 "one training step",
-                math.ceil((1 + self.noise_ratio_) * self.batch_size),
+                math.ceil((1 + self.noise_ratio_) * self.batch_size_),
                 self._row_bytes(plan.data.x, plan.data.context),
                 "noise_ratio or batch_size",
                 self.noise_ratio_,
