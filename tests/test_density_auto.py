@@ -12,14 +12,6 @@ import torch
 from nce.density import NCEDensity, defaults
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def correlated(n, seed=0):
     g = torch.Generator().manual_seed(seed)
     chol = torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)
