@@ -109,3 +109,16 @@ def test_auto_batch_size_is_the_default_and_resolved_on_the_training_rows():
     assert est.optimizer_ == "adam" and est.batch_size_ == 36  # ceil(360 / 10)
     with pytest.raises(TypeError, match="batch_size"):
         NCEDensity(batch_size="large")
+
+
+def test_auto_resample_noise_is_fresh_for_adam_and_fixed_for_lbfgs():
+    assert defaults.resample_noise("auto", "adam") is True
+    assert defaults.resample_noise("auto", "lbfgs") is False
+    assert defaults.resample_noise(False, "adam") is False
+    X = correlated(200)
+    est = NCEDensity("gaussian", progress=False, random_state=0).fit(X)
+    assert est.resample_noise == "auto" and est.optimizer_ == "lbfgs"
+    assert est.resample_noise_ is False
+    with pytest.warns(UserWarning, match="raise epochs"):
+        est = NCEDensity(epochs=2, progress=False, random_state=0).fit(X)
+    assert est.optimizer_ == "adam" and est.resample_noise_ is True

@@ -10,6 +10,12 @@ on the number :math:`N` of training rows (the rows left after the held-out share
 * The width of :class:`~nce.models.MLPEnergy`'s two hidden layers:
   :math:`2^{\operatorname{round}(\log_2 \sqrt N)}` within [16, 64].
 * ``weight_decay="auto"``: :math:`\min(1, 100 / N)`, stronger on less data.
+* ``resample_noise="auto"``: fresh noise every epoch for Adam, one fixed sample for L-BFGS
+  (Gutmann & Hyvärinen's setting, and a deterministic objective for its line search). A network
+  fitted by Adam against one fixed sample of :math:`\nu N` points learns the holes between them:
+  in 20 or 40 dimensions it grows mass where none of the points landed, and its learned
+  :math:`\log Z` ends 0.5–2 nats below an importance-sampled one; fresh draws leave no hole
+  to learn.
 * ``batch_size="auto"``: :math:`\lceil N / 10 \rceil` within [32, 256], so that an Adam epoch
   has about ten steps on a small table: early stopping counts epochs, and with one or two steps
   per epoch a fit of a few hundred rows stopped after a dozen steps, before its network moved.
@@ -38,9 +44,11 @@ __all__ = [
     "batch_size",
     "check_batch_size",
     "check_noise_ratio",
+    "check_resample_noise",
     "hidden_width",
     "noise_ratio",
     "optimizer",
+    "resample_noise",
     "weight_decay",
 ]
 
@@ -115,3 +123,18 @@ def batch_size(value, n_train: int) -> int:
     if value != "auto":
         return value
     return min(256, max(32, math.ceil(n_train / 10)))
+
+
+def check_resample_noise(value) -> None:
+    """Accepts a bool or "auto"; raises naming ``resample_noise`` otherwise."""
+    if value != "auto" and not isinstance(value, bool):
+        raise TypeError(
+            f'resample_noise must be a bool or "auto", got {type(value).__name__} {value!r}'
+        )
+
+
+def resample_noise(value, optimizer: str) -> bool:
+    """``value``, or for "auto": True (fresh noise every epoch) for "adam", False for "lbfgs"."""
+    if value != "auto":
+        return value
+    return optimizer == "adam"

@@ -88,7 +88,10 @@ class NCEDensity:
         epochs: The most passes over the data (L-BFGS: outer steps); early stopping may end
             the fit sooner. (Formerly ``max_epochs``, still accepted with a DeprecationWarning.)
         resample_noise: Draw fresh noise every epoch (True), or one fixed noise sample for the
-            whole fit (False, Gutmann & Hyvärinen's setting).
+            whole fit (False, Gutmann & Hyvärinen's setting); "auto" (the default): fresh for
+            Adam, which otherwise lets a network learn the holes of one sample (a learned
+            :math:`\log Z` below the true one), fixed for L-BFGS. The choice is
+            ``resample_noise_``.
         validation_fraction: The share of the data held out for early stopping, in [0, 1): the
             fit stops when the held-out NCE objective (on its own fixed noise sample) has not
             improved by ``tol`` for ``patience`` epochs, and the best parameters seen (the
@@ -132,6 +135,7 @@ class NCEDensity:
         optimizer_: The optimizer used, "adam" or "lbfgs".
         noise_ratio_: The :math:`\nu` used (``noise_ratio``, or its "auto" value).
         batch_size_: The Adam batch size used (``batch_size``, or its "auto" value).
+        resample_noise_: Whether the fit drew fresh noise every epoch.
         standardization_: ``(a, s)``, the shift and scale of the coordinates the fit worked
             in (tensors (D,)), or None.
         loss_curve_: The training objective after each epoch.
@@ -171,7 +175,7 @@ class NCEDensity:
         lr: float = 3e-3,
         batch_size: int | str = "auto",
         epochs: int = 200,
-        resample_noise: bool = False,
+        resample_noise: bool | str = "auto",
         validation_fraction: float = 0.1,
         patience: int = 10,
         tol: float = 1e-4,
@@ -219,8 +223,7 @@ class NCEDensity:
         check_positive("lr", lr)
         defaults.check_batch_size(batch_size)
         check_int("epochs", epochs, minimum=1)
-        if not isinstance(resample_noise, bool):
-            raise TypeError(f"resample_noise must be a bool, got {type(resample_noise).__name__}")
+        defaults.check_resample_noise(resample_noise)
         check_in_range("validation_fraction", validation_fraction, 0.0, 1.0)
         check_int("patience", patience, minimum=1)
         check_in_range("tol", tol, 0.0, math.inf)
@@ -310,6 +313,7 @@ class NCEDensity:
         X = X.to(param.device, param.dtype)
         context = self._check_context(model, X, context, param)
         self.optimizer_ = defaults.optimizer(self.optimizer, model)
+        self.resample_noise_ = defaults.resample_noise(self.resample_noise, self.optimizer_)
         if self.validation_fraction > 0 and (n_val < 1 or n - n_val < 2):
             raise ValueError(
                 f"validation_fraction = {self.validation_fraction} leaves {n_val} held-out and "
@@ -362,7 +366,7 @@ class NCEDensity:
                 validation = _Batch(X[val], log_q[val], _rows(context, val))
                 validation_noise = draw_noise(noise, self.noise_ratio_, validation, generator)
             fixed_noise = None
-            if not self.resample_noise:
+            if not self.resample_noise_:
                 fixed_noise = draw_noise(noise, self.noise_ratio_, data, generator)
         return FitPlan(
             model,
@@ -392,7 +396,7 @@ class NCEDensity:
         """Refuses, before allocating, a noise sample or a training step that cannot fit."""
         draws = math.ceil(self.noise_ratio_ * n_train) + math.ceil(self.noise_ratio_ * n_val)
         row_bytes = (X.shape[1] + 2) * X.element_size()
-        if not self.resample_noise:
+        if not self.resample_noise_:
             check_fits(
                 "the noise sample", draws, row_bytes, X.device, "noise_ratio", self.noise_ratio_
             )
