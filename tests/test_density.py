@@ -438,9 +438,7 @@ def test_far_rows_score_minus_infinity_never_nan():
 
 def test_divergence_is_reported_as_divergence_naming_lr():
     X = correlated(300)
-    est = NCEDensity(
-        "mlp", optimizer="adam", lr=1e6, batch_size=256, epochs=5, progress=False, random_state=0
-    )
+    est = NCEDensity("mlp", optimizer="adam", lr=1e6, epochs=5, progress=False, random_state=0)
     with pytest.raises(nce.DivergenceError, match=r"the fit diverged in epoch \d+: .*"
                        r"NaN or infinite.*lower lr \(now 1e\+06\)") as info:  # fmt: skip
         est.fit(X)

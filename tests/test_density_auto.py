@@ -100,10 +100,10 @@ def test_auto_batch_size_gives_about_ten_adam_steps_per_epoch_within_32_and_256(
     assert defaults.batch_size(7, n_train) == 7
 
 
-def test_auto_batch_size_is_the_default_and_resolved_on_the_training_rows():
+def test_auto_batch_size_is_resolved_on_the_training_rows():
     X = correlated(400)
-    est = NCEDensity(epochs=1, progress=False, random_state=0)
-    assert est.batch_size == "auto"
+    assert NCEDensity().batch_size == 256
+    est = NCEDensity(batch_size="auto", epochs=1, progress=False, random_state=0)
     with pytest.warns(UserWarning, match="raise epochs"):
         est.fit(X)
     assert est.optimizer_ == "adam" and est.batch_size_ == 36  # ceil(360 / 10)

@@ -82,9 +82,9 @@ class NCEDensity:
             "lbfgs" (full batch, strong-Wolfe line search, ``lbfgs_steps`` iterations per
             epoch).
         lr: The learning rate of Adam (L-BFGS takes unit steps, shortened by its line search).
-        batch_size: Data points per Adam step; "auto" (the default): :math:`\lceil N / 10
-            \rceil` within [32, 256] for :math:`N` training rows, about ten steps per epoch on
-            a small table (256 from 2,560 rows on). The value used is ``batch_size_``.
+        batch_size: Data points per Adam step; or "auto": :math:`\lceil N / 10 \rceil` within
+            [32, 256] for :math:`N` training rows, about ten steps per epoch on a small table
+            (256 from 2,560 rows on). The value used is ``batch_size_``.
         epochs: The most passes over the data (L-BFGS: outer steps); early stopping may end
             the fit sooner. (Formerly ``max_epochs``, still accepted with a DeprecationWarning.)
         resample_noise: Draw fresh noise every epoch (True), or one fixed noise sample for the
@@ -173,7 +173,7 @@ class NCEDensity:
         *,
         optimizer: str = "auto",
         lr: float = 3e-3,
-        batch_size: int | str = "auto",
+        batch_size: int | str = 256,
         epochs: int = 200,
         resample_noise: bool | str = "auto",
         validation_fraction: float = 0.1,
