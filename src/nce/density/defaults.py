@@ -14,11 +14,12 @@ on the number :math:`N` of training rows (the rows left after the held-out share
   (Gutmann & Hyvärinen's setting, and a deterministic objective for its line search). A network
   fitted by Adam against one fixed sample of :math:`\nu N` points learns the holes between them:
   in 20 or 40 dimensions it grows mass where none of the points landed, and its learned
-  :math:`\log Z` ends 0.5–2 nats below an importance-sampled one; fresh draws leave no hole
-  to learn.
-* ``batch_size="auto"``: :math:`\lceil N / 10 \rceil` within [32, 256], so that an Adam epoch
-  has about ten steps on a small table: early stopping counts epochs, and with one or two steps
-  per epoch a fit of a few hundred rows stopped after a dozen steps, before its network moved.
+  :math:`\log Z` ends 0.5–2 nats below an importance-sampled one; fresh draws leave no fixed
+  hole to learn (on 20-D digits the two then agree within 0.1 nats).
+* ``batch_size="auto"`` (on request; the default stays 256): :math:`\lceil N / 10 \rceil` within
+  [32, 256], so that an Adam epoch has about ten steps on a small table: early stopping counts
+  epochs, and with one or two steps per epoch a fit of a few hundred rows stops after a dozen
+  steps, before its network has moved.
 * ``optimizer="auto"``: full-batch L-BFGS for a model of at most 500 parameters without a
   network (a Gaussian up to 21 dimensions, ICA up to 22), Adam otherwise. A network is fitted by
   Adam, whose decoupled weight decay (and early stopping) keep it from the NCE overfit that an
