@@ -109,7 +109,8 @@ def main() -> None:
             f"{machine()}. Made-up correlated Gaussians (means ~3, column scales e^±2), "
             "N = 20,000 training and 20,000 held-out rows, `NCEDensity(GaussianEnergy(D))` with "
             "every default; 'truth − held-out' is the true mean log density minus the model's on "
-            "the held-out rows (nats/row).",
+            "the held-out rows (nats/row); 's' is wall seconds on 2 cores shared with other "
+            "jobs (only comparable within a table).",
             "",
             *shapes,
             "",

@@ -292,7 +292,7 @@ def test_load_rejects_files_that_are_not_saved_estimators(tmp_path):
         ({"lr": -1.0}, ValueError, "lr must be a finite number > 0, got -1.0"),
         ({"batch_size": 0}, ValueError, "batch_size must be >= 1, got 0"),
         ({"epochs": 2.5}, TypeError, "epochs must be an int, got float"),
-        ({"resample_noise": "yes"}, TypeError, "resample_noise must be a bool, got str"),
+        ({"resample_noise": "yes"}, TypeError, "resample_noise must be a bool or .auto., got str"),
         ({"validation_fraction": 1.0}, ValueError, r"validation_fraction must lie in \[0.0, 1.0\)"),
         ({"patience": 0}, ValueError, "patience must be >= 1, got 0"),
         ({"tol": -1e-3}, ValueError, r"tol must lie in \[0.0, inf\), got -0.001"),

@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--optimizer",
         choices=("auto", "adam", "lbfgs"),
         default="auto",
-        help="auto (the default): L-BFGS for models of at most 500 parameters, Adam above",
+        help="auto (the default): L-BFGS for models of at most 500 parameters without a "
+        "network, Adam otherwise",
     )
     fit.add_argument(
         "--epochs", type=int_at_most(10**6), default=200, help="most epochs (early stopping)"

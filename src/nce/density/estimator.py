@@ -21,6 +21,7 @@ from nce._deprecation import renamed_keywords
 from nce._divergence import DivergenceError
 from nce._random import as_generator, as_seed, check_random_state, seeded
 from nce._validation import check_in_range, check_int, check_positive, shape_str
+from nce.density import defaults
 from nce.density._batch import NonFiniteLogDensity, _Batch, _chunks, _nce_loss, _rows
 from nce.density._checks import _check_frozen, check_varying_columns
 from nce.density._memory import check_fits, out_of_memory_as
@@ -38,8 +39,6 @@ MODELS = {"mlp": MLPEnergy, "gaussian": GaussianEnergy, "ica": ICAEnergy}
 NOISES = ("gaussian", "mixture", "box")
 OPTIMIZERS = ("auto", "adam", "lbfgs")
 INITS = ("auto", "data", "keep")
-#: "auto" picks L-BFGS for models with at most this many parameters, Adam above.
-LBFGS_MAX_PARAMETERS = 500
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -72,18 +71,27 @@ class NCEDensity:
             name "uniform" still works, with a DeprecationWarning), or a fitted
             :class:`~nce.noise.Noise` or :class:`torch.distributions.Distribution` of event shape
             (D,). It must not share trainable tensors with the model.
-        noise_ratio: :math:`\nu > 0`, noise samples per datum.
-        optimizer: "auto" (the default: "lbfgs" for a model of at most 500 parameters, such as
-            a Gaussian up to 30 dimensions, "adam" above; the choice is ``optimizer_``), "adam"
+        noise_ratio: :math:`\nu > 0`, noise samples per datum; or "auto": :math:`\max(10,
+            20{,}000 / N)` for :math:`N` training rows (:mod:`~nce.density.defaults`), at least
+            20,000 noise draws, which on small tables brings the learned :math:`\log Z` closer
+            to the true one at little cost. The value used is ``noise_ratio_``.
+        optimizer: "auto" (the default: "lbfgs" for a model of at most 500 parameters without
+            a network, such as a Gaussian up to 21 dimensions, "adam" for larger models and
+            for networks, which its weight decay regularizes; the choice is ``optimizer_``), "adam"
             (minibatches of ``batch_size`` data and their :math:`\nu` share of noise) or
             "lbfgs" (full batch, strong-Wolfe line search, ``lbfgs_steps`` iterations per
             epoch).
         lr: The learning rate of Adam (L-BFGS takes unit steps, shortened by its line search).
-        batch_size: Data points per Adam step.
+        batch_size: Data points per Adam step; or "auto": :math:`\lceil N / 10 \rceil` within
+            [32, 256] for :math:`N` training rows, about ten steps per epoch on a small table
+            (256 from 2,560 rows on). The value used is ``batch_size_``.
         epochs: The most passes over the data (L-BFGS: outer steps); early stopping may end
             the fit sooner. (Formerly ``max_epochs``, still accepted with a DeprecationWarning.)
         resample_noise: Draw fresh noise every epoch (True), or one fixed noise sample for the
-            whole fit (False, Gutmann & Hyvärinen's setting).
+            whole fit (False, Gutmann & Hyvärinen's setting); "auto" (the default): fresh for
+            Adam, which otherwise lets a network learn the holes of one sample (a learned
+            :math:`\log Z` below the true one), fixed for L-BFGS. The choice is
+            ``resample_noise_``.
         validation_fraction: The share of the data held out for early stopping, in [0, 1): the
             fit stops when the held-out NCE objective (on its own fixed noise sample) has not
             improved by ``tol`` for ``patience`` epochs, and the best parameters seen (the
@@ -125,6 +133,9 @@ class NCEDensity:
             stopping on ``patience``; False when ``epochs`` ran out first (with a
             :class:`~nce.density.ConvergenceWarning`).
         optimizer_: The optimizer used, "adam" or "lbfgs".
+        noise_ratio_: The :math:`\nu` used (``noise_ratio``, or its "auto" value).
+        batch_size_: The Adam batch size used (``batch_size``, or its "auto" value).
+        resample_noise_: Whether the fit drew fresh noise every epoch.
         standardization_: ``(a, s)``, the shift and scale of the coordinates the fit worked
             in (tensors (D,)), or None.
         loss_curve_: The training objective after each epoch.
@@ -158,13 +169,13 @@ class NCEDensity:
         self,
         model: EnergyModel | str | None = None,
         noise: str | Noise | Distribution = "gaussian",
-        noise_ratio: float = 10,
+        noise_ratio: float | str = 10,
         *,
         optimizer: str = "auto",
         lr: float = 3e-3,
-        batch_size: int = 256,
+        batch_size: int | str = 256,
         epochs: int = 200,
-        resample_noise: bool = False,
+        resample_noise: bool | str = "auto",
         validation_fraction: float = 0.1,
         patience: int = 10,
         tol: float = 1e-4,
@@ -206,14 +217,13 @@ class NCEDensity:
             noise = as_noise(noise, name="noise")
             if not isinstance(model, str):
                 _check_frozen(noise, model)
-        check_positive("noise_ratio", noise_ratio)
+        defaults.check_noise_ratio(noise_ratio)
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         check_positive("lr", lr)
-        check_int("batch_size", batch_size, minimum=1)
+        defaults.check_batch_size(batch_size)
         check_int("epochs", epochs, minimum=1)
-        if not isinstance(resample_noise, bool):
-            raise TypeError(f"resample_noise must be a bool, got {type(resample_noise).__name__}")
+        defaults.check_resample_noise(resample_noise)
         check_in_range("validation_fraction", validation_fraction, 0.0, 1.0)
         check_int("patience", patience, minimum=1)
         check_in_range("tol", tol, 0.0, math.inf)
@@ -296,25 +306,25 @@ class NCEDensity:
         check_varying_columns(X)
         n = X.shape[0]
         n_val = round(self.validation_fraction * n) if self.validation_fraction > 0 else 0
+        self.noise_ratio_ = defaults.noise_ratio(self.noise_ratio, n - n_val)
+        self.batch_size_ = defaults.batch_size(self.batch_size, n - n_val)
         model = self._build_model(X, n - n_val, generator)
         param = next(model.parameters())
         X = X.to(param.device, param.dtype)
         context = self._check_context(model, X, context, param)
-        parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        self.optimizer_ = self.optimizer
-        if self.optimizer == "auto":
-            self.optimizer_ = "lbfgs" if parameters <= LBFGS_MAX_PARAMETERS else "adam"
+        self.optimizer_ = defaults.optimizer(self.optimizer, model)
+        self.resample_noise_ = defaults.resample_noise(self.resample_noise, self.optimizer_)
         if self.validation_fraction > 0 and (n_val < 1 or n - n_val < 2):
             raise ValueError(
                 f"validation_fraction = {self.validation_fraction} leaves {n_val} held-out and "
                 f"{n - n_val} training row(s) of X (shape {shape_str(X)}); at least 1 and 2 "
                 "are needed, or set validation_fraction=0"
             )
-        batches = math.ceil((n - n_val) / self.batch_size) if self.optimizer_ == "adam" else 1
-        draws = math.ceil(self.noise_ratio * (n - n_val))
+        batches = math.ceil((n - n_val) / self.batch_size_) if self.optimizer_ == "adam" else 1
+        draws = math.ceil(self.noise_ratio_ * (n - n_val))
         if draws < batches:
             raise ValueError(
-                f"noise_ratio = {self.noise_ratio} gives {draws} noise draws for {batches} "
+                f"noise_ratio = {self.noise_ratio_} gives {draws} noise draws for {batches} "
                 "minibatches of X: every minibatch needs at least one; raise noise_ratio or "
                 "batch_size"
             )
@@ -342,24 +352,22 @@ class NCEDensity:
                 model.init_from_data(X[train])
         elif standardization is not None:
             model.change_coordinates_(-shift / scale, 1 / scale)
-        weight_decay = self.weight_decay
-        if weight_decay == "auto":
-            weight_decay = min(1.0, 100 / (n - n_val))
+        weight_decay = defaults.weight_decay(self.weight_decay, n - n_val)
         data = _Batch(X[train], log_q[train], _rows(context, train))
         validation = validation_noise = None
         with out_of_memory_as(
             "the noise sample",
-            draws + math.ceil(self.noise_ratio * n_val),
+            draws + math.ceil(self.noise_ratio_ * n_val),
             self._row_bytes(X, context),
             "noise_ratio",
-            self.noise_ratio,
+            self.noise_ratio_,
         ):
             if n_val:
                 validation = _Batch(X[val], log_q[val], _rows(context, val))
-                validation_noise = draw_noise(noise, self.noise_ratio, validation, generator)
+                validation_noise = draw_noise(noise, self.noise_ratio_, validation, generator)
             fixed_noise = None
-            if not self.resample_noise:
-                fixed_noise = draw_noise(noise, self.noise_ratio, data, generator)
+            if not self.resample_noise_:
+                fixed_noise = draw_noise(noise, self.noise_ratio_, data, generator)
         return FitPlan(
             model,
             noise,
@@ -368,9 +376,9 @@ class NCEDensity:
             validation_noise,
             fixed_noise,
             generator,
-            self.noise_ratio,
+            self.noise_ratio_,
             self.lr,
-            self.batch_size,
+            self.batch_size_,
             self.lbfgs_steps,
             weight_decay,
             standardization,
@@ -386,19 +394,19 @@ class NCEDensity:
         self, model: EnergyModel, X: Tensor, n_train: int, n_val: int, batches: int
     ) -> None:
         """Refuses, before allocating, a noise sample or a training step that cannot fit."""
-        draws = math.ceil(self.noise_ratio * n_train) + math.ceil(self.noise_ratio * n_val)
+        draws = math.ceil(self.noise_ratio_ * n_train) + math.ceil(self.noise_ratio_ * n_val)
         row_bytes = (X.shape[1] + 2) * X.element_size()
-        if not self.resample_noise:
+        if not self.resample_noise_:
             check_fits(
-                "the noise sample", draws, row_bytes, X.device, "noise_ratio", self.noise_ratio
+                "the noise sample", draws, row_bytes, X.device, "noise_ratio", self.noise_ratio_
             )
         # One step evaluates the model (and its gradient) at its data and noise rows at once.
         widths = sum(p.shape[0] for p in model.parameters() if p.dim() == 2)
-        step_rows = math.ceil((1 + self.noise_ratio) * n_train / batches)
+        step_rows = math.ceil((1 + self.noise_ratio_) * n_train / batches)
         step_bytes = (X.shape[1] + 2 + 3 * widths) * X.element_size()
-        option, value = "noise_ratio", self.noise_ratio
-        if self.optimizer_ == "adam" and self.batch_size > 1:
-            option, value = "noise_ratio or batch_size", self.noise_ratio
+        option, value = "noise_ratio", self.noise_ratio_
+        if self.optimizer_ == "adam" and self.batch_size_ > 1:
+            option, value = "noise_ratio or batch_size", self.noise_ratio_
         check_fits("one training step", step_rows, step_bytes, X.device, option, value)
 
     # ---- fit, step 2: the epochs
@@ -461,7 +469,7 @@ class NCEDensity:
     def _held_out_loss(self, plan: FitPlan) -> float:
         with torch.no_grad():
             return float(
-                _nce_loss(plan.model, self.noise_ratio, plan.validation, plan.validation_noise)
+                _nce_loss(plan.model, self.noise_ratio_, plan.validation, plan.validation_noise)
             )
 
     def _at_optimum(self, plan: FitPlan, loss: float, previous: float) -> bool:
@@ -476,10 +484,10 @@ class NCEDensity:
         try:
             with out_of_memory_as(
                 "one training step",
-                math.ceil((1 + self.noise_ratio) * self.batch_size),
+                math.ceil((1 + self.noise_ratio_) * self.batch_size_),
                 self._row_bytes(plan.data.x, plan.data.context),
                 "noise_ratio or batch_size",
-                self.noise_ratio,
+                self.noise_ratio_,
             ):
                 return next(loop)
         except NonFiniteLogDensity as error:
@@ -512,7 +520,7 @@ class NCEDensity:
         if not model.conditional:
             polish_noise = plan.fixed_noise
             if polish_noise is None:
-                polish_noise = draw_noise(plan.noise, self.noise_ratio, plan.data, plan.generator)
+                polish_noise = draw_noise(plan.noise, self.noise_ratio_, plan.data, plan.generator)
             self._refit_log_z(model, plan.data, polish_noise)
         noise = plan.noise.noise if isinstance(plan.noise, StandardizedNoise) else plan.noise
         self.model_, self.noise_ = model, noise
@@ -530,7 +538,7 @@ class NCEDensity:
                 stacklevel=3,
             )
         self.n_features_in_ = plan.data.x.shape[1]
-        self.n_noise_samples_ = math.ceil(self.noise_ratio * plan.data.x.shape[0])
+        self.n_noise_samples_ = math.ceil(self.noise_ratio_ * plan.data.x.shape[0])
         self.log_partition_ = None
         if not model.conditional:
             log_det = 0.0 if plan.standardization is None else plan.standardization[1].log().sum()
@@ -544,7 +552,7 @@ class NCEDensity:
         :math:`c = \log Z`, with gradient :math:`\sum_i \sigma(c - a_{x_i})
         - \sum_j \sigma(a_{y_j} - c)`: a few safeguarded Newton steps solve it.
         """
-        log_nu = math.log(self.noise_ratio)
+        log_nu = math.log(self.noise_ratio_)
         with torch.no_grad():
             a_x = torch.cat([model(x) for x, _ in _chunks(data.x, None)]) - log_nu - data.log_q
             a_y = torch.cat([model(y) for y, _ in _chunks(noise.x, None)]) - log_nu - noise.log_q
@@ -571,8 +579,7 @@ class NCEDensity:
             return self.model
         options = {}
         if self.model == "mlp":
-            width = 2 ** round(math.log2(math.sqrt(n_train)))
-            options["hidden"] = (min(64, max(16, width)),) * 2
+            options["hidden"] = (defaults.hidden_width(n_train),) * 2
         with seeded(as_seed(generator)):
             model = MODELS[self.model](X.shape[1], **options)
         return model.to(X.device, X.dtype)

@@ -73,7 +73,7 @@ def save_estimator(estimator: NCEDensity, path, *, metadata: dict | None = None)
         "params": _params(estimator),
         "fitted": {
             key: _plain(getattr(estimator, key), key)
-            for key in (*_FITTED, "converged_", "optimizer_")
+            for key in (*_FITTED, "converged_", "optimizer_", "noise_ratio_", "batch_size_")
         }
         | {"standardization_": _plain_pair(getattr(estimator, "standardization_", None))},
         "metadata": _plain(dict(metadata or getattr(estimator, "metadata_", {}) or {}), "metadata"),
@@ -114,6 +114,8 @@ def load_estimator(
     # Files written before these were recorded: a saved fit counted as converged.
     estimator.converged_ = bool(fitted.get("converged_", True))
     estimator.optimizer_ = str(fitted.get("optimizer_", params.get("optimizer", "adam")))
+    estimator.noise_ratio_ = fitted.get("noise_ratio_", params.get("noise_ratio", 10))
+    estimator.batch_size_ = fitted.get("batch_size_", params.get("batch_size", 256))
     pair = fitted.get("standardization_")
     estimator.standardization_ = None if pair is None else tuple(torch.tensor(v) for v in pair)
     estimator.metadata_ = saved.get("metadata", {})
