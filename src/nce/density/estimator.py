@@ -11,6 +11,7 @@ import inspect
 import math
 import time
 import warnings
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -29,6 +30,7 @@ from nce.density._training import FitPlan, adam_epochs, draw_noise, lbfgs_epochs
 from nce.density.errors import ConvergenceWarning
 from nce.density.partition import PartitionEstimate, estimate_log_partition
 from nce.density.persistence import load_estimator, save_estimator
+from nce.density.telescoping import check_waymark_options, fit_waymarks
 from nce.models import EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
 from nce.noise import Box, Gaussian, GaussianMixture, Noise, as_noise
 
@@ -110,6 +112,13 @@ class NCEDensity:
         weight_decay: Adam's decoupled weight decay on the parameters of a model's submodules
             (an MLP energy's network; not its Gaussian base nor ``log_z``); "auto": :math:`\min(1,
             100/N)` for :math:`N` training rows, stronger on less data.
+        waymarks: None (the default: one ratio, data against noise) or K: telescoping ratio
+            estimation across K bridges between the data and the noise, for data far from the
+            noise (:mod:`~nce.density.telescoping`; Rhodes, Xu & Gutmann 2020,
+            arXiv:2006.12204). The model is then the first of K waymark densities, fitted
+            jointly; the waymarks' samples are drawn once.
+        waymark_mixing: "linear" (the default: :math:`\sqrt{1 - \alpha_k^2}\,x + \alpha_k y`,
+            spaced for equal Gaussian divergence per bridge) or "dimensionwise".
         progress: Show a tqdm progress bar over epochs.
         random_state: None, an int or a :class:`torch.Generator`: seeds the split, the noise
             draws, the minibatches and the initialization of a model built from a name.
@@ -130,6 +139,8 @@ class NCEDensity:
         loss_curve_: The training objective after each epoch.
         validation_curve_: The held-out objective after each epoch (empty without validation).
         fit_time_: Seconds spent in ``fit``.
+        waymark_alphas_, waymark_models_: With ``waymarks``: the linear-mixing weights (K + 1,)
+            (None for dimension-wise mixing) and the K - 1 intermediate waymark models.
 
     Shape:
         - X: (N, D), a tensor or an array
@@ -174,6 +185,8 @@ class NCEDensity:
         init: str = "auto",
         standardize: bool = True,
         weight_decay: float | str = "auto",
+        waymarks: int | None = None,
+        waymark_mixing: str = "linear",
         progress: bool = True,
         random_state: int | torch.Generator | None = None,
     ):
@@ -226,6 +239,7 @@ class NCEDensity:
             raise TypeError(f"standardize must be a bool, got {type(standardize).__name__}")
         if weight_decay != "auto":
             check_in_range("weight_decay", weight_decay, 0.0, math.inf)
+        check_waymark_options(waymarks, waymark_mixing)
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
         check_random_state(random_state)
@@ -246,6 +260,8 @@ class NCEDensity:
         self.init = init
         self.standardize = standardize
         self.weight_decay = weight_decay
+        self.waymarks = waymarks
+        self.waymark_mixing = waymark_mixing
         self.progress = progress
         self.random_state = random_state
 
@@ -274,7 +290,8 @@ class NCEDensity:
         start = time.perf_counter()
         plan = self._prepare(X, context)
         try:
-            loss_curve, validation_curve, converged = self._run_epochs(plan)
+            run = self._run_epochs if self.waymarks is None else partial(fit_waymarks, self)
+            loss_curve, validation_curve, converged = run(plan)
             self._finish(plan, loss_curve, validation_curve, converged)
         finally:
             if plan.standardization is not None:
@@ -509,7 +526,7 @@ class NCEDensity:
         the fit's coordinates: ``fit`` maps the model back to the user's afterwards); warns when
         the fit did not converge."""
         model = plan.model
-        if not model.conditional:
+        if not model.conditional and self.waymarks is None:
             polish_noise = plan.fixed_noise
             if polish_noise is None:
                 polish_noise = draw_noise(plan.noise, self.noise_ratio, plan.data, plan.generator)
