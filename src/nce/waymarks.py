@@ -85,7 +85,9 @@ def equal_share_alphas(divergence: Callable[[float], float], waymarks: int) -> t
     return torch.tensor(alphas, dtype=torch.float64)
 
 
-def linear_waymarks(joint: torch.Tensor, product: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+def linear_waymarks(
+    joint: torch.Tensor, product: torch.Tensor, alphas: torch.Tensor
+) -> torch.Tensor:
     r"""Linear mixing :math:`u_k = \sqrt{1 - \alpha_k^2}\, u_p + \alpha_k u_q` of paired samples
     of p and q, for every k. Columns of unit variance keep unit variance, and every covariance
     within :math:`u_p` shrinks by the factor :math:`1 - \alpha_k^2`.

@@ -119,7 +119,9 @@ def load_estimator(
     estimator.standardization_ = None if pair is None else tuple(torch.tensor(v) for v in pair)
     alphas = fitted.get("waymark_alphas_")
     if estimator.waymarks is not None:  # the intermediate waymark models are not saved
-        estimator.waymark_alphas_ = None if alphas is None else torch.tensor(alphas)
+        estimator.waymark_alphas_ = (
+            None if alphas is None else torch.tensor(alphas, dtype=torch.float64)
+        )
     estimator.metadata_ = saved.get("metadata", {})
     return estimator
 

@@ -17,11 +17,12 @@ samples of :math:`p_{k+1}`, every one of them an easy problem when consecutive w
 **Parametrization.** Every waymark :math:`k < K` has its own energy model with a learned log
 partition, :math:`\log p_k = f_k - \log Z_k`: :math:`p_0` is the estimator's model, and the
 intermediate waymarks :math:`1 \le k < K` get a :class:`~nce.models.GaussianEnergy` when the model
-is one (Gaussian data and noise make Gaussian waymarks), an :class:`~nce.models.MLPEnergy`
-otherwise; :math:`p_K = q` is the noise, known. A bridge's logit is the difference of its two
-waymarks' log densities, :math:`h_k = \log p_k - \log p_{k+1}`, so bridge k is Gutmann &
-Hyvärinen's NCE (:func:`nce.binary_nce`) of :math:`p_k` against a "noise" :math:`p_{k+1}` that is
-learned too, and the K losses are minimized jointly:
+is one and the noise is a :class:`~nce.noise.Gaussian` (Gaussian data and noise make Gaussian
+waymarks), an :class:`~nce.models.MLPEnergy` otherwise; :math:`p_K = q` is the noise, known. A
+bridge's logit is the difference of its two waymarks' log densities,
+:math:`h_k = \log p_k - \log p_{k+1}`, so bridge k is Gutmann & Hyvärinen's NCE
+(:func:`nce.binary_nce`) of :math:`p_k` against a "noise" :math:`p_{k+1}` that is learned
+too, and the K losses are minimized jointly:
 
 .. math:: L = \sum_{k=0}^{K-1} \ell_{\mathrm{NCE}}\big(\log p_k, \log p_{k+1};
           \{u_k\}, \{u_{k+1}\}\big).
@@ -53,10 +54,11 @@ from nce._moments import mean_and_covariance
 from nce._random import as_seed, seeded
 from nce._validation import check_int
 from nce.density._batch import NonFiniteLogDensity
+from nce.density._standardize import StandardizedNoise
 from nce.density._training import FitPlan, draw_noise
 from nce.functional.binary_nce import binary_nce
 from nce.models import EnergyModel, GaussianEnergy, MLPEnergy
-from nce.noise import Noise
+from nce.noise import Gaussian, Noise
 from nce.waymarks import (
     WAYMARK_MIXING,
     dimensionwise_waymarks,
@@ -222,9 +224,11 @@ def telescoping_loss(chain: WaymarkChain, samples: list[Tensor], noise_ratio: fl
     return total
 
 
-def _waymark_model(model: EnergyModel, samples: Tensor) -> EnergyModel:
-    """A fresh energy model of an intermediate waymark, started at its samples' moments."""
-    if isinstance(model, GaussianEnergy):
+def _waymark_model(model: EnergyModel, noise: Noise, samples: Tensor) -> EnergyModel:
+    """A fresh energy model of an intermediate waymark, started at its samples' moments: a
+    Gaussian when the model and the noise are (then so is every waymark), else an MLP energy."""
+    base = noise.noise if isinstance(noise, StandardizedNoise) else noise
+    if isinstance(model, GaussianEnergy) and isinstance(base, Gaussian):
         fresh = GaussianEnergy(model.dim)
     else:
         hidden = model.hidden if isinstance(model, MLPEnergy) else WAYMARK_HIDDEN
@@ -266,9 +270,11 @@ def fit_waymarks(estimator, plan: FitPlan) -> tuple[list[float], list[float], bo
     train = waymark_samples(plan.data.x, noise.x, waymarks, mixing, alphas)
     valid = None
     if plan.validation is not None:
-        valid = waymark_samples(plan.validation.x, plan.validation_noise.x, waymarks, mixing, alphas)
+        valid = waymark_samples(
+            plan.validation.x, plan.validation_noise.x, waymarks, mixing, alphas
+        )
     with seeded(as_seed(plan.generator)):
-        intermediate = [_waymark_model(model, train[k]) for k in range(1, waymarks)]
+        intermediate = [_waymark_model(model, plan.noise, train[k]) for k in range(1, waymarks)]
     chain = WaymarkChain([model, *intermediate], plan.noise)
     ratio = train[1].shape[0] / train[0].shape[0]
     try:
@@ -391,7 +397,9 @@ def _adam_epoch(estimator, plan, chain, train, ratio):
     def epoch() -> tuple[float, float]:
         chain.train()
         rows = torch.randperm(n, generator=plan.generator).to(train[0].device).tensor_split(batches)
-        pairs = torch.randperm(m, generator=plan.generator).to(train[0].device).tensor_split(batches)
+        pairs = (
+            torch.randperm(m, generator=plan.generator).to(train[0].device).tensor_split(batches)
+        )
         total = 0.0
         for data_rows, pair_rows in zip(rows, pairs, strict=True):
             batch = [train[0][data_rows], *(s[pair_rows] for s in train[1:])]
