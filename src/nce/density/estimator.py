@@ -420,22 +420,27 @@ class NCEDensity:
 
     # ---- fit, step 2: the epochs
 
-    def _run_epochs(self, plan: FitPlan) -> tuple[list[float], list[float], bool]:
+    def _run_epochs(
+        self, plan: FitPlan, loop=None, held_out=None, model: torch.nn.Module | None = None
+    ) -> tuple[list[float], list[float], bool]:
         """Runs the training loop until convergence, early stopping, ``epochs`` or divergence;
         returns the curves and whether the fit converged. Stopped by ``patience``, the model
         ends with the best parameters seen on the held-out data (its start included); at
-        L-BFGS's optimum, with the optimum."""
+        L-BFGS's optimum, with the optimum. Another objective (:mod:`~nce.density.telescoping`)
+        passes its own ``loop`` of epochs, ``held_out`` loss and trained ``model``."""
         from tqdm.auto import tqdm
 
-        model = plan.model
+        model = plan.model if model is None else model
+        held_out = self._held_out_loss if held_out is None else held_out
         loss_curve: list[float] = []
         validation_curve: list[float] = []
         best, best_state, wait = math.inf, None, 0
         if plan.validation is not None:
-            best, best_state = self._held_out_loss(plan), copy.deepcopy(model.state_dict())
+            best, best_state = held_out(plan), copy.deepcopy(model.state_dict())
         converged, at_optimum, previous = False, False, math.inf
         lbfgs = self.optimizer_ == "lbfgs"
-        loop = lbfgs_epochs(plan) if lbfgs else adam_epochs(plan)
+        if loop is None:
+            loop = lbfgs_epochs(plan) if lbfgs else adam_epochs(plan)
         bar = tqdm(total=self.epochs, desc="NCE fit", disable=not self.progress, leave=False)
         try:
             for epoch in range(1, self.epochs + 1):
@@ -443,10 +448,13 @@ class NCEDensity:
                 loss_curve.append(loss)
                 watched = loss
                 if plan.validation is not None:
-                    watched = self._held_out_loss(plan)
+                    watched = held_out(plan)
                     validation_curve.append(watched)
                 bar.update(1)
-                postfix = {"loss": f"{loss:.4f}", "log_z": f"{float(model.log_z.detach()):.3f}"}
+                postfix = {
+                    "loss": f"{loss:.4f}",
+                    "log_z": f"{float(plan.model.log_z.detach()):.3f}",
+                }
                 if plan.validation is not None:
                     postfix["held-out"] = f"{watched:.4f}"
                 bar.set_postfix(postfix, refresh=False)

@@ -44,7 +44,6 @@ Kullback-Leibler divergence from Gaussians fitted to the data and to the noise
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -78,7 +77,7 @@ __all__ = [
 ]
 
 #: The hidden widths of the MLP energy of an intermediate waymark when the model is not an MLP.
-WAYMARK_HIDDEN = (32, 32)
+WAYMARK_HIDDEN = (16, 16)
 
 
 def check_waymark_options(waymarks, waymark_mixing) -> None:
@@ -241,9 +240,10 @@ def _waymark_model(model: EnergyModel, noise: Noise, samples: Tensor) -> EnergyM
 
 def fit_waymarks(estimator, plan: FitPlan) -> tuple[list[float], list[float], bool]:
     r"""Fits the waymark chain of ``estimator.waymarks`` bridges from the prepared ``plan`` (the
-    data, the model and the noise in the fit's coordinates), with ``estimator``'s optimizer,
-    ``epochs``, ``patience`` and ``tol`` as for single-ratio NCE; early stopping watches the
-    held-out telescoping loss. Sets ``waymark_alphas_`` and ``waymark_models_`` (the K - 1
+    data, the model and the noise in the fit's coordinates), in ``estimator``'s own epochs
+    (its optimizer, ``epochs``, ``patience`` and ``tol``, as for single-ratio NCE) with the
+    telescoping loss in place of the NCE loss; early stopping watches the held-out telescoping
+    loss. Sets ``waymark_alphas_`` and ``waymark_models_`` (the K - 1
     intermediate models, mapped back to the user's coordinates) on ``estimator``.
 
     Returns:
@@ -277,85 +277,39 @@ def fit_waymarks(estimator, plan: FitPlan) -> tuple[list[float], list[float], bo
         intermediate = [_waymark_model(model, plan.noise, train[k]) for k in range(1, waymarks)]
     chain = WaymarkChain([model, *intermediate], plan.noise)
     ratio = train[1].shape[0] / train[0].shape[0]
+    lbfgs = estimator.optimizer_ == "lbfgs"
+    loop = (
+        _lbfgs_epochs(plan, chain, train, ratio)
+        if lbfgs
+        else _adam_epochs(plan, chain, train, ratio)
+    )
+
+    def held_out(plan: FitPlan) -> float:
+        with torch.no_grad():
+            return float(telescoping_loss(chain, valid, ratio))
+
     try:
-        curves = _train(estimator, plan, chain, train, valid, ratio)
+        curves = estimator._run_epochs(plan, loop, held_out, chain.models)
     finally:
         if plan.standardization is not None:
             for m in intermediate:
                 m.change_coordinates_(*plan.standardization)
+    chain.eval()
     for m in intermediate:
         m.trained = True
-        m.eval()
     estimator.waymark_alphas_ = alphas
     estimator.waymark_models_ = intermediate
     return curves
 
 
-def _train(estimator, plan, chain, train, valid, ratio) -> tuple[list[float], list[float], bool]:
-    """The epochs: full-batch L-BFGS or minibatch Adam on the telescoping loss, early stopping on
-    the held-out one (or on the training loss without held-out rows)."""
-    from tqdm.auto import tqdm
-
-    lbfgs = estimator.optimizer_ == "lbfgs"
-    step = _lbfgs_epoch(estimator, chain, train, ratio) if lbfgs else None
-    if not lbfgs:
-        step = _adam_epoch(estimator, plan, chain, train, ratio)
-    loss_curve: list[float] = []
-    validation_curve: list[float] = []
-    best, best_state, wait = math.inf, None, 0
-    if valid is not None:
-        best, best_state = _held_out(chain, valid, ratio), copy.deepcopy(chain.models.state_dict())
-    converged, at_optimum, previous = False, False, math.inf
-    bar = tqdm(total=estimator.epochs, desc="TRE fit", disable=not estimator.progress, leave=False)
-    try:
-        for epoch in range(1, estimator.epochs + 1):
-            try:
-                loss, gradient_max = step()
-                watched = loss if valid is None else _held_out(chain, valid, ratio)
-            except NonFiniteLogDensity as error:
-                raise estimator._diverged(epoch, str(error)) from error
-            loss_curve.append(loss)
-            if valid is not None:
-                validation_curve.append(watched)
-            bar.update(1)
-            bar.set_postfix({"loss": f"{loss:.4f}", "held-out": f"{watched:.4f}"}, refresh=False)
-            if not math.isfinite(watched):
-                raise estimator._diverged(epoch, f"the telescoping objective became {watched}")
-            change = abs(previous - loss) / (1 + abs(loss)) if math.isfinite(previous) else math.inf
-            if lbfgs and (gradient_max <= estimator.tol or change <= estimator.tol):
-                converged = at_optimum = True
-                break
-            previous = loss
-            threshold = best - estimator.tol * (1 + abs(best)) if math.isfinite(best) else math.inf
-            if watched < threshold:
-                best, wait = watched, 0
-                if valid is not None:
-                    best_state = copy.deepcopy(chain.models.state_dict())
-            else:
-                wait += 1
-                if wait >= estimator.patience:
-                    converged = True
-                    break
-    finally:
-        bar.close()
-    if best_state is not None and not at_optimum:
-        chain.models.load_state_dict(best_state)
-    chain.eval()
-    return loss_curve, validation_curve, converged
-
-
-def _held_out(chain: WaymarkChain, valid: list[Tensor], ratio: float) -> float:
-    with torch.no_grad():
-        return float(telescoping_loss(chain, valid, ratio))
-
-
-def _lbfgs_epoch(estimator, chain, train, ratio):
-    """One epoch of full-batch L-BFGS (``lbfgs_steps`` iterations, strong Wolfe), returning the
-    objective and its largest gradient entry after it."""
+def _lbfgs_epochs(plan: FitPlan, chain: WaymarkChain, train: list[Tensor], ratio: float):
+    """Full-batch L-BFGS on the telescoping loss, ``lbfgs_steps`` iterations (strong Wolfe) per
+    epoch: yields the objective after each epoch and records its largest gradient entry in
+    ``plan.gradient_max`` (as :func:`~nce.density._training.lbfgs_epochs`)."""
     parameters = list(chain.models.parameters())
     optimizer = torch.optim.LBFGS(
         parameters,
-        max_iter=estimator.lbfgs_steps,
+        max_iter=plan.lbfgs_steps,
         history_size=20,
         tolerance_grad=1e-10,
         tolerance_change=1e-12,
@@ -366,23 +320,22 @@ def _lbfgs_epoch(estimator, chain, train, ratio):
         optimizer.zero_grad(set_to_none=True)
         loss = telescoping_loss(chain, train, ratio)
         loss.backward()
+        plan.steps += 1
         return loss
 
-    def epoch() -> tuple[float, float]:
+    while True:
         chain.train()
         optimizer.step(closure)
         loss = closure()
-        gradient_max = max(float(p.grad.abs().max()) for p in parameters if p.grad is not None)
+        plan.gradient_max = max(float(p.grad.abs().max()) for p in parameters if p.grad is not None)
         optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach()), gradient_max
-
-    return epoch
+        yield float(loss.detach())
 
 
-def _adam_epoch(estimator, plan, chain, train, ratio):
-    """One epoch of AdamW over minibatches of ``batch_size`` data rows and their share of the
-    pairs; the networks of the models take ``weight_decay``, their Gaussian parts and log Z
-    none (as single-ratio NCE)."""
+def _adam_epochs(plan: FitPlan, chain: WaymarkChain, train: list[Tensor], ratio: float):
+    """AdamW over minibatches of ``batch_size`` data rows and their share of the pairs; yields
+    the mean objective of each epoch. The networks of the models take ``weight_decay``, their
+    Gaussian parts and log Z none (as :func:`~nce.density._training.adam_epochs`)."""
     own, nested = [], []
     for m in chain.models:
         for name, p in m.named_parameters():
@@ -390,16 +343,14 @@ def _adam_epoch(estimator, plan, chain, train, ratio):
     groups = [{"params": own, "weight_decay": 0.0}]
     if nested:
         groups.append({"params": nested, "weight_decay": plan.weight_decay})
-    optimizer = torch.optim.AdamW(groups, lr=estimator.lr)
+    optimizer = torch.optim.AdamW(groups, lr=plan.lr)
     n, m = train[0].shape[0], train[1].shape[0]
-    batches = max(1, math.ceil(n / estimator.batch_size))
-
-    def epoch() -> tuple[float, float]:
+    batches = max(1, math.ceil(n / plan.batch_size))
+    device = train[0].device
+    while True:
         chain.train()
-        rows = torch.randperm(n, generator=plan.generator).to(train[0].device).tensor_split(batches)
-        pairs = (
-            torch.randperm(m, generator=plan.generator).to(train[0].device).tensor_split(batches)
-        )
+        rows = torch.randperm(n, generator=plan.generator).to(device).tensor_split(batches)
+        pairs = torch.randperm(m, generator=plan.generator).to(device).tensor_split(batches)
         total = 0.0
         for data_rows, pair_rows in zip(rows, pairs, strict=True):
             batch = [train[0][data_rows], *(s[pair_rows] for s in train[1:])]
@@ -407,10 +358,9 @@ def _adam_epoch(estimator, plan, chain, train, ratio):
             loss = telescoping_loss(chain, batch, ratio)
             loss.backward()
             optimizer.step()
+            plan.steps += 1
             total += float(loss.detach()) * data_rows.shape[0]
-        return total / n, math.inf
-
-    return epoch
+        yield total / n
 
 
 def bridge_log_ratios(estimator, X) -> Tensor:
