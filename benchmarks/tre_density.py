@@ -11,7 +11,7 @@ compared with the truth's on the same rows ('truth − held-out', nats per row, 
 * **ICA tails**: the 4-D Laplacian ICA task of ``benchmarks/density.py`` with the default noise
   (a Gaussian fitted to the data, whose tails are too light); model ``ICAEnergy``.
 
-Each task: N = 2000 training rows (10 % of them held out for early stopping), 2000 test rows,
+Each task: N = 1000 training rows (10 % of them held out for early stopping), 5000 test rows,
 ν = 10, every other setting the ``NCEDensity`` default, float64, one thread; single-ratio NCE
 (``waymarks=None``) against K = 2, 4 and 8 waymarks (linear mixing). 'log Z error' is the
 learned log Z minus the closed-form log Z of the fitted parameters (the normalization error alone).
@@ -42,7 +42,7 @@ from nce.noise import Box, Gaussian  # noqa: E402
 import _report  # noqa: E402
 
 DTYPE = torch.float64
-N_TRAIN = N_TEST = 2000
+N_TRAIN, N_TEST = 1000, 5000
 WAYMARKS = (None, 2, 4, 8)
 
 
