@@ -11,7 +11,7 @@ compared with the truth's on the same rows ('truth − held-out', nats per row, 
 * **ICA tails**: the 4-D Laplacian ICA task of ``benchmarks/density.py`` with the default noise
   (a Gaussian fitted to the data, whose tails are too light); model ``ICAEnergy``.
 
-Each task: N = 1000 training rows (10 % of them held out for early stopping), 5000 test rows,
+Each task: N = 500 training rows (10 % of them held out for early stopping), 5000 test rows,
 ν = 10, every other setting the ``NCEDensity`` default, float64, one thread; single-ratio NCE
 (``waymarks=None``) against K = 2, 4 and 8 waymarks (linear mixing). 'log Z error' is the
 learned log Z minus the closed-form log Z of the fitted parameters (the normalization error alone).
@@ -42,7 +42,7 @@ from nce.noise import Box, Gaussian  # noqa: E402
 import _report  # noqa: E402
 
 DTYPE = torch.float64
-N_TRAIN, N_TEST = 1000, 5000
+N_TEST = 5000
 WAYMARKS = (None, 2, 4, 8)
 
 
@@ -112,33 +112,31 @@ def fit(task, X, waymarks, seed):
     return est, wall, cpu, warned
 
 
-def run(tasks, seeds):
-    rows = {}  # (task, K) -> list of dicts
-    for task in tasks:
-        for seed in range(seeds):
-            g = torch.Generator().manual_seed(1000 + seed)
-            X, X_test = task.sample(N_TRAIN, g), task.sample(N_TEST, g)
-            truth = float(task.log_prob(X_test).mean())
-            for waymarks in WAYMARKS:
-                est, wall, cpu, warned = fit(task, X, waymarks, seed)
-                held_out = float(est.score(X_test))
-                exact = float(est.model_.true_log_partition().detach())
-                row = {
-                    "gap": truth - held_out,
-                    "log_z_error": est.log_partition_ - exact,
-                    "wall": wall,
-                    "cpu": cpu,
-                    "epochs": est.n_iter_,
-                    "converged": est.converged_ and not warned,
-                }
-                rows.setdefault((task.name, waymarks), []).append(row)
-                print(
-                    f"{task.name[:24]:24s} seed {seed} K={waymarks}: gap {row['gap']:.4f} "
-                    f"log Z err {row['log_z_error']:+.4f} {wall:.1f} s wall {cpu:.1f} s CPU "
-                    f"{row['epochs']} epochs",
-                    flush=True,
-                )
-    return rows
+def run(task, seeds, n_train, rows):
+    """Fits every K on ``seeds`` data sets of ``task``; appends to ``rows[(task, K)]``."""
+    for seed in range(seeds):
+        g = torch.Generator().manual_seed(1000 + seed)
+        X, X_test = task.sample(n_train, g), task.sample(N_TEST, g)
+        truth = float(task.log_prob(X_test).mean())
+        for waymarks in WAYMARKS:
+            est, wall, cpu, warned = fit(task, X, waymarks, seed)
+            held_out = float(est.score(X_test))
+            exact = float(est.model_.true_log_partition().detach())
+            row = {
+                "gap": truth - held_out,
+                "log_z_error": est.log_partition_ - exact,
+                "wall": wall,
+                "cpu": cpu,
+                "epochs": est.n_iter_,
+                "converged": est.converged_ and not warned,
+            }
+            rows.setdefault((task.name, waymarks), []).append(row)
+            print(
+                f"{task.name[:24]:24s} seed {seed} K={waymarks}: gap {row['gap']:.4f} "
+                f"log Z err {row['log_z_error']:+.4f} {wall:.1f} s wall {cpu:.1f} s CPU "
+                f"{row['epochs']} epochs",
+                flush=True,
+            )
 
 
 def mean_sd(values, digits=3):
@@ -146,14 +144,14 @@ def mean_sd(values, digits=3):
     return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
-def report(tasks, rows, seeds, load):
+def report(tasks, rows, seeds, n_train, load, command):
     lines = [
         "### Telescoping ratio estimation of densities: data far from the noise\n",
-        f"Command: `python benchmarks/tre_density.py` — commit `{_report.commit()}` — "
+        f"Command: `{command}` — commit `{_report.commit()}` — "
         f"{_report.machine()}; machine load (1-minute average) {load[0]:.1f} at the start, "
         f"{load[1]:.1f} at the end, on 2 cores shared with other jobs: wall seconds are "
         "inflated, CPU seconds are the fairer cost. "
-        f"N = {N_TRAIN} training rows, {N_TEST} test rows, ν = 10, `NCEDensity` defaults "
+        f"N = {n_train} training rows, {N_TEST} test rows, ν = 10, `NCEDensity` defaults "
         "(L-BFGS for these small models, 10 % held out for early stopping), float64; mean ± sd "
         f"over {seeds} seeds (new data and fit). 'truth − held-out': the true density's mean "
         "test log-likelihood minus the fit's (nats/row); 'log Z error': learned log Z minus "
@@ -183,18 +181,29 @@ def report(tasks, rows, seeds, load):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--tasks", default="far,box,ica")
+    parser.add_argument("--tasks", default="far,ica,box")
+    parser.add_argument("--n", type=int, default=500, help="training rows")
     args = parser.parse_args()
     torch.set_num_threads(1)
     known = {"far": FarGaussian, "box": BoxGaussian, "ica": ICATails}
     tasks = [known[name]() for name in args.tasks.split(",")]
-    start = _load()
-    rows = run(tasks, args.seeds)
-    body = report(tasks, rows, args.seeds, (start, _load()))
-    print(body)
-    if args.seeds >= 2 and len(tasks) == len(known):
-        _report.write_section("tre-density", body)
-        print("wrote BENCHMARKS.md")
+    command = "python benchmarks/tre_density.py" + "".join(
+        f" {flag} {value}"
+        for flag, value, default in (
+            ("--seeds", args.seeds, 2),
+            ("--tasks", args.tasks, "far,ica,box"),
+            ("--n", args.n, 500),
+        )
+        if value != default
+    )
+    start, rows = _load(), {}
+    for done, task in enumerate(tasks, 1):  # the section grows task by task
+        run(task, args.seeds, args.n, rows)
+        body = report(tasks[:done], rows, args.seeds, args.n, (start, _load()), command)
+        print(body, flush=True)
+        if args.seeds >= 2:
+            _report.write_section("tre-density", body)
+            print("wrote BENCHMARKS.md", flush=True)
 
 
 def _load() -> float:
