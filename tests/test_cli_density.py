@@ -231,3 +231,19 @@ def test_divergence_memory_and_range_are_named_for_what_they_are(
             "-o", str(out), *extra)  # fmt: skip
     assert "NaN or Inf value" not in str(info.value) and "Cholesky" not in str(info.value)
     assert not out.exists()
+
+
+def test_fit_with_waymarks_writes_a_telescoped_model(tmp_path, capsys):
+    data = write_csv(tmp_path / "d.csv", gaussian_rows(200, 2).tolist(), header=["u", "v"])
+    model = tmp_path / "tre.pt"
+    code = run(
+        "fit", str(data), "--model", "gaussian", "--waymarks", "2", "--epochs", "2",
+        "--is-samples", "500", "--no-progress", "-o", str(model),
+    )  # fmt: skip
+    assert code == 0
+    assert "2 waymarks" in capsys.readouterr().out
+    loaded = NCEDensity.load(model)
+    assert loaded.waymarks == 2 and loaded.waymark_alphas_.shape == (3,)
+    with pytest.raises(InputError, match="--waymarks must be >= 1, got 0"):
+        run("fit", str(data), "--waymarks", "0", "-o", str(tmp_path / "no.pt"))
+    assert not (tmp_path / "no.pt").exists()

@@ -2,7 +2,8 @@
 
 ``nce density fit [DATA] --model mlp|gaussian|ica --noise gaussian --noise-ratio 10 -o model.pt``
 fits :class:`nce.NCEDensity` to the numeric columns of a CSV (or .npy) file, or, without DATA, to
-a built-in 2-D data set (two moons). It prints the learned log Z next to an independent
+a built-in 2-D data set (two moons); ``--waymarks K`` fits it by telescoping ratio estimation
+across K bridges between the data and the noise. It prints the learned log Z next to an independent
 importance-sampling estimate (noise as proposal), writes the model atomically, and for 2-D data
 writes a PNG of the learned density beside the data.
 
@@ -75,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     fit.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
     fit.add_argument("--batch-size", type=int_at_most(10**7), default=256)
+    fit.add_argument(
+        "--waymarks",
+        type=int_at_most(1000),
+        default=None,
+        help="telescoping ratio estimation across K bridges between data and noise (default: "
+        "one ratio)",
+    )
     fit.add_argument("--columns", help="comma-separated column names to use (default: all)")
     fit.add_argument("--seed", type=int_at_most(SEED_MAX), default=0, help="random seed")
     fit.add_argument(
@@ -111,6 +119,8 @@ def _fit(args) -> int:
     plot = Path(args.plot) if args.plot else _plot_path(output)
     check_outputs({"-o": output, "--plot": plot}, {"DATA": args.data})
     refuse_below(("--epochs", args.epochs, 1), ("--is-samples", args.is_samples, 2))
+    if args.waymarks is not None:
+        refuse_below(("--waymarks", args.waymarks, 1))
     if args.data is None:
         X, columns, source = builtin_moons(), ["x0", "x1"], BUILTIN
     else:
@@ -139,6 +149,7 @@ def _fit(args) -> int:
             lr=args.lr,
             batch_size=args.batch_size,
             epochs=args.epochs,
+            waymarks=args.waymarks,
             progress=not args.no_progress,
             random_state=args.seed,
         )
@@ -155,6 +166,7 @@ def _fit(args) -> int:
     print(
         f"nce density fit: {X.shape[0]} rows x {X.shape[1]} columns from {source}; "
         f"model {args.model}, noise {args.noise}, nu = {args.noise_ratio:g}"
+        + ("" if args.waymarks is None else f", {args.waymarks} waymarks")
     )
     _print_summary(summary, estimator)
     print(f"  wrote {output}")

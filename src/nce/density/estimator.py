@@ -11,6 +11,7 @@ import inspect
 import math
 import time
 import warnings
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -30,6 +31,7 @@ from nce.density._training import FitPlan, adam_epochs, draw_noise, lbfgs_epochs
 from nce.density.errors import ConvergenceWarning
 from nce.density.partition import PartitionEstimate, estimate_log_partition
 from nce.density.persistence import load_estimator, save_estimator
+from nce.density.telescoping import check_waymark_options, fit_waymarks
 from nce.models import EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
 from nce.noise import Box, Gaussian, GaussianMixture, Noise, as_noise
 
@@ -118,6 +120,13 @@ class NCEDensity:
         weight_decay: Adam's decoupled weight decay on the parameters of a model's submodules
             (an MLP energy's network; not its Gaussian base nor ``log_z``); "auto": :math:`\min(1,
             100/N)` for :math:`N` training rows, stronger on less data.
+        waymarks: None (the default: one ratio, data against noise) or K: telescoping ratio
+            estimation across K bridges between the data and the noise, for data far from the
+            noise (:mod:`~nce.density.telescoping`; Rhodes, Xu & Gutmann 2020,
+            arXiv:2006.12204). The model is then the first of K waymark densities, fitted
+            jointly; the waymarks' samples are drawn once.
+        waymark_mixing: "linear" (the default: :math:`\sqrt{1 - \alpha_k^2}\,x + \alpha_k y`,
+            spaced for equal Gaussian divergence per bridge) or "dimensionwise".
         progress: Show a tqdm progress bar over epochs.
         random_state: None, an int or a :class:`torch.Generator`: seeds the split, the noise
             draws, the minibatches and the initialization of a model built from a name.
@@ -141,6 +150,8 @@ class NCEDensity:
         loss_curve_: The training objective after each epoch.
         validation_curve_: The held-out objective after each epoch (empty without validation).
         fit_time_: Seconds spent in ``fit``.
+        waymark_alphas_, waymark_models_: With ``waymarks``: the linear-mixing weights (K + 1,)
+            (None for dimension-wise mixing) and the K - 1 intermediate waymark models.
 
     Shape:
         - X: (N, D), a tensor or an array
@@ -185,6 +196,8 @@ class NCEDensity:
         init: str = "auto",
         standardize: bool = True,
         weight_decay: float | str = "auto",
+        waymarks: int | None = None,
+        waymark_mixing: str = "linear",
         progress: bool = True,
         random_state: int | torch.Generator | None = None,
     ):
@@ -236,6 +249,7 @@ class NCEDensity:
             raise TypeError(f"standardize must be a bool, got {type(standardize).__name__}")
         if weight_decay != "auto":
             check_in_range("weight_decay", weight_decay, 0.0, math.inf)
+        check_waymark_options(waymarks, waymark_mixing)
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
         check_random_state(random_state)
@@ -256,6 +270,8 @@ class NCEDensity:
         self.init = init
         self.standardize = standardize
         self.weight_decay = weight_decay
+        self.waymarks = waymarks
+        self.waymark_mixing = waymark_mixing
         self.progress = progress
         self.random_state = random_state
 
@@ -284,7 +300,8 @@ class NCEDensity:
         start = time.perf_counter()
         plan = self._prepare(X, context)
         try:
-            loss_curve, validation_curve, converged = self._run_epochs(plan)
+            run = self._run_epochs if self.waymarks is None else partial(fit_waymarks, self)
+            loss_curve, validation_curve, converged = run(plan)
             self._finish(plan, loss_curve, validation_curve, converged)
         finally:
             if plan.standardization is not None:
@@ -411,22 +428,27 @@ class NCEDensity:
 
     # ---- fit, step 2: the epochs
 
-    def _run_epochs(self, plan: FitPlan) -> tuple[list[float], list[float], bool]:
+    def _run_epochs(
+        self, plan: FitPlan, loop=None, held_out=None, model: torch.nn.Module | None = None
+    ) -> tuple[list[float], list[float], bool]:
         """Runs the training loop until convergence, early stopping, ``epochs`` or divergence;
         returns the curves and whether the fit converged. Stopped by ``patience``, the model
         ends with the best parameters seen on the held-out data (its start included); at
-        L-BFGS's optimum, with the optimum."""
+        L-BFGS's optimum, with the optimum. Another objective (:mod:`~nce.density.telescoping`)
+        passes its own ``loop`` of epochs, ``held_out`` loss and trained ``model``."""
         from tqdm.auto import tqdm
 
-        model = plan.model
+        model = plan.model if model is None else model
+        held_out = self._held_out_loss if held_out is None else held_out
         loss_curve: list[float] = []
         validation_curve: list[float] = []
         best, best_state, wait = math.inf, None, 0
         if plan.validation is not None:
-            best, best_state = self._held_out_loss(plan), copy.deepcopy(model.state_dict())
+            best, best_state = held_out(plan), copy.deepcopy(model.state_dict())
         converged, at_optimum, previous = False, False, math.inf
         lbfgs = self.optimizer_ == "lbfgs"
-        loop = lbfgs_epochs(plan) if lbfgs else adam_epochs(plan)
+        if loop is None:
+            loop = lbfgs_epochs(plan) if lbfgs else adam_epochs(plan)
         bar = tqdm(total=self.epochs, desc="NCE fit", disable=not self.progress, leave=False)
         try:
             for epoch in range(1, self.epochs + 1):
@@ -434,10 +456,13 @@ class NCEDensity:
                 loss_curve.append(loss)
                 watched = loss
                 if plan.validation is not None:
-                    watched = self._held_out_loss(plan)
+                    watched = held_out(plan)
                     validation_curve.append(watched)
                 bar.update(1)
-                postfix = {"loss": f"{loss:.4f}", "log_z": f"{float(model.log_z.detach()):.3f}"}
+                postfix = {
+                    "loss": f"{loss:.4f}",
+                    "log_z": f"{float(plan.model.log_z.detach()):.3f}",
+                }
                 if plan.validation is not None:
                     postfix["held-out"] = f"{watched:.4f}"
                 bar.set_postfix(postfix, refresh=False)
@@ -517,7 +542,7 @@ class NCEDensity:
         the fit's coordinates: ``fit`` maps the model back to the user's afterwards); warns when
         the fit did not converge."""
         model = plan.model
-        if not model.conditional:
+        if not model.conditional and self.waymarks is None:
             polish_noise = plan.fixed_noise
             if polish_noise is None:
                 polish_noise = draw_noise(plan.noise, self.noise_ratio_, plan.data, plan.generator)

@@ -75,7 +75,8 @@ def save_estimator(estimator: NCEDensity, path, *, metadata: dict | None = None)
             key: _plain(getattr(estimator, key), key)
             for key in (*_FITTED, "converged_", "optimizer_", "noise_ratio_", "batch_size_")
         }
-        | {"standardization_": _plain_pair(getattr(estimator, "standardization_", None))},
+        | {"standardization_": _plain_pair(getattr(estimator, "standardization_", None))}
+        | {"waymark_alphas_": _plain_alphas(getattr(estimator, "waymark_alphas_", None))},
         "metadata": _plain(dict(metadata or getattr(estimator, "metadata_", {}) or {}), "metadata"),
     }
     save_checkpoint(payload, path, kind="density")
@@ -118,6 +119,11 @@ def load_estimator(
     estimator.batch_size_ = fitted.get("batch_size_", params.get("batch_size", 256))
     pair = fitted.get("standardization_")
     estimator.standardization_ = None if pair is None else tuple(torch.tensor(v) for v in pair)
+    alphas = fitted.get("waymark_alphas_")
+    if estimator.waymarks is not None:  # the intermediate waymark models are not saved
+        estimator.waymark_alphas_ = (
+            None if alphas is None else torch.tensor(alphas, dtype=torch.float64)
+        )
     estimator.metadata_ = saved.get("metadata", {})
     return estimator
 
@@ -205,6 +211,10 @@ def _params(estimator: NCEDensity) -> dict:
 
 def _plain_pair(pair) -> list | None:
     return None if pair is None else [t.detach().cpu().tolist() for t in pair]
+
+
+def _plain_alphas(alphas) -> list | None:
+    return None if alphas is None else alphas.detach().cpu().tolist()
 
 
 def _plain(value, name: str):

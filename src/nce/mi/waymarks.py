@@ -26,15 +26,24 @@ computed from its canonical correlations :math:`\rho_i`: waymark k's canonical c
 and :math:`\alpha_k` solves :math:`I_G(\alpha_k) = (1 - k/K)\, I_G(0)`. For Gaussian data every
 bridge then carries the same information, :math:`I/K` nats, the equal difficulty the paper asks of
 its waymarks.
+
+The mixing and the equal-share spacing are the shared building blocks of :mod:`nce.waymarks`
+(re-exported here); this module adds what is particular to pairs: product samples, canonical
+correlations and their Gaussian information.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from nce._validation import check_int
+from nce.waymarks import (
+    WAYMARK_MIXING,
+    dimensionwise_waymarks,
+    equal_share_alphas,
+    linear_alphas,
+    linear_waymarks,
+)
 
 __all__ = [
     "WAYMARK_MIXING",
@@ -46,14 +55,6 @@ __all__ = [
     "linear_waymarks",
     "product_samples",
 ]
-
-WAYMARK_MIXING = ("linear", "dimensionwise")
-
-
-def linear_alphas(waymarks: int) -> torch.Tensor:
-    r""":math:`\alpha_k = k/K`, k = 0..K, float64, shape (K + 1,)."""
-    check_int("waymarks", waymarks, minimum=1)
-    return torch.arange(waymarks + 1, dtype=torch.float64) / waymarks
 
 
 def canonical_correlations(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -99,22 +100,7 @@ def equal_information_alphas(x: torch.Tensor, y: torch.Tensor, waymarks: int) ->
     """
     check_int("waymarks", waymarks, minimum=1)
     rho = canonical_correlations(x, y)
-    total = gaussian_information(rho, 0.0)
-    if total < 1e-9:
-        return linear_alphas(waymarks)
-    alphas = [0.0]
-    for k in range(1, waymarks):
-        target = total * (1 - k / waymarks)
-        low, high = alphas[-1], 1.0
-        for _ in range(60):  # bisection: I_G decreases in alpha
-            middle = 0.5 * (low + high)
-            if gaussian_information(rho, middle) > target:
-                low = middle
-            else:
-                high = middle
-        alphas.append(0.5 * (low + high))
-    alphas.append(1.0)
-    return torch.tensor(alphas, dtype=torch.float64)
+    return equal_share_alphas(lambda alpha: gaussian_information(rho, alpha), waymarks)
 
 
 def product_samples(
@@ -128,57 +114,3 @@ def product_samples(
     """
     n = x.shape[0]
     return x[torch.randperm(n, generator=generator)], y[torch.randperm(n, generator=generator)]
-
-
-def linear_waymarks(
-    joint: torch.Tensor, product: torch.Tensor, alphas: torch.Tensor
-) -> torch.Tensor:
-    r"""Linear mixing :math:`u_k = \sqrt{1 - \alpha_k^2}\, u_p + \alpha_k u_q` of paired joint and
-    product samples, for every k.
-
-    Args:
-        joint: samples :math:`u_p` of p(x, y), the columns of x then of y.
-        product: samples :math:`u_q` of p(x)p(y), in the same columns.
-        alphas: the mixing weights, :math:`\alpha_0 = 0` gives the joint, :math:`\alpha_K = 1` the
-            product.
-
-    Shape:
-        - joint, product: (N, D)
-        - alphas: (K + 1,)
-        - output: (K + 1, N, D)
-    """
-    alphas = alphas.to(joint.dtype)
-    keep = torch.sqrt((1 - alphas**2).clamp_min(0))
-    return keep[:, None, None] * joint + alphas[:, None, None] * product
-
-
-def dimensionwise_waymarks(
-    joint: torch.Tensor, product: torch.Tensor, waymarks: int, x_features: int
-) -> torch.Tensor:
-    r"""Dimension-wise mixing: waymark k takes the first :math:`\lceil k D_x/K \rceil` columns of x
-    and the first :math:`\lceil k D_y/K \rceil` columns of y from the product samples, the rest
-    from the joint samples.
-
-    Args:
-        joint: samples of p(x, y), the ``x_features`` columns of x then those of y.
-        product: samples of p(x)p(y), in the same columns.
-        waymarks: K, the number of bridges.
-        x_features: :math:`D_x`.
-
-    Shape:
-        - joint, product: (N, Dx + Dy)
-        - output: (K + 1, N, Dx + Dy)
-    """
-    check_int("waymarks", waymarks, minimum=1)
-    d = joint.shape[1]
-    y_features = d - x_features
-    columns = torch.arange(d)
-    out = []
-    for k in range(waymarks + 1):
-        from_x = math.ceil(k * x_features / waymarks)
-        from_y = math.ceil(k * y_features / waymarks)
-        from_product = (columns < from_x) | (
-            (columns >= x_features) & (columns < x_features + from_y)
-        )
-        out.append(torch.where(from_product, product, joint))
-    return torch.stack(out)
