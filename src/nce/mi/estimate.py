@@ -64,6 +64,7 @@ from nce.mi._validate import (
 from nce.mi.critics import CRITICS, SeparableCritic, build_critic
 from nce.mi.estimators import ESTIMATORS, get_estimator
 from nce.mi.evaluate import evaluate_critic
+from nce.mi.gaussian_critic import GaussianSeparableCritic
 from nce.mi.standardize import STANDARDIZE, standardize_columns
 from nce.mi.train import train_critic
 from nce.mi.tre import TRE_CRITICS, estimate_tre
@@ -268,7 +269,7 @@ def estimate_mi(
     """
     record = get_estimator(estimator)
     if critic is None:
-        critic = "quadratic" if record.telescoping else "separable"
+        critic = "quadratic" if record.telescoping else "gaussian-separable"
     if eval_every is None:
         eval_every = 10 if record.telescoping else 50
     if patience is None:
@@ -306,7 +307,10 @@ def estimate_mi(
     if embed_dim is None:
         embed_dim = max(32, 2 * max(xs.shape[1], ys.shape[1]))
 
-    is_separable = isinstance(critic, SeparableCritic) or critic == "separable"
+    is_separable = isinstance(critic, (SeparableCritic, GaussianSeparableCritic)) or critic in (
+        "separable",
+        "gaussian-separable",
+    )
     if batch_size is None:
         batch_size = 256 if is_separable else 128
     check_int("batch_size", batch_size, minimum=2)
@@ -324,6 +328,8 @@ def estimate_mi(
         model = build_critic(
             critic, xs.shape[1], ys.shape[1], hidden=hidden, layers=layers, embed_dim=embed_dim
         )
+        if critic == "gaussian-separable":
+            model.initialize(xt[train_idx], yt[train_idx])
         curve = train_critic(
             model,
             record,

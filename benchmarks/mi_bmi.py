@@ -1,0 +1,256 @@
+"""``nce.estimate_mi`` on the public benchmark-mi suite (Czyż et al., 2023, arXiv:2306.11078), next
+to the suite's own neural estimators (InfoNCE, NWJ, MINE, on JAX) and its KSG, on the same samples.
+
+The tasks, their samplers and their ground-truth mutual information come from the suite itself
+(``bmi.BENCHMARK_TASKS``): its 1 × 1 normal, the dense and sparse (2-pair) multinormals, the
+Student-t tasks, and the transformed ones (half-cube, spiral, normal-CDF, asinh), N = 5000 rows
+drawn with the suite's sampler (seed 0). Every estimator sees the same rows. The suite's neural
+estimators run with their own defaults (a 16-8 ReLU concatenated critic, batch 256, Adam at 0.1,
+half the rows held out) except the step budget, ``--bmi-steps`` (the suite's default is 10,000);
+KSG is the suite's ``KSGEnsembleFirstEstimator`` at its defaults (k = 5 and 10, averaged).
+
+Each measurement is stored in ``benchmarks/results/mi_bmi.json`` under (estimator, task, N, seed),
+so that the baselines, which do not depend on this library, are run once, and each setting of
+``estimate_mi`` tried for its defaults is one more set of rows. ``--settings`` names the settings
+to run (see ``SETTINGS``); ``--write`` renders the BENCHMARKS.md section from the stored rows.
+
+benchmark-mi is not a dependency of the library; it lives in a venv of its own::
+
+    python3 -m venv /work/venvs/bmi
+    /work/venvs/bmi/bin/pip install torch==2.13.0          # first: the CPU wheel
+    /work/venvs/bmi/bin/pip install -e . benchmark-mi
+    # benchmark-mi 0.1.3 needs the JAX stack of its time:
+    /work/venvs/bmi/bin/pip install jax==0.4.23 jaxlib==0.4.23 scipy==1.11.4 chex==0.1.85
+
+    OMP_NUM_THREADS=1 /work/venvs/bmi/bin/python benchmarks/mi_bmi.py --baselines   # ~1 CPU h
+    OMP_NUM_THREADS=1 /work/venvs/bmi/bin/python benchmarks/mi_bmi.py --settings defaults
+    /work/venvs/bmi/bin/python benchmarks/mi_bmi.py --write
+
+Every worker runs one thread (torch, XLA and BLAS): the machine is shared.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "mi_bmi.json"
+N_ROWS = 5000
+SEED = 0
+
+TASKS = (
+    "1v1-normal-0.75",
+    "normal_cdf-1v1-normal-0.75",
+    "half_cube-1v1-normal-0.75",
+    "student-identity-1-1-1",
+    "asinh-student-identity-1-1-1",
+    "multinormal-dense-2-2-0.5",
+    "multinormal-dense-3-3-0.5",
+    "multinormal-dense-5-5-0.5",
+    "multinormal-dense-25-25-0.5",
+    "multinormal-dense-50-50-0.5",
+    "multinormal-sparse-2-2-2-2.0",
+    "multinormal-sparse-3-3-2-2.0",
+    "multinormal-sparse-5-5-2-2.0",
+    "multinormal-sparse-25-25-2-2.0",
+    "student-identity-2-2-1",
+    "student-identity-2-2-2",
+    "student-identity-3-3-2",
+    "student-identity-3-3-3",
+    "student-identity-5-5-2",
+    "student-identity-5-5-3",
+    "normal_cdf-multinormal-sparse-3-3-2-2.0",
+    "normal_cdf-multinormal-sparse-5-5-2-2.0",
+    "normal_cdf-multinormal-sparse-25-25-2-2.0",
+    "half_cube-multinormal-sparse-3-3-2-2.0",
+    "half_cube-multinormal-sparse-5-5-2-2.0",
+    "half_cube-multinormal-sparse-25-25-2-2.0",
+    "spiral-multinormal-sparse-3-3-2-2.0",
+    "spiral-multinormal-sparse-5-5-2-2.0",
+    "spiral-multinormal-sparse-25-25-2-2.0",
+    "spiral-normal_cdf-multinormal-sparse-3-3-2-2.0",
+    "spiral-normal_cdf-multinormal-sparse-5-5-2-2.0",
+    "spiral-normal_cdf-multinormal-sparse-25-25-2-2.0",
+    "asinh-student-identity-2-2-1",
+    "asinh-student-identity-3-3-2",
+    "asinh-student-identity-5-5-2",
+)
+
+BASELINES = ("bmi-infonce", "bmi-nwj", "bmi-mine", "ksg")
+LABELS = {
+    "bmi-infonce": "benchmark-mi InfoNCE",
+    "bmi-nwj": "benchmark-mi NWJ",
+    "bmi-mine": "benchmark-mi MINE",
+    "ksg": "benchmark-mi KSG",
+}
+
+SETTINGS: dict[str, dict] = {
+    # the library's defaults as they stand at the measuring commit
+    "defaults": {},
+    # the default critic before the Gaussian start: a separable MLP alone
+    "separable": {"critic": "separable"},
+    "tre": {"estimator": "tre"},
+}
+"""Settings of ``estimate_mi`` tried for its defaults: name -> keyword arguments."""
+
+TARGET_MAE = 0.06
+
+PRIORITY = (
+    "1v1-normal-0.75",
+    "multinormal-dense-5-5-0.5",
+    "multinormal-sparse-5-5-2-2.0",
+    "student-identity-3-3-2",
+    "half_cube-multinormal-sparse-5-5-2-2.0",
+    "spiral-multinormal-sparse-5-5-2-2.0",
+    "asinh-student-identity-3-3-2",
+    "multinormal-dense-25-25-0.5",
+    "normal_cdf-multinormal-sparse-5-5-2-2.0",
+    "multinormal-sparse-25-25-2-2.0",
+    "spiral-multinormal-sparse-25-25-2-2.0",
+    "multinormal-dense-50-50-0.5",
+    "student-identity-5-5-2",
+)
+"""Tasks run first (one or two of each family), so that a run cut short still covers every
+family; the rest follow in the suite's order."""
+
+
+def key(estimator: str, task: str, n: int, seed: int) -> str:
+    return f"{estimator}|{task}|{n}|{seed}"
+
+
+def load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save(rows: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1, sort_keys=True))
+    tmp.replace(RESULTS)
+
+
+def sample(task_id: str, n: int, seed: int):
+    import bmi
+
+    task = bmi.BENCHMARK_TASKS[task_id]
+    x, y = task.sample(n, seed=seed)
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), task
+
+
+def run_one(job):
+    """One estimate: (key, row) with the value, truth, wall and CPU seconds."""
+    estimator, task_id, n, seed, bmi_steps = job
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    x, y, task = sample(task_id, n, seed)
+    wall, cpu = time.perf_counter(), time.process_time()
+    extra = {}
+    if estimator in BASELINES:
+        import bmi
+
+        common = dict(verbose=False, max_n_steps=bmi_steps, seed=seed)
+        if estimator == "ksg":
+            value = bmi.estimators.KSGEnsembleFirstEstimator().estimate(x, y)
+            extra["steps"] = 0
+        else:
+            cls = {
+                "bmi-infonce": bmi.estimators.InfoNCEEstimator,
+                "bmi-nwj": bmi.estimators.NWJEstimator,
+                "bmi-mine": bmi.estimators.MINEEstimator,
+            }[estimator]
+            value = cls(**common).estimate(x, y)
+            extra["steps"] = bmi_steps
+    else:
+        from nce.mi import estimate_mi
+
+        kwargs = SETTINGS[estimator]
+        est = estimate_mi(x, y, random_state=seed, progress=False, **kwargs)
+        value = est.value
+        extra.update(stderr=est.stderr, best_step=int(est.best_step), converged=est.converged)
+    row = dict(
+        value=float(value),
+        truth=float(task.mutual_information),
+        wall_s=time.perf_counter() - wall,
+        cpu_s=time.process_time() - cpu,
+        commit=os.environ.get("MI_BMI_COMMIT") or _report.commit(),
+        **extra,
+    )
+    return key(estimator, task_id, n, seed), row
+
+
+def run(estimators, workers: int, bmi_steps: int, force: bool) -> None:
+    rows = load()
+    jobs = [
+        (e, t, N_ROWS, SEED, bmi_steps)
+        for t in (*PRIORITY, *(t for t in TASKS if t not in PRIORITY))
+        for e in estimators
+        if force or key(e, t, N_ROWS, SEED) not in rows
+    ]
+    print(f"{len(jobs)} estimates to run", flush=True)
+    with mp.get_context("spawn").Pool(workers, maxtasksperchild=8) as pool:
+        for k, row in pool.imap_unordered(run_one, jobs):
+            rows = load()
+            rows[k] = row
+            save(rows)
+            print(k, f"{row['value']:.3f} (truth {row['truth']:.3f}) {row['cpu_s']:.0f} CPU s",
+                  flush=True)  # fmt: skip
+
+
+def mae(rows: dict, estimator: str) -> tuple[float, int]:
+    errors = [
+        abs(rows[k]["value"] - rows[k]["truth"])
+        for t in TASKS
+        if (k := key(estimator, t, N_ROWS, SEED)) in rows
+    ]
+    return (float(np.mean(errors)) if errors else math.nan), len(errors)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baselines", action="store_true", help="run benchmark-mi's estimators")
+    parser.add_argument("--settings", nargs="*", default=[], help=f"of {tuple(SETTINGS)}")
+    parser.add_argument("--bmi-steps", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--force", action="store_true", help="rerun stored rows")
+    parser.add_argument("--write", action="store_true", help="write the BENCHMARKS.md section")
+    opts = parser.parse_args()
+    estimators = (list(BASELINES) if opts.baselines else []) + list(opts.settings)
+    if estimators:
+        run(estimators, opts.workers, opts.bmi_steps, opts.force)
+    rows = load()
+    for e in (*BASELINES, *SETTINGS):
+        value, count = mae(rows, e)
+        print(f"{e:24s} MAE {value:.4f} over {count} tasks")
+    if opts.write:
+        write(rows)
+
+
+def write(rows: dict) -> None:
+    raise SystemExit("--write: the section is rendered once the settings are chosen")
+
+
+if __name__ == "__main__":
+    main()
