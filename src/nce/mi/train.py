@@ -103,6 +103,7 @@ def train_critic(
     bar = tqdm(
         range(1, max_steps + 1), desc=f"MI ({estimator.name})", disable=not progress, leave=False
     )
+
     def measure(step):
         nonlocal best, best_state, best_step, waited
         held_out = _held_out_bound(model, estimator, x_monitor, y_monitor, clip)
