@@ -64,9 +64,9 @@ from nce.mi._validate import (
 from nce.mi.critics import CRITICS, SeparableCritic, build_critic
 from nce.mi.estimators import ESTIMATORS, get_estimator
 from nce.mi.evaluate import evaluate_critic
-from nce.mi.gaussian_critic import GaussianSeparableCritic
+from nce.mi.gaussian_critic import GaussianSeparableCritic, choose_pairs
 from nce.mi.standardize import STANDARDIZE, standardize_columns
-from nce.mi.train import train_critic
+from nce.mi.train import held_out_bound, train_critic
 from nce.mi.tre import TRE_CRITICS, estimate_tre
 
 __all__ = ["ESTIMATORS", "STANDARDIZE", "MIEstimate", "estimate_mi"]
@@ -330,6 +330,11 @@ def estimate_mi(
         )
         if critic == "gaussian-separable":
             model.initialize(xt[train_idx], yt[train_idx])
+            choose_pairs(
+                model.gaussian,
+                lambda: held_out_bound(model, record, xt[monitor_idx], yt[monitor_idx], clip),
+                n_train,
+            )
         curve = train_critic(
             model,
             record,

@@ -12,10 +12,13 @@ correlations :math:`\rho_k` and canonical variates :math:`u = A(x - m_x)`, :math
 
 a sum over as many terms as there are dependent directions, each with two projections and one
 correlation. :class:`GaussianCritic` is that function with trainable :math:`A, B, \rho`, fitted by
-canonical correlation analysis (CCA) on the training rows, keeping only the pairs whose squared
-sample correlation exceeds what independent columns give (the upper edge of Wachter's law,
-:func:`noise_edge`): a plug-in fit of every pair would spend the held-out bound on noise
-directions, about :math:`D_x D_y / 2N` nats.
+canonical correlation analysis (CCA) on the training rows. How many pairs to keep is a choice
+between bias and variance: a plug-in fit of every pair spends the held-out bound on noise
+directions (about :math:`D_x D_y / 2N` nats when none is dependent), while a few strong pairs
+(a low-rank dependence) are best kept alone. :func:`choose_pairs` keeps the leading r pairs whose
+held-out bound on monitor rows is highest, r among 0, powers of two, the number of pairs above
+the noise edge of independent columns (the upper edge of Wachter's law, :func:`noise_edge`) and
+all of them.
 
 :class:`GaussianSeparableCritic` adds a :class:`~nce.mi.critics.SeparableCritic` that starts at
 zero and learns what the Gaussian part misses (heavy-tailed dependence, rotations): the sum
@@ -30,6 +33,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -37,7 +41,13 @@ from torch import nn
 from nce._validation import check_int
 from nce.mi.critics import SeparableCritic
 
-__all__ = ["GaussianCritic", "GaussianSeparableCritic", "canonical_pairs", "noise_edge"]
+__all__ = [
+    "GaussianCritic",
+    "GaussianSeparableCritic",
+    "canonical_pairs",
+    "choose_pairs",
+    "noise_edge",
+]
 
 
 def noise_edge(x_features: int, y_features: int, rows: int) -> float:
@@ -51,12 +61,13 @@ def noise_edge(x_features: int, y_features: int, rows: int) -> float:
 
 
 def canonical_pairs(x: torch.Tensor, y: torch.Tensor):
-    r"""CCA of paired rows, keeping the pairs above :func:`noise_edge`.
+    r"""CCA of paired rows: every canonical pair, strongest first.
 
     Returns:
-        ``(rho, A, B, mean_x, mean_y)``: the kept canonical correlations, shape (r,), in
-        [0, 1); the projections, shapes (r, Dx) and (r, Dy), with :math:`u = A(x - m_x)`,
-        :math:`v = B(y - m_y)` of unit sample variance; the column means. float64.
+        ``(rho, A, B, mean_x, mean_y)``: the canonical correlations, shape (r,), r =
+        min(Dx, Dy), decreasing, in [0, 1); the projections, shapes (r, Dx) and (r, Dy), with
+        :math:`u = A(x - m_x)`, :math:`v = B(y - m_y)` of unit sample variance; the column
+        means. float64.
 
     Shape:
         - x: (N, Dx), y: (N, Dy)
@@ -73,9 +84,31 @@ def canonical_pairs(x: torch.Tensor, y: torch.Tensor):
 
     wx, wy = inverse_root(xc), inverse_root(yc)
     left, rho, right = torch.linalg.svd(wx @ (xc.T @ yc / n) @ wy, full_matrices=False)
-    keep = rho.square() > noise_edge(x.shape[1], y.shape[1], n)
     rho = rho.clamp(0.0, 1.0 - 1e-6)
-    return rho[keep], (left.T @ wx)[keep], (right @ wy)[keep], mean_x, mean_y
+    return rho, left.T @ wx, right @ wy, mean_x, mean_y
+
+
+def choose_pairs(critic: GaussianCritic, bound: Callable[[], float], rows: int) -> int:
+    """Keep the leading r canonical pairs of a fitted ``critic`` for which ``bound()`` (the
+    held-out bound of the model that contains it, on monitor rows) is highest; r among 0, the
+    powers of two below the number of pairs, the number above :func:`noise_edge` for ``rows``
+    training rows, and all. Returns r.
+    """
+    full = {name: p.detach().clone() for name, p in critic.named_parameters()}
+    pairs = len(full["z"])
+    edge = noise_edge(critic.mean_x.numel(), critic.mean_y.numel(), rows)
+    above = int((torch.tanh(full["z"]).square() > edge).sum())
+    candidates = sorted(
+        {0, pairs, above, *(2**k for k in range(pairs.bit_length()) if 2**k < pairs)}
+    )
+    best, best_value = pairs, -math.inf
+    for r in candidates:
+        critic.keep(r, full)
+        value = bound()
+        if math.isfinite(value) and value > best_value:
+            best, best_value = r, value
+    critic.keep(best, full)
+    return best
 
 
 class GaussianCritic(nn.Module):
@@ -121,8 +154,8 @@ class GaussianCritic(nn.Module):
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, y: torch.Tensor) -> GaussianCritic:
-        """Fit the canonical pairs above the noise edge on paired rows (:func:`canonical_pairs`);
-        replaces the parameters, so call it before building an optimizer.
+        """Fit every canonical pair of paired rows (:func:`canonical_pairs`); replaces the
+        parameters, so call it (and :func:`choose_pairs`) before building an optimizer.
 
         Shape:
             - x: (N, Dx), y: (N, Dy)
@@ -135,6 +168,15 @@ class GaussianCritic(nn.Module):
         self.mean_x.copy_(mean_x)
         self.mean_y.copy_(mean_y)
         return self
+
+    @torch.no_grad()
+    def keep(self, pairs: int, parameters: dict[str, torch.Tensor] | None = None) -> None:
+        """Keep the first ``pairs`` canonical pairs (of ``parameters``, a copy of this critic's
+        named parameters, when given); replaces the parameters."""
+        source = parameters or {name: p.detach() for name, p in self.named_parameters()}
+        self.project_x = nn.Parameter(source["project_x"][:pairs].clone())
+        self.project_y = nn.Parameter(source["project_y"][:pairs].clone())
+        self.z = nn.Parameter(source["z"][:pairs].clone())
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         u = (x - self.mean_x) @ self.project_x.T

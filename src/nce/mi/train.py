@@ -106,7 +106,7 @@ def train_critic(
 
     def measure(step):
         nonlocal best, best_state, best_step, waited
-        held_out = _held_out_bound(model, estimator, x_monitor, y_monitor, clip)
+        held_out = held_out_bound(model, estimator, x_monitor, y_monitor, clip)
         steps.append(step)
         train_curve.append(math.nan if running is None else running)
         valid_curve.append(held_out)
@@ -158,8 +158,9 @@ def train_critic(
     )
 
 
-def _held_out_bound(model, estimator: Estimator, x, y, clip: float) -> float:
-    """The held-out bound of the current critic on (x, y), NaN when its scores overflow."""
+def held_out_bound(model, estimator: Estimator, x, y, clip: float) -> float:
+    """The held-out bound of the current critic on (x, y), NaN when its scores overflow; leaves
+    the critic in training mode."""
     model.eval()
     with torch.no_grad():
         scores = model(x, y)
