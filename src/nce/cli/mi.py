@@ -40,8 +40,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--critic",
         default=None,
-        choices=("separable", "concat", "quadratic"),
-        help="default: separable; for --estimator tre: quadratic (or concat)",
+        choices=("gaussian-separable", "separable", "concat", "quadratic"),
+        help="default: gaussian-separable; for --estimator tre: quadratic (or concat)",
     )
     parser.add_argument(
         "--waymarks",
@@ -301,8 +301,12 @@ def demo_section(out_dir: Path, progress: bool = True, quick: bool = False):
     for level in STAIRCASE_LEVELS:
         measures.append(
             Measure(
-                f"staircase_{level:g}", f"staircase, last steps at true {level:g}", last[level],
-                level, f"staircase_true_{level:g}", "true",
+                f"staircase_{level:g}",
+                f"staircase, last steps at true {level:g}",
+                last[level],
+                level,
+                f"staircase_true_{level:g}",
+                "true",
             )
         )
     measures.append(Measure("staircase_log_n", "staircase cap log N", log_n))

@@ -190,10 +190,15 @@ def estimate_mi(
       reaches tens of nats where the others cannot.
 
     Defaults need no tuning from 1-D to 50-D, Gaussian or heavy-tailed, 500 to 100 000 rows: rank
-    standardization, a separable MLP critic (2 × 256 ReLU, embeddings of max(32, 2 max(Dx, Dy))
-    dimensions), Adam at 3e-4, minibatches of 256 pairs (128 for the concatenated critic), the
-    held-out bound measured every 50 steps on up to 1024 rows and training stopped after 10
-    measurements without improvement.
+    standardization; a critic that starts at the Gaussian log-ratio of the data's canonical pairs
+    (fitted by CCA on the training rows, the leading pairs kept whose held-out bound is highest,
+    :mod:`nce.mi.gaussian_critic`) plus a separable MLP that starts at zero (2 × 256 ReLU,
+    embeddings of max(32, 2 max(Dx, Dy)) dimensions); Adam at 3e-4, minibatches of 256 pairs (128
+    for the concatenated critic), the held-out bound measured before the first step and every 50
+    steps on up to 1024 rows, and training stopped after 10 measurements without improvement.
+    The Gaussian start is exact after rank standardization for any monotone map of each column of
+    a multivariate normal, and keeps the estimate from falling short in many dimensions, where a
+    critic learned from scratch does (benchmark-mi suite, BENCHMARKS.md).
 
     Args:
         x: samples of X, one row per draw (a numpy array, tensor, DataFrame or nested list of
@@ -201,7 +206,8 @@ def estimate_mi(
         y: samples of Y, paired row by row with ``x``.
         estimator: "infonce" | "nwj" | "mine" | "smile" | "js" | "tre"
             (:mod:`nce.mi.estimators`); "info_nce" is accepted for "infonce".
-        critic: "separable" (the default) | "concat", or a module with
+        critic: "gaussian-separable" (the default, :class:`~nce.mi.GaussianSeparableCritic`) |
+            "separable" (the MLP alone) | "concat", or a module with
             ``forward(x, y) -> (N, M)`` scores taking standardized float32 inputs. For "tre":
             "quadratic" (the default, :class:`~nce.mi.tre.QuadraticHeads`, exact for Gaussian
             waymarks) | "concat" (:class:`~nce.mi.tre.MLPHeads`, one MLP on the pair with K
@@ -218,7 +224,7 @@ def estimate_mi(
         validation_fraction: share of rows held out for early stopping and the reported estimate
             (formerly ``valid_fraction``, still accepted with a DeprecationWarning).
         eval_batch_size: rows per evaluation block, M (default: all held-out rows up to 4096 for
-            the separable critic, 512 for the others); the held-out rows are cut into
+            the separable critics, 512 for the others); the held-out rows are cut into
             near-equal blocks of at most M rows and at least 2. ``log_n_cap = log M``.
         eval_every: steps between held-out measurements (default 50; for "tre", 10 L-BFGS
             iterations).
