@@ -476,6 +476,7 @@ def tre_peers(workers):
         for mi in TRE_TARGETS
         for estimator in ("infonce", "nwj", "mine")
     ]
+    commit = _report.commit()  # the code the workers import, before any later edit
     start = time.perf_counter()
     cpu_start = time.process_time()
     with mp.get_context("spawn").Pool(workers, initializer=init_worker) as pool:
@@ -494,7 +495,7 @@ def tre_peers(workers):
         )
     body = f"""### Mutual information: the bounds beside TRE at 10, 20 and 40 nats
 
-Command: `python benchmarks/mi.py --tre-peers` — commit `{_report.commit()}` —
+Command: `python benchmarks/mi.py --tre-peers` — commit `{commit}` —
 {_report.machine()}; {workers} worker process(es) with one thread, {total / 60:.0f} min in all
 on a shared 2-core machine under a load average of 10–20 (CPU and wall seconds per estimate
 below; this process: {time.process_time() - cpu_start:.0f} CPU s).
