@@ -127,12 +127,12 @@ def test_gaussian_separable_critic_starts_at_its_gaussian_part_and_trains_both()
 
 
 def test_default_estimate_in_20_dimensions_is_right_from_the_gaussian_start():
-    # 20 + 20-D, I = 2 on 5000 rows: a trained separable MLP alone falls ~0.16 nats short here;
-    # the Gaussian start is measured before the first step
+    # 20 + 20-D, I = 2 on 5000 rows, 50 training steps: the Gaussian start, measured before the
+    # first step, is what puts the estimate near the truth (held-out se about 0.05)
     x, y = gaussian_pairs(5000, 20, 2.0, 4)
     est = estimate_mi(x.numpy(), y.numpy(), max_steps=50, random_state=0, progress=False)
-    assert est.steps[0] == 0
-    assert abs(est.value - 2.0) < 0.1
+    assert est.steps[0] == 0 and est.best_step == 0
+    assert abs(est.value - 2.0) < 0.15
 
 
 def test_heavy_tailed_dependence_without_correlation_is_learned_by_the_residual():

@@ -236,6 +236,11 @@ class GaussianSeparableCritic(nn.Module):
             last.bias.zero_()
             self.residual.h.skip.weight.zero_()
 
+    @property
+    def embed_dim(self) -> int:
+        """The residual's embedding dimension."""
+        return self.residual.embed_dim
+
     def initialize(self, x: torch.Tensor, y: torch.Tensor) -> GaussianSeparableCritic:
         """Fit the Gaussian part on paired training rows (:meth:`GaussianCritic.initialize`).
 
