@@ -358,15 +358,23 @@ def write(rows: dict) -> None:
         for e in (*SETTINGS, *EARLIER)
         if mae(rows, e)[1]
     )
-    commits = sorted({rows[k]["commit"] for k in rows})
+    library = (*SETTINGS, *EARLIER)
+    commits = sorted({r["commit"] for k, r in rows.items() if k.split("|")[0] in library})
+    with_defaults = [t for t in TASKS if key("defaults", t, N_ROWS, SEED) in rows]
+
+    def paired(e):
+        tasks = [t for t in with_defaults if key(e, t, N_ROWS, SEED) in rows]
+        return f"{mae_over(e, tasks):.3f} ({len(tasks)})" if tasks else "—"
+
+    mae_paired = " | ".join(paired(e) for e in shown)
     body = f"""### Mutual information: the benchmark-mi suite
 
 Command: `python benchmarks/mi_bmi.py --baselines --settings defaults separable tre cross-fit`
 then `--write` (in the benchmark-mi venv, see the script's docstring) — commit `{_report.commit()}`,
-rows measured at {", ".join(f"`{c}`" for c in commits)} (each row keeps its commit in
-`benchmarks/results/mi_bmi.json`) — {_report.machine()}; one worker thread per process on a
-shared 2-core machine with a load average of 10–20 (other jobs), so wall times are several times
-CPU times.
+the library's rows measured at {", ".join(f"`{c}`" for c in commits)} (each row keeps its commit
+in `benchmarks/results/mi_bmi.json`; the suite's own estimators do not use the library) —
+{_report.machine()}; one worker thread per process on a shared 2-core machine with a load average
+of 10–25 (other jobs), so wall times are about ten times CPU times.
 
 The suite's own tasks, samplers and ground truths (`bmi.BENCHMARK_TASKS`, benchmark-mi 0.1.3):
 N = {N_ROWS} rows, seed {SEED}, the same rows for every estimator. benchmark-mi's InfoNCE, NWJ and
@@ -383,6 +391,7 @@ the time.
 |---|---:|{"---:|" * len(shown)}
 {chr(10).join(lines)}
 | **MAE** (tasks run) | | {mae_all} |
+| **MAE** on the tasks `nce defaults` ran (count) | | {mae_paired} |
 | **MAE**, the {len(common)} tasks every column ran | | {mae_common} |
 | CPU / wall s per estimate | | {times} |
 
