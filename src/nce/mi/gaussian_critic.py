@@ -201,9 +201,8 @@ class GaussianSeparableCritic(nn.Module):
     Args:
         x_features: Dx.
         y_features: Dy.
-        hidden: width of the residual's hidden layers.
-        layers: number of hidden layers of each residual encoder.
-        embed_dim: the residual's embedding dimension.
+        **residual: ``hidden``, ``layers`` and ``embed_dim`` of the residual
+            :class:`~nce.mi.critics.SeparableCritic`.
 
     Shape:
         - x: (N, Dx), y: (M, Dy)
@@ -216,20 +215,10 @@ class GaussianSeparableCritic(nn.Module):
         0.0
     """
 
-    def __init__(
-        self,
-        x_features: int,
-        y_features: int,
-        *,
-        hidden: int = 256,
-        layers: int = 2,
-        embed_dim: int = 32,
-    ):
+    def __init__(self, x_features: int, y_features: int, **residual):
         super().__init__()
         self.gaussian = GaussianCritic(x_features, y_features)
-        self.residual = SeparableCritic(
-            x_features, y_features, hidden=hidden, layers=layers, embed_dim=embed_dim
-        )
+        self.residual = SeparableCritic(x_features, y_features, **residual)
         with torch.no_grad():
             last = self.residual.h.net[-1]
             last.weight.zero_()
