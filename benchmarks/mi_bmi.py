@@ -46,6 +46,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import sys  # noqa: E402
+import textwrap  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -306,6 +307,29 @@ EARLIER = ("edge",)
 """Settings measured at an earlier commit and kept in the results, not runnable from this one."""
 
 
+def family(task: str) -> str:
+    """The family of a task: "spiral", "Student-t" (incl. asinh), or "Gaussian copula" (normal,
+    multinormal and their monotone per-column transforms: half-cube, normal-CDF)."""
+    if task.startswith("spiral"):
+        return "spiral"
+    return "Student-t" if "student" in task else "Gaussian copula"
+
+
+def families(rows: dict, shown, names) -> str:
+    """A sentence per family: each column's MAE over the family's tasks it ran."""
+    text = ["**By family** (MAE over the tasks each column ran, count in brackets):"]
+    for name in ("Gaussian copula", "Student-t", "spiral"):
+        parts = []
+        for e in shown:
+            found = [rows[k] for t in TASKS if family(t) == name
+                     and (k := key(e, t, N_ROWS, SEED)) in rows]  # fmt: skip
+            if found:
+                error = np.mean([abs(r["value"] - r["truth"]) for r in found])
+                parts.append(f"{names[e]} {error:.3f} ({len(found)})")
+        text.append(f"{name}: {', '.join(parts)}.")
+    return " ".join(text)
+
+
 def cell(rows, estimator, task):
     row = rows.get(key(estimator, task, N_ROWS, SEED))
     return "—" if row is None else f"{row['value']:.3f}"
@@ -367,6 +391,7 @@ def write(rows: dict) -> None:
         return f"{mae_over(e, tasks):.3f} ({len(tasks)})" if tasks else "—"
 
     mae_paired = " | ".join(paired(e) for e in shown)
+    reading = textwrap.fill(families(rows, shown, names), width=100)
     body = f"""### Mutual information: the benchmark-mi suite
 
 Command: `python benchmarks/mi_bmi.py --baselines --settings defaults separable tre cross-fit`
@@ -394,6 +419,8 @@ the time.
 | **MAE** on the tasks `nce defaults` ran (count) | | {mae_paired} |
 | **MAE**, the {len(common)} tasks every column ran | | {mae_common} |
 | CPU / wall s per estimate | | {times} |
+
+{reading}
 
 Settings of `estimate_mi` tried for its defaults (MAE over the tasks each ran; the target needs
 all {len(TASKS)}):
