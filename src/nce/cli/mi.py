@@ -301,12 +301,8 @@ def demo_section(out_dir: Path, progress: bool = True, quick: bool = False):
     for level in STAIRCASE_LEVELS:
         measures.append(
             Measure(
-                f"staircase_{level:g}",
-                f"staircase, last steps at true {level:g}",
-                last[level],
-                level,
-                f"staircase_true_{level:g}",
-                "true",
+                f"staircase_{level:g}", f"staircase, last steps at true {level:g}", last[level],
+                level, f"staircase_true_{level:g}", "true",
             )
         )
     measures.append(Measure("staircase_log_n", "staircase cap log N", log_n))
