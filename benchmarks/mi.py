@@ -489,8 +489,8 @@ def tre_peers(workers):
     for name, estimator, n, _seed, value, stderr, cap, capped, seconds, cpu, best in rows:
         truth = true_mi(name, None)
         lines.append(
-            f"| {truth:g} | {n:,} | {LABELS[estimator]} | {value:.2f} ± {stderr:.2f} | "
-            f"{100 * (value - truth) / truth:+.0f} % | {cap:.2f} | {capped} | {best} | "
+            f"| {truth:g} | {n:,} | {LABELS[estimator]} | {value:.4g} ± {stderr:.2g} | "
+            f"{100 * (value - truth) / truth:+.3g} % | {cap:.2f} | {capped} | {best} | "
             f"{cpu:.0f} / {seconds:.0f} s |"
         )
     body = f"""### Mutual information: the bounds beside TRE at 10, 20 and 40 nats
