@@ -5,8 +5,8 @@ Each step draws B training pairs without replacement (a fresh permutation per pa
 B² combinations and takes one AdamW step up the objective; a minibatch whose scores or objective
 overflow is skipped. Every ``eval_every`` steps the held-out bound of the current critic is
 measured on a fixed monitor set (and once before the first step); the critic with the best
-measurement is kept, and training stops
-after ``patience`` measurements without improvement, or when ``max_steps`` run out.
+measurement is kept, and training stops after ``patience`` measurements without improvement, or
+when ``max_steps`` run out.
 """
 
 from __future__ import annotations
