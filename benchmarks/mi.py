@@ -16,6 +16,7 @@
 
     python benchmarks/mi.py           # about 25 min on 2 cores; writes BENCHMARKS.md and the PNGs
     python benchmarks/mi.py --tre     # part 4 only (about 10 min): its own section and PNG
+    python benchmarks/mi.py --tre-peers   # InfoNCE, NWJ, MINE at part 4's targets (I = 10-40)
     python benchmarks/mi.py --quick   # a smoke run, prints only
 
 Every worker runs one intra-op thread: the networks are small, and on a shared 2-core machine
@@ -466,6 +467,67 @@ right:
     print("wrote BENCHMARKS.md section 'mi-tre' and", png)
 
 
+def tre_peers(workers):
+    """The bounds of ``estimate_mi`` (InfoNCE, NWJ, MINE at their defaults) on the rows of part
+    4's targets (20 + 20-D Gaussians, I = 10, 20, 40, N = TRE_ROWS, seed 0), the numbers TRE is
+    compared with; writes the BENCHMARKS.md section 'mi-tre-peers'."""
+    jobs = [
+        (f"gauss:{STAIR_DIM}:{mi:g}", estimator, TRE_ROWS, 0)
+        for mi in TRE_TARGETS
+        for estimator in ("infonce", "nwj", "mine")
+    ]
+    commit = _report.commit()  # the code the workers import, before any later edit
+    start = time.perf_counter()
+    cpu_start = time.process_time()
+    with mp.get_context("spawn").Pool(workers, initializer=init_worker) as pool:
+        rows = []
+        for row in pool.imap(table_run_cpu, jobs):
+            print(row, flush=True)
+            rows.append(row)
+    total = time.perf_counter() - start
+    lines = []
+    for name, estimator, n, _seed, value, stderr, cap, capped, seconds, cpu, best in rows:
+        truth = true_mi(name, None)
+        lines.append(
+            f"| {truth:g} | {n:,} | {LABELS[estimator]} | {value:.4g} ± {stderr:.2g} | "
+            f"{100 * (value - truth) / truth:+.3g} % | {cap:.2f} | {capped} | {best} | "
+            f"{cpu:.0f} / {seconds:.0f} s |"
+        )
+    body = f"""### Mutual information: the bounds beside TRE at 10, 20 and 40 nats
+
+Command: `python benchmarks/mi.py --tre-peers` — commit `{commit}` —
+{_report.machine()}; {workers} worker process(es) with one thread, {total / 60:.0f} min in all
+on a shared 2-core machine under a load average of 10–20 (CPU and wall seconds per estimate
+below; this process: {time.process_time() - cpu_start:.0f} CPU s).
+
+`estimate_mi(x, y, estimator=...)` at its defaults (the Gaussian-start critic) on the rows of the
+TRE table above (20 + 20-D correlated Gaussians, N = {TRE_ROWS:,}, seed 0). The critic starts at
+the Gaussian log-ratio of the data's canonical pairs, close to the true one here, so what limits
+each bound is the bound itself: InfoNCE cannot pass log M (M the held-out block, "log M"), and
+NWJ and DV/MINE average e^f over product pairs, whose variance grows like e^I. "kept" is the
+training step of the critic early stopping kept (0: the Gaussian start).
+
+| true MI | N | estimator | estimate ± se | error | log M | capped | kept | CPU / wall |
+|---:|---:|---|---:|---:|---:|---|---:|---:|
+{chr(10).join(lines)}
+"""
+    _report.write_section("mi-tre-peers", body)
+    print("wrote BENCHMARKS.md section 'mi-tre-peers'")
+
+
+def table_run_cpu(args):
+    """``estimate_mi`` on one task: the row of :func:`table_run` with CPU seconds and the kept
+    step."""
+    name, estimator, n, seed = args
+    x, y = make_task(name, n, seed, None)
+    start, cpu = time.perf_counter(), time.process_time()
+    est = estimate_mi(x, y, estimator=estimator, random_state=seed, progress=False)
+    return (
+        name, estimator, n, seed, est.value, est.stderr, est.log_n_cap, est.capped,
+        time.perf_counter() - start, time.process_time() - cpu, est.best_step,
+    )  # fmt: skip
+
+
 # Report ----------------------------------------------------------------------------------------
 
 
@@ -557,8 +619,14 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a smoke run; prints only")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tre", action="store_true", help="part 4 (TRE) only")
+    parser.add_argument(
+        "--tre-peers", action="store_true", help="the bounds at part 4's targets only"
+    )
     opts = parser.parse_args()
     quick = opts.quick
+    if opts.tre_peers:
+        tre_peers(opts.workers)
+        return
     if opts.tre:
         tre_section(opts.workers, quick=quick)
         return

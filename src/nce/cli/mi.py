@@ -40,8 +40,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--critic",
         default=None,
-        choices=("separable", "concat", "quadratic"),
-        help="default: separable; for --estimator tre: quadratic (or concat)",
+        choices=("gaussian-separable", "separable", "concat", "quadratic"),
+        help="default: gaussian-separable; for --estimator tre: quadratic (or concat)",
     )
     parser.add_argument(
         "--waymarks",

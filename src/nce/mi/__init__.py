@@ -16,11 +16,13 @@ function                  value                                               li
 :func:`js_bound`          NWJ at f + 1, Jensen–Shannon gradient               variance ~ e^I
 ========================  ==================================================  ===============
 
-:func:`estimate_mi` trains a critic (:class:`SeparableCritic`, :class:`ConcatCritic`) on part of
-the data and reports the bound on the rest as an :class:`MIEstimate`, with ``log_n_cap`` and a
-``capped`` flag where the batch size, not the data, limits the answer. Its pieces, one module
-each: :mod:`~nce.mi.estimators` (the table of estimators), :mod:`~nce.mi.standardize`,
-:mod:`~nce.mi.train`, :mod:`~nce.mi.evaluate` and :mod:`~nce.mi.influence` (standard errors).
+:func:`estimate_mi` trains a critic (:class:`GaussianSeparableCritic`, the default, which starts
+at the Gaussian log-ratio of the data's canonical pairs; :class:`SeparableCritic`,
+:class:`ConcatCritic`) on part of the data and reports the bound on the rest as an
+:class:`MIEstimate`, with ``log_n_cap`` and a ``capped`` flag where the batch size, not the data,
+limits the answer. Its pieces, one module each: :mod:`~nce.mi.estimators` (the table of
+estimators), :mod:`~nce.mi.standardize`, :mod:`~nce.mi.gaussian_critic`, :mod:`~nce.mi.train`,
+:mod:`~nce.mi.evaluate` and :mod:`~nce.mi.influence` (standard errors).
 
 ``estimate_mi(x, y, estimator="tre", waymarks=K)`` is not a bound: telescoping ratio estimation
 (:mod:`~nce.mi.tre`, :mod:`~nce.mi.waymarks`) sums the log-ratios of K bridge classifiers between
@@ -37,6 +39,7 @@ from nce.mi.dv import dv_bound, mine_bound
 from nce.mi.estimate import MIEstimate, estimate_mi
 from nce.mi.estimators import ALIASES, ESTIMATORS
 from nce.mi.evaluate import influence_values
+from nce.mi.gaussian_critic import GaussianCritic, GaussianSeparableCritic
 from nce.mi.infonce import info_nce_bound, infonce_bound
 from nce.mi.js import js_bound, js_objective
 from nce.mi.nwj import nwj_bound
@@ -52,6 +55,8 @@ __all__ = [
     "STANDARDIZE",
     "WAYMARK_MIXING",
     "ConcatCritic",
+    "GaussianCritic",
+    "GaussianSeparableCritic",
     "MIEstimate",
     "MLPHeads",
     "QuadraticHeads",

@@ -10,6 +10,9 @@ for InfoNCE), so a critic must be able to represent it.
   evaluations for N² scores, the critic of contrastive learning. Poole et al. (2019) find it as
   accurate as the concatenated critic on their benchmarks.
 * Concatenated: :math:`f(x, y) = \mathrm{MLP}([x, y])` — any function, at N² network evaluations.
+* Gaussian + separable (the default of :func:`~nce.mi.estimate_mi`,
+  :mod:`nce.mi.gaussian_critic`): the closed-form log-ratio of the data's canonical pairs, fitted
+  by CCA, plus a separable critic that starts at zero and learns the rest.
 
 Any ``torch.nn.Module`` with ``forward(x, y) -> (N, M)`` can take their place.
 """
@@ -21,7 +24,7 @@ from torch import nn
 
 from nce._validation import check_int
 
-CRITICS = ("separable", "concat")
+CRITICS = ("gaussian-separable", "separable", "concat")
 
 
 class MLP(nn.Module):
@@ -145,10 +148,17 @@ def build_critic(
     critic: str | nn.Module, x_features: int, y_features: int, *, hidden: int, layers: int,
     embed_dim: int,
 ) -> nn.Module:  # fmt: skip
-    """The critic named by ``critic`` ("separable" | "concat") for inputs of ``x_features`` and
-    ``y_features`` columns, or ``critic`` itself when it is a module."""
+    """The critic named by ``critic`` ("gaussian-separable" | "separable" | "concat") for inputs
+    of ``x_features`` and ``y_features`` columns, or ``critic`` itself when it is a module (a
+    "gaussian-separable" critic still needs its Gaussian part fitted, ``.initialize(x, y)``)."""
     if isinstance(critic, nn.Module):
         return critic
+    if critic == "gaussian-separable":
+        from nce.mi.gaussian_critic import GaussianSeparableCritic
+
+        return GaussianSeparableCritic(
+            x_features, y_features, hidden=hidden, layers=layers, embed_dim=embed_dim
+        )
     if critic == "separable":
         return SeparableCritic(
             x_features, y_features, hidden=hidden, layers=layers, embed_dim=embed_dim

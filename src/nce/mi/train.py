@@ -4,8 +4,9 @@ held-out bound.
 Each step draws B training pairs without replacement (a fresh permutation per pass), scores all
 B² combinations and takes one AdamW step up the objective; a minibatch whose scores or objective
 overflow is skipped. Every ``eval_every`` steps the held-out bound of the current critic is
-measured on a fixed monitor set; the critic with the best measurement is kept, and training stops
-after ``patience`` measurements without improvement, or when ``max_steps`` run out.
+measured on a fixed monitor set (and once before the first step); the critic with the best
+measurement is kept, and training stops after ``patience`` measurements without improvement, or
+when ``max_steps`` run out.
 """
 
 from __future__ import annotations
@@ -102,6 +103,22 @@ def train_critic(
     bar = tqdm(
         range(1, max_steps + 1), desc=f"MI ({estimator.name})", disable=not progress, leave=False
     )
+
+    def measure(step):
+        nonlocal best, best_state, best_step, waited
+        held_out = held_out_bound(model, estimator, x_monitor, y_monitor, clip)
+        steps.append(step)
+        train_curve.append(math.nan if running is None else running)
+        valid_curve.append(held_out)
+        if math.isfinite(held_out) and held_out > best:
+            best, best_step, waited = held_out, step, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+        bar.set_postfix(held_out=f"{held_out:.3f}", best=f"{best:.3f}", refresh=False)
+
+    measure(0)  # a critic that starts at a fitted log-ratio may already be the best
+    waited = 0
     model.train()
     for step in bar:
         if cursor + batch_size > n:
@@ -121,16 +138,7 @@ def train_critic(
                 running = value if running is None else 0.95 * running + 0.05 * value
         if step % eval_every and step != max_steps:
             continue
-        held_out = _held_out_bound(model, estimator, x_monitor, y_monitor, clip)
-        steps.append(step)
-        train_curve.append(math.nan if running is None else running)
-        valid_curve.append(held_out)
-        if math.isfinite(held_out) and held_out > best:
-            best, best_step, waited = held_out, step, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            waited += 1
-        bar.set_postfix(held_out=f"{held_out:.3f}", best=f"{best:.3f}", refresh=False)
+        measure(step)
         if waited >= patience:
             break
     bar.close()
@@ -150,8 +158,9 @@ def train_critic(
     )
 
 
-def _held_out_bound(model, estimator: Estimator, x, y, clip: float) -> float:
-    """The held-out bound of the current critic on (x, y), NaN when its scores overflow."""
+def held_out_bound(model, estimator: Estimator, x, y, clip: float) -> float:
+    """The held-out bound of the current critic on (x, y), NaN when its scores overflow; leaves
+    the critic in training mode."""
     model.eval()
     with torch.no_grad():
         scores = model(x, y)
