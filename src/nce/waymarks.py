@@ -43,7 +43,14 @@ WAYMARK_MIXING = ("linear", "dimensionwise")
 
 
 def linear_alphas(waymarks: int) -> torch.Tensor:
-    r""":math:`\alpha_k = k/K`, k = 0..K, float64, shape (K + 1,)."""
+    r"""Evenly spaced mixing weights :math:`\alpha_k = k/K`, k = 0..K.
+
+    Shape:
+        - output: (K + 1,), float64
+
+    Reference:
+        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020, arXiv:2006.12204.
+    """
     check_int("waymarks", waymarks, minimum=1)
     return torch.arange(waymarks + 1, dtype=torch.float64) / waymarks
 
@@ -61,6 +68,12 @@ def equal_share_alphas(divergence: Callable[[float], float], waymarks: int) -> t
 
     Returns:
         float64 tensor of shape (K + 1,), :math:`\alpha_0 = 0`, :math:`\alpha_K = 1`, increasing.
+
+    Shape:
+        - output: (K + 1,), float64
+
+    Reference:
+        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020, arXiv:2006.12204.
 
     Example:
         >>> equal_share_alphas(lambda a: 1 - a, 4)
@@ -102,6 +115,10 @@ def linear_waymarks(
         - joint, product: (N, D)
         - alphas: (K + 1,)
         - output: (K + 1, N, D)
+
+    Reference:
+        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020, arXiv:2006.12204
+        (Eq. 6).
     """
     alphas = alphas.to(joint.dtype)
     keep = torch.sqrt((1 - alphas**2).clamp_min(0))
@@ -126,6 +143,9 @@ def dimensionwise_waymarks(
     Shape:
         - joint, product: (N, Dx + Dy)
         - output: (K + 1, N, Dx + Dy)
+
+    Reference:
+        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020, arXiv:2006.12204.
     """
     check_int("waymarks", waymarks, minimum=1)
     d = joint.shape[1]

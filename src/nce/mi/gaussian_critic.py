@@ -128,6 +128,10 @@ class GaussianCritic(nn.Module):
         - x: (N, Dx), y: (M, Dy)
         - output: (N, M)
 
+    References:
+        Hotelling (1936), "Relations between two sets of variates"; Poole et al. (2019),
+        arXiv:1905.06922 (critics of mutual-information bounds).
+
     Example:
         >>> import torch
         >>> x = torch.randn(2000, 1)
@@ -179,6 +183,12 @@ class GaussianCritic(nn.Module):
         self.z = nn.Parameter(source["z"][:pairs].clone())
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r"""Scores of every pair (x_i, y_j): :math:`s_{ij}` of the class docstring.
+
+        Shape:
+            - x: (N, Dx), y: (M, Dy)
+            - output: (N, M)
+        """
         u = (x - self.mean_x) @ self.project_x.T
         v = (y - self.mean_y) @ self.project_y.T
         rho = self.rho
@@ -196,7 +206,8 @@ class GaussianCritic(nn.Module):
 class GaussianSeparableCritic(nn.Module):
     r""":class:`GaussianCritic` plus a :class:`~nce.mi.critics.SeparableCritic` residual that
     starts at zero (its y encoder's output layer and skip path are zeroed), so the sum starts at
-    the Gaussian log-ratio fitted by :meth:`initialize`.
+    the Gaussian log-ratio fitted by :meth:`initialize`:
+    :math:`s_{ij} = s^{\text{Gauss}}_{ij} + g(x_i)^\top h(y_j)`.
 
     Args:
         x_features: Dx.
@@ -207,6 +218,10 @@ class GaussianSeparableCritic(nn.Module):
     Shape:
         - x: (N, Dx), y: (M, Dy)
         - output: (N, M)
+
+    References:
+        Poole et al. (2019), arXiv:1905.06922 (separable critics); Hotelling (1936) (the
+        canonical pairs of the Gaussian part).
 
     Example:
         >>> import torch
@@ -240,4 +255,10 @@ class GaussianSeparableCritic(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Scores of every pair: the Gaussian part plus the residual.
+
+        Shape:
+            - x: (N, Dx), y: (M, Dy)
+            - output: (N, M)
+        """
         return self.gaussian(x, y) + self.residual(x, y)
