@@ -49,7 +49,8 @@ def linear_alphas(waymarks: int) -> torch.Tensor:
         - output: (K + 1,), float64
 
     Reference:
-        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020, arXiv:2006.12204.
+        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020,
+        arXiv:2006.12204.
     """
     check_int("waymarks", waymarks, minimum=1)
     return torch.arange(waymarks + 1, dtype=torch.float64) / waymarks
@@ -73,7 +74,8 @@ def equal_share_alphas(divergence: Callable[[float], float], waymarks: int) -> t
         - output: (K + 1,), float64
 
     Reference:
-        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020, arXiv:2006.12204.
+        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020,
+        arXiv:2006.12204.
 
     Example:
         >>> equal_share_alphas(lambda a: 1 - a, 4)
@@ -145,7 +147,8 @@ def dimensionwise_waymarks(
         - output: (K + 1, N, Dx + Dy)
 
     Reference:
-        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020, arXiv:2006.12204.
+        Rhodes, Xu & Gutmann, *Telescoping Density-Ratio Estimation*, NeurIPS 2020,
+        arXiv:2006.12204.
     """
     check_int("waymarks", waymarks, minimum=1)
     d = joint.shape[1]
