@@ -7,7 +7,8 @@ buffers, an O(V·D) pass that costs more than the sampled forward and backward t
 :class:`LazyAdam` takes the model's parameters as they come:
 
 * a dense gradient gets the Adam update of :class:`torch.optim.Adam` (Kingma & Ba 2015,
-  arXiv:1412.6980), computed by the same code:
+  arXiv:1412.6980), computed by the same code (its fused kernel, ``fused=True``, one pass over
+  the weights and moments):
 
   .. math:: m \leftarrow \beta_1 m + (1-\beta_1) g,\quad v \leftarrow \beta_2 v + (1-\beta_2) g^2,
             \quad \theta \leftarrow \theta - \frac{\eta}{1-\beta_1^t}
@@ -98,7 +99,7 @@ class LazyAdam(torch.optim.Optimizer):
                 if grad.is_sparse:
                     grad = grad.coalesce()
                     rows, grad = grad.indices()[0], grad.values()
-                    param, m, v = p[rows], m[rows], v[rows]
+                    param, m, v = (t.index_select(0, rows) for t in (p, m, v))
                     whole = (p, state["exp_avg"], state["exp_avg_sq"])
                     scatters.append((rows, zip(whole, (param, m, v), strict=True)))
                 params.append(param)
@@ -123,6 +124,7 @@ class LazyAdam(torch.optim.Optimizer):
                 weight_decay=0.0,
                 eps=group["eps"],
                 maximize=False,
+                fused=all(p.device.type in ("cpu", "cuda") for p in params) or None,
             )
             for rows, pairs in scatters:
                 for whole, part in pairs:
@@ -147,7 +149,8 @@ def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float) -> torc
             p.grad = p.grad.coalesce()
     values = [p.grad.values() if p.grad.is_sparse else p.grad for p in parameters]
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in values]))
-    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
-    for g in values:
-        g.mul_(scale)
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:  # torch multiplies by the clamped 1.0 otherwise: the same gradients
+        for g in values:
+            g.mul_(scale)
     return total
