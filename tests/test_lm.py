@@ -183,6 +183,11 @@ def test_cli_train_eval_generate_and_bad_input(tmp_path, capsys):
     with pytest.raises(ValueError, match="missing.pt: no such file"):
         lm_cli.run(_parse(["eval", str(tmp_path / "missing.pt")]))
     assert not read_checkpoint(out)["config"].shared_noise
+    assert read_checkpoint(out)["options"]["optimizer"] == "lazy_adam"
+    with pytest.raises(ValueError, match="optimizer is 'lazy_adam' in the checkpoint, 'adam' now"):
+        lm_cli.run(
+            _parse(["train", "--corpus", str(text), "--resume", "--optimizer", "adam", *common])
+        )
     with pytest.raises(InputError, match="-o: .* is a folder"):
         lm_cli.run(_parse(["train", "--corpus", str(text), "-o", str(tmp_path)]))
     with pytest.raises(ValueError, match=r"options.lr is 0.002 in the checkpoint, 0.5 now"):

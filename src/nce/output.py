@@ -60,6 +60,11 @@ class NCEOutput(nn.Module):
             parameters, and the step reads and writes only the rows of the classes scored, not
             all V (``torch.optim.Adam`` refuses sparse gradients).
 
+    Attributes:
+        product_ratio: per-example noise is scored by one dense product with the M distinct
+            classes drawn when M ≤ ``product_ratio`` · (K + 1), else by per-row sparse products
+            (see :meth:`scores`); both give the same values and gradients.
+
     Shape:
         - hidden: (N, D), of the layer's dtype; targets: (N,) of any integer dtype
         - forward: () the mean training loss
