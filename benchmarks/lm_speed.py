@@ -226,12 +226,12 @@ def step_table(sizes, repeats) -> tuple[str, str]:
     )
 
 
-def crossover_table(repeats) -> tuple[str, str]:
+def crossover_table(ks, repeats) -> tuple[str, str]:
     lines = [
         "| k | distinct classes M | M / (k + 1) | per-row products | one product (÷ per-row) |",
         "|---:|---:|---:|---:|---:|",
     ]
-    for k in CROSSOVER_K:
+    for k in ks:
         rows = run_child("crossover", "0", str(k), repeats)
         product = run_child("crossover", "inf", str(k), repeats)
         print(k, json.dumps({"rows": rows, "product": product}), flush=True)
@@ -246,7 +246,8 @@ def crossover_table(repeats) -> tuple[str, str]:
         "lm_crossover",
         "### Per-word noise: per-row products or one product with the distinct classes "
         "(KJV, N = 1120, D = 256)\n\n"
-        f"Command: `python benchmarks/lm_speed.py --tables crossover` — commit "
+        f"Command: `python benchmarks/lm_speed.py --tables crossover --ks {' '.join(map(str, ks))} "
+        f"--repeats {repeats}` — commit "
         f"`{_report.commit()}` — {_report.machine()}. Forward + backward of `NCEOutput` (NCE, "
         "noise per target word, sparse gradients) at N = 32 × 35 tokens, the LM's step, over "
         "k: the N·(k + 1) scores as sparse products that read each context's rows in place, "
@@ -262,6 +263,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, metavar=("TABLE", "MODE", "V"))
     parser.add_argument("--tables", nargs="+", choices=list(CHILDREN), default=list(CHILDREN))
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--ks", type=int, nargs="+", default=list(CROSSOVER_K))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -275,7 +277,7 @@ def main() -> None:
     if "step" in args.tables:
         sections.append(step_table([v for v in args.sizes if v >= 100_000], args.repeats))
     if "crossover" in args.tables:
-        sections.append(crossover_table(args.repeats))
+        sections.append(crossover_table(args.ks, args.repeats))
     if not args.no_write:
         for name, body in sections:
             _report.write_section(name, body)
