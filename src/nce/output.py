@@ -82,7 +82,7 @@ class NCEOutput(nn.Module):
         torch.Size([])
     """
 
-    product_ratio: float = 16.0
+    product_ratio: float = 3.0
 
     def __init__(
         self,
