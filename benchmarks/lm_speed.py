@@ -1,11 +1,23 @@
-"""Output-layer speed and memory at scale: NCE (k = 100 noise words, shared) against the full
-softmax, forward + backward, on a synthetic Zipfian vocabulary of V words (D = 256, N = 512).
+"""Output-layer speed and memory at scale: NCE against the full softmax on synthetic Zipfian
+vocabularies of V words (D = 256, N = 512) and on the KJV's.
 
-Each (loss, V) runs in a fresh process: time is the median of repeats, and memory is the growth of
-the peak resident set size over the process with its layer built (the (V, D) weights and biases
-are made before the baseline). "nce, sparse" keeps sparse gradients (only the rows read).
+Three tables, each cell measured in a fresh process:
 
-    python benchmarks/lm_speed.py            # prints and updates BENCHMARKS.md
+* ``layer``: forward + backward of the output layer alone, NCE with k = 100 noise words shared by
+  the batch; time is the median of repeats, and memory the growth of the peak resident set size
+  over the process with its layer built. "nce, sparse" keeps sparse gradients (only the rows read).
+* ``step``: the whole training step of the output layer (forward, backward, gradient clipping at
+  norm 1 and the optimizer update) as ``nce lm train`` runs it by default — NCE with k = 25 noise
+  words per target word, log Z fixed at 0, sparse gradients and :class:`nce.optim.LazyAdam` —
+  against the full softmax with :class:`torch.optim.Adam`, and NCE with dense gradients and Adam.
+* ``crossover``: per-word noise on the KJV vocabulary at N = 1120 (the LM's 32 × 35 tokens per
+  step), forward + backward: the per-row sparse products against one dense product with the
+  distinct classes drawn, over k; it sets ``NCEOutput.product_ratio``.
+
+Times are wall and CPU seconds of the process (the median of each).
+
+    python benchmarks/lm_speed.py                       # all three; updates BENCHMARKS.md
+    python benchmarks/lm_speed.py --tables step crossover
 """
 
 from __future__ import annotations
@@ -22,8 +34,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nce.optim import LazyAdam, clip_grad_norm_  # noqa: E402
 from nce.output import NCEOutput  # noqa: E402
-from nce.text import zipf_corpus  # noqa: E402
+from nce.text import Vocabulary, kjv_verses, split_lines, tokenize, zipf_corpus  # noqa: E402
 
 import _report  # noqa: E402
 
@@ -33,58 +46,120 @@ MODES = {
     "nce": {"loss": "nce"},
     "nce, sparse": {"loss": "nce", "sparse": True},
 }
+LM_TRAIN = {"loss": "nce", "num_samples": 25, "shared_noise": False, "log_z": 0.0}
+STEP_MODES = {
+    "full, Adam": ({"loss": "full", "num_samples": 25}, torch.optim.Adam),
+    "nce, Adam": (LM_TRAIN, torch.optim.Adam),
+    "nce lm train": (LM_TRAIN | {"sparse": True}, LazyAdam),
+}
+KJV_N, CROSSOVER_K = 32 * 35, (25, 100, 400, 1000, 2000, 4000)
 
 
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(mode: str, v: int, repeats: int) -> dict:
-    g = torch.Generator().manual_seed(0)
-    counts = torch.bincount(zipf_corpus(20 * v, v, generator=g), minlength=v).double() + 1
-    layer = NCEOutput(v, D, counts, K, **MODES[mode])
-    hidden = torch.randn(N, D, generator=g).requires_grad_()
-    targets = zipf_corpus(N, v, generator=g)
-    base = peak_mib()
-    times = []
+def counts_of(v: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class counts (+1) of the vocabulary ``v`` ("kjv" or a size) and the token stream."""
+    if v == "kjv":
+        train_lines = split_lines([tokenize(x) for x in kjv_verses()], random_state=0)[0]
+        vocab = Vocabulary.build(train_lines, min_count=2)
+        stream = vocab.encode(train_lines)
+        return torch.tensor(vocab.counts).double().clamp(min=1), stream
+    size = int(v)
+    stream = zipf_corpus(20 * size, size, generator=g)
+    return torch.bincount(stream, minlength=size).double() + 1, stream
+
+
+def timed(fn, repeats: int) -> dict:
+    """Median wall and CPU seconds of ``fn()`` over ``repeats`` calls after one warm-up."""
+    walls, cpus = [], []
     for _ in range(repeats + 1):
-        t0 = time.perf_counter()
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return {"seconds": statistics.median(walls[1:]), "cpu_seconds": statistics.median(cpus[1:])}
+
+
+def layer_child(mode: str, v: str, repeats: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    counts, stream = counts_of(v, g)
+    layer = NCEOutput(counts.numel(), D, counts, K, **MODES[mode])
+    hidden = torch.randn(N, D, generator=g).requires_grad_()
+    targets = stream[torch.randint(stream.numel(), (N,), generator=g)]
+    base = peak_mib()
+
+    def step():
         layer(hidden, targets, generator=g).backward()
-        times.append(time.perf_counter() - t0)
         layer.zero_grad(set_to_none=True)
         hidden.grad = None
-    return {"seconds": statistics.median(times[1:]), "peak_growth_mib": peak_mib() - base}
+
+    return timed(step, repeats) | {"peak_growth_mib": peak_mib() - base}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=2, metavar=("MODE", "V"))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.repeats)))
-        return
+def step_child(mode: str, v: str, repeats: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    counts, stream = counts_of(v, g)
+    kwargs, optimizer_class = STEP_MODES[mode]
+    layer = NCEOutput(counts.numel(), D, counts, **kwargs)
+    optimizer = optimizer_class(layer.parameters(), lr=2e-3)
+    hidden = torch.randn(N, D, generator=g).requires_grad_()
+    targets = stream[torch.randint(stream.numel(), (N,), generator=g)]
+
+    def step():  # as nce.lm.train's loop: the hidden state's gradient flows on to the LSTM
+        loss = layer(hidden, targets, generator=g)
+        optimizer.zero_grad()
+        hidden.grad = None
+        loss.backward()
+        clip_grad_norm_([hidden, *layer.parameters()], 1.0)
+        optimizer.step()
+
+    return timed(step, repeats)
+
+
+def crossover_child(ratio: str, k: str, repeats: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    counts, stream = counts_of("kjv", g)
+    layer = NCEOutput(counts.numel(), D, counts, **(LM_TRAIN | {"num_samples": int(k)}))
+    layer.sparse = True
+    layer.product_ratio = float(ratio)
+    hidden = torch.randn(KJV_N, D, generator=g).requires_grad_()
+    targets = stream[torch.randint(stream.numel(), (KJV_N,), generator=g)]
+    noise = layer.noise.sample((KJV_N, int(k)), generator=torch.Generator().manual_seed(1))
+    distinct = torch.unique(torch.cat([targets[:, None], noise], 1)).numel()
+
+    def step():
+        layer(hidden, targets, generator=g).backward()
+        layer.zero_grad(set_to_none=True)
+        hidden.grad = None
+
+    return timed(step, repeats) | {"distinct": distinct}
+
+
+CHILDREN = {"layer": layer_child, "step": step_child, "crossover": crossover_child}
+
+
+def run_child(table: str, a: str, b: str, repeats: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", table, a, b, "--repeats", str(repeats)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def seconds(r: dict) -> str:
+    return f"{r['seconds'] * 1e3:.1f} ms ({r['cpu_seconds'] * 1e3:.1f})"
+
+
+def layer_table(sizes, repeats) -> tuple[str, str]:
     rows = []
-    for v in args.sizes:
+    for v in sizes:
         row = {"v": v}
         for mode in MODES:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    mode,
-                    str(v),
-                    "--repeats",
-                    str(args.repeats if v < 1_000_000 else 3),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            row[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+            row[mode] = run_child("layer", mode, str(v), repeats if v < 1_000_000 else 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = [
@@ -105,15 +180,107 @@ def main() -> None:
         )
     table = "\n".join(lines)
     print(table)
-    if not args.no_write:
-        _report.write_section(
-            "lm_speed",
-            "### Output layer at scale: NCE vs full softmax (D = 256, N = 512, k = 100 shared)\n\n"
-            f"Command: `python benchmarks/lm_speed.py` — commit `{_report.commit()}` — "
-            f"{_report.machine()}. Forward + backward of the output layer alone, median of "
-            "repeats after one warm-up, each cell a fresh process. Peak growth is the rise of the "
-            "peak resident set size over the process with its layer built.\n\n" + table,
+    return (
+        "lm_speed",
+        "### Output layer at scale: NCE vs full softmax (D = 256, N = 512, k = 100 shared)\n\n"
+        f"Command: `python benchmarks/lm_speed.py --tables layer` — commit `{_report.commit()}` — "
+        f"{_report.machine()}. Forward + backward of the output layer alone, median of "
+        "repeats after one warm-up, each cell a fresh process. Peak growth is the rise of the "
+        "peak resident set size over the process with its layer built.\n\n" + table,
+    )
+
+
+def step_table(sizes, repeats) -> tuple[str, str]:
+    lines = [
+        "| V | full + Adam | nce + Adam (× faster) | `nce lm train` default (× faster) |",
+        "|---|---:|---:|---:|",
+    ]
+    for v in ["kjv", *map(str, sizes)]:
+        row = {m: run_child("step", m, v, repeats if v != "1000000" else 3) for m in STEP_MODES}
+        print(v, json.dumps(row), flush=True)
+        full = row["full, Adam"]
+        cells = [seconds(full)]
+        for mode in ("nce, Adam", "nce lm train"):
+            r = row[mode]
+            cells.append(
+                f"{seconds(r)}: **{full['seconds'] / r['seconds']:.0f}×** "
+                f"({full['cpu_seconds'] / r['cpu_seconds']:.0f}× CPU)"
+            )
+        name = "KJV, 8,388" if v == "kjv" else f"{int(v):,}"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(table)
+    return (
+        "lm_step",
+        "### The output layer's whole training step: NCE as `nce lm train` runs it vs the full "
+        "softmax with Adam (D = 256, N = 512)\n\n"
+        f"Command: `python benchmarks/lm_speed.py --tables step` — commit `{_report.commit()}` — "
+        f"{_report.machine()}. One step: forward, backward (into the hidden states too), "
+        "gradient clipping at norm 1 and the optimizer update, median wall time of repeats "
+        "after one warm-up (CPU time of the process in parentheses), each cell a fresh "
+        "process. `nce lm train` default: NCE, k = 25 noise words per target word, log Z = 0, "
+        'sparse gradients and `nce.optim.LazyAdam`; "nce + Adam": the same loss with dense '
+        "gradients and `torch.optim.Adam`; the full softmax with `torch.optim.Adam`. Targets "
+        "drawn from the vocabulary's token stream (KJV training split; synthetic Zipf, s = 1).\n\n"
+        + table,
+    )
+
+
+def crossover_table(ks, repeats) -> tuple[str, str]:
+    lines = [
+        "| k | distinct classes M | M / (k + 1) | per-row products | one product (÷ per-row) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for k in ks:
+        rows = run_child("crossover", "0", str(k), repeats)
+        product = run_child("crossover", "inf", str(k), repeats)
+        print(k, json.dumps({"rows": rows, "product": product}), flush=True)
+        m = rows["distinct"]
+        lines.append(
+            f"| {k} | {m:,} | {m / (k + 1):.1f} | {seconds(rows)} | {seconds(product)} "
+            f"({product['cpu_seconds'] / rows['cpu_seconds']:.2f}× CPU) |"
         )
+    table = "\n".join(lines)
+    print(table)
+    return (
+        "lm_crossover",
+        "### Per-word noise: per-row products or one product with the distinct classes "
+        "(KJV, N = 1120, D = 256)\n\n"
+        f"Command: `python benchmarks/lm_speed.py --tables crossover --ks {' '.join(map(str, ks))} "
+        f"--repeats {repeats}` — commit "
+        f"`{_report.commit()}` — {_report.machine()}. Forward + backward of `NCEOutput` (NCE, "
+        "noise per target word, sparse gradients) at N = 32 × 35 tokens, the LM's step, over "
+        "k: the N·(k + 1) scores as sparse products that read each context's rows in place, "
+        "against one (N, D) × (D, M) product with the M distinct classes drawn; median wall "
+        "time (CPU time in parentheses). The ratio of CPU times is the column to read on a "
+        f"loaded machine. `NCEOutput.product_ratio` = {NCEOutput.product_ratio:g}: the product "
+        "is taken when M ≤ product_ratio · (k + 1).\n\n" + table,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=3, metavar=("TABLE", "MODE", "V"))
+    parser.add_argument("--tables", nargs="+", choices=list(CHILDREN), default=list(CHILDREN))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--ks", type=int, nargs="+", default=list(CROSSOVER_K))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        table, a, b = args.child
+        print(json.dumps(CHILDREN[table](a, b, args.repeats)))
+        return
+    sections = []
+    if "layer" in args.tables:
+        sections.append(layer_table(args.sizes, args.repeats))
+    if "step" in args.tables:
+        sections.append(step_table([v for v in args.sizes if v >= 100_000], args.repeats))
+    if "crossover" in args.tables:
+        sections.append(crossover_table(args.ks, args.repeats))
+    if not args.no_write:
+        for name, body in sections:
+            _report.write_section(name, body)
 
 
 if __name__ == "__main__":

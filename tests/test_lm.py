@@ -1,4 +1,5 @@
 import argparse
+import math
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from nce.lm import (
     LanguageModel,
     LMConfig,
     batchify,
+    check_resume,
     generate,
     perplexity,
     read_checkpoint,
@@ -63,6 +65,52 @@ def test_resume_matches_an_uninterrupted_run(corpus, tmp_path):
     )
     for a, b in zip(straight.state_dict().values(), fresh.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_lazy_adam_trains_to_the_perplexity_of_dense_adam_and_leaves_the_model_dense(corpus):
+    vocab, stream, valid = corpus
+    result = {}
+    for optimizer in ("lazy_adam", "adam"):
+        model = _model(vocab)
+        history = train(
+            model,
+            stream,
+            epochs=2,
+            batch_size=8,
+            bptt=20,
+            lr=1e-2,
+            valid_stream=valid,
+            progress=False,
+            optimizer=optimizer,
+        )
+        result[optimizer] = history[-1]["valid_perplexity"]
+        assert not model.embedding.sparse and not model.output.sparse
+    assert result["lazy_adam"] < 0.7 * perplexity(_model(vocab), valid), result
+    assert abs(math.log(result["lazy_adam"] / result["adam"])) < 0.05, result
+
+
+def test_resume_refuses_another_optimizer_old_checkpoints_count_as_adam(corpus, tmp_path):
+    vocab, stream, _ = corpus
+    path = tmp_path / "lm.pt"
+    train(_model(vocab), stream, epochs=1, batch_size=8, bptt=20, checkpoint=path, progress=False)
+    with pytest.raises(ValueError, match="optimizer is 'lazy_adam' in the checkpoint, 'adam' now"):
+        train(
+            _model(vocab),
+            stream,
+            epochs=2,
+            batch_size=8,
+            bptt=20,
+            checkpoint=path,
+            resume=True,
+            progress=False,
+            optimizer="adam",
+        )
+    saved = read_checkpoint(path)
+    saved["options"].pop("optimizer")  # as written before the optimizer was an option
+    with pytest.raises(ValueError, match="options.optimizer is 'adam' in the checkpoint"):
+        check_resume(saved, saved["config"], {"lr": 2e-3, "optimizer": "lazy_adam"}, {})
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        train(_model(vocab), stream, epochs=1, progress=False, optimizer="sgd")
 
 
 def test_generate_and_batchify(corpus):
@@ -135,6 +183,11 @@ def test_cli_train_eval_generate_and_bad_input(tmp_path, capsys):
     with pytest.raises(ValueError, match="missing.pt: no such file"):
         lm_cli.run(_parse(["eval", str(tmp_path / "missing.pt")]))
     assert not read_checkpoint(out)["config"].shared_noise
+    assert read_checkpoint(out)["options"]["optimizer"] == "lazy_adam"
+    with pytest.raises(ValueError, match="optimizer is 'lazy_adam' in the checkpoint, 'adam' now"):
+        lm_cli.run(
+            _parse(["train", "--corpus", str(text), "--resume", "--optimizer", "adam", *common])
+        )
     with pytest.raises(InputError, match="-o: .* is a folder"):
         lm_cli.run(_parse(["train", "--corpus", str(text), "-o", str(tmp_path)]))
     with pytest.raises(ValueError, match=r"options.lr is 0.002 in the checkpoint, 0.5 now"):

@@ -194,3 +194,49 @@ def test_log_partition_model_is_a_deprecated_name_of_nce_log_partition():
     torch.testing.assert_close(old, layer.nce_log_partition(hidden))
     with pytest.raises(ValueError, match="has no NCE log Z; see log_partition"):
         _layer(torch.ones(V), 3, "full").nce_log_partition(hidden)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_per_row_noise_scored_by_gathering_or_by_one_product_gives_the_same_loss_and_gradients(
+    sparse,
+):
+    hidden, targets = _data()
+    hidden.requires_grad_()
+    results = []
+    for ratio in (0.0, math.inf):  # always the per-row dot products, always the dense product
+        layer = _layer(torch.arange(1, V + 1), 3, "nce", shared_noise=False, sparse=sparse)
+        layer.product_ratio = ratio
+        loss = layer(hidden, targets, generator=torch.Generator().manual_seed(2))
+        grads = torch.autograd.grad(loss, [hidden, *layer.parameters()])
+        results.append([loss, *(g.to_dense() if g.is_sparse else g for g in grads)])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_row_dot_gradients_match_finite_differences_with_repeated_rows():
+    from nce._row_scores import row_dot
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    rows = torch.randn(4, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    for k in (3, 6):  # K > M takes the gathered path
+        index = torch.randint(0, 4, (5, k), generator=g)
+        index[0, :2] = 1  # a row read twice by one context
+        torch.testing.assert_close(
+            row_dot(hidden, rows, index), torch.einsum("nd,nkd->nk", hidden, rows[index])
+        )
+        assert torch.autograd.gradcheck(lambda h, u, i=index: row_dot(h, u, i), (hidden, rows))
+
+
+def test_sparse_gradients_can_be_switched_on_after_construction():
+    hidden, targets = _data()
+    layer = _layer(torch.arange(1, V + 1), 3, "nce", shared_noise=False)
+    layer.sparse = True
+    layer(hidden, targets, generator=torch.Generator().manual_seed(0)).backward()
+    assert layer.embedding.weight.grad.is_sparse and layer.bias.weight.grad.is_sparse
+    read = layer.embedding.weight.grad.coalesce().indices()[0]
+    assert set(targets.tolist()) <= set(read.tolist()) and len(read) == len(set(read.tolist()))
+    with pytest.raises(ValueError, match="sparse=True needs loss='nce' or 'ranking'"):
+        _layer(torch.ones(V), 3, "full").sparse = True
+    with pytest.raises(TypeError, match="sparse must be a bool"):
+        layer.sparse = 1

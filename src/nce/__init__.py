@@ -5,7 +5,8 @@ as modules holding hyperparameters and learned parameters; :mod:`nce.noise` hold
 distributions. Built on them:
 
 * :mod:`nce.models`, :mod:`nce.density` — unnormalized models fitted by NCE (:class:`NCEDensity`);
-* :mod:`nce.output`, :mod:`nce.lm`, :mod:`nce.text` — NCE output layers over huge vocabularies;
+* :mod:`nce.output`, :mod:`nce.lm`, :mod:`nce.text` — NCE output layers over huge vocabularies,
+  and :mod:`nce.optim`, the Adam that updates only the rows they read;
 * :mod:`nce.contrastive` — SimCLR and MoCo training, probes and representation metrics;
 * :mod:`nce.mi` — mutual-information bounds and :func:`estimate_mi`;
 * :mod:`nce.retrieval` — dual-encoder retrieval with in-batch and mined hard negatives;
@@ -22,6 +23,7 @@ from nce import (
     mi,
     models,
     noise,
+    optim,
     output,
 )
 from nce._checkpoint import CheckpointError
@@ -61,6 +63,7 @@ __all__ = [
     "models",
     "noise",
     "nt_xent",
+    "optim",
     "output",
     "pairwise_nce",
     "soft_info_nce",

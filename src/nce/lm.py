@@ -14,6 +14,7 @@ and the configuration and training options, which a resume must repeat.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -35,6 +36,7 @@ from nce._deprecation import renamed_keywords
 from nce._divergence import DivergenceError
 from nce._random import as_generator, as_seed, check_random_state, seeded
 from nce._validation import check_in_range, check_int
+from nce.optim import LazyAdam, clip_grad_norm_
 from nce.output import NCEOutput
 
 EVAL_BATCH = 16  # parallel streams when measuring perplexity and log Z
@@ -281,7 +283,8 @@ def generate(model, prompt_ids, n: int, temperature: float = 1.0, generator=None
     return out
 
 
-TRAINING_OPTIONS = ("lr", "batch_size", "bptt", "random_state")
+TRAINING_OPTIONS = ("lr", "batch_size", "bptt", "random_state", "optimizer")
+OPTIMIZERS = ("lazy_adam", "adam")
 
 
 @renamed_keywords(seed="random_state")
@@ -299,6 +302,7 @@ def train(
     extra: dict | None = None,
     valid_stream: torch.Tensor | None = None,
     progress: bool = True,
+    optimizer: str = "lazy_adam",
 ) -> list[dict]:
     r"""Train with Adam; checkpoint (atomically) after every epoch; ``resume`` continues exactly.
 
@@ -326,6 +330,11 @@ def train(
         extra: plain entries stored in the checkpoint (e.g. the vocabulary).
         valid_stream: (T',) token ids whose exact perplexity is measured after every epoch.
         progress: show a progress bar.
+        optimizer: "lazy_adam" (:class:`nce.optim.LazyAdam`): the word embeddings and, unless
+            ``loss="full"``, the output layer's get sparse gradients, and each step updates only
+            the rows it read, O(rows read) instead of O(V) per step; "adam": dense
+            :class:`torch.optim.Adam` over every row at every step. The two differ only in rows a
+            step does not read, which dense Adam keeps moving by their momentum.
 
     Returns:
         One record per epoch run: loss, seconds, tokens per second and, given ``valid_stream``,
@@ -338,14 +347,22 @@ def train(
     check_int("epochs", epochs, minimum=1)
     check_int("bptt", bptt, minimum=1)
     check_random_state(random_state)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     data = batchify(train_stream, batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    lazy = optimizer == "lazy_adam"
+    options = {
+        "lr": lr,
+        "batch_size": batch_size,
+        "bptt": bptt,
+        "random_state": random_state if isinstance(random_state, int) else None,
+        "optimizer": optimizer,
+    }
+    optimizer = (LazyAdam if lazy else torch.optim.Adam)(model.parameters(), lr=lr)
     dropout_seed = as_seed(random_state)
     sampler = as_generator(random_state)
-    saved_random_state = random_state if isinstance(random_state, int) else None
-    options = {"lr": lr, "batch_size": batch_size, "bptt": bptt, "random_state": saved_random_state}
     start, history = 0, []
-    with seeded(dropout_seed):
+    with seeded(dropout_seed), _sparse_gradients(model, lazy):
         if resume:
             if checkpoint is None or not Path(checkpoint).is_file():
                 raise ValueError(f"resume=True but there is no checkpoint at {checkpoint}")
@@ -402,7 +419,7 @@ def _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress) -> di
             return {"epoch": epoch + 1, "diverged": problem}
         optimizer.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         total, steps = total + value, steps + 1
         elapsed = time.perf_counter() - t0
@@ -418,6 +435,24 @@ def _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress) -> di
         "seconds": seconds,
         "tokens_per_second": data.numel() / seconds,
     }
+
+
+@contextlib.contextmanager
+def _sparse_gradients(model: LanguageModel, enabled: bool):
+    """Sparse gradients for the model's embeddings while training (``enabled``), as they were
+    afterwards: the output layer's unless it is the full softmax, which reads every row."""
+    full = model.config.loss == "full"
+    embeddings = [] if full and model.config.tied else [model.embedding]
+    if not full:
+        embeddings += [model.output.embedding, model.output.bias]
+    before = [e.sparse for e in embeddings]
+    for e in embeddings:
+        e.sparse = e.sparse or enabled
+    try:
+        yield
+    finally:
+        for e, sparse in zip(embeddings, before, strict=True):
+            e.sparse = sparse
 
 
 def _divergence(problem: str, epoch: int, lr: float, checkpoint) -> DivergenceError:
@@ -498,6 +533,8 @@ def check_resume(saved: Checkpoint, config: LMConfig, options: dict, extra: dict
     saved_options = dict(saved.get("options") or {})
     if "seed" in saved_options:  # written by an earlier version
         saved_options["random_state"] = saved_options.pop("seed")
+    if "lr" in saved_options:  # earlier versions trained with dense Adam
+        saved_options.setdefault("optimizer", "adam")
     differences += [
         _difference(f"options.{k}", saved_options[k], v)
         for k, v in options.items()

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nce._row_scores import row_dot
 from nce._validation import check_ids, check_int, check_tensor
 from nce.functional import binary_nce, info_nce
 from nce.noise import Noise, Unigram
@@ -54,8 +55,15 @@ class NCEOutput(nn.Module):
         log_z: for "nce": "learned" (a scalar), "context" (a linear function of the hidden state,
             :math:`\log Z(h) = h^\top a + c`) or a fixed number (0: self-normalization). The
             softmax losses normalize by themselves and have no log Z.
-        sparse: sparse gradients for the output embeddings (use with ``torch.optim.SparseAdam``
-            or SGD): the step then touches only the rows it read.
+        sparse: sparse gradients for the output embeddings and biases (settable later as
+            ``layer.sparse``): train with :class:`nce.optim.LazyAdam` over all the model's
+            parameters, and the step reads and writes only the rows of the classes scored, not
+            all V (``torch.optim.Adam`` refuses sparse gradients).
+
+    Attributes:
+        product_ratio: per-example noise is scored by one dense product with the M distinct
+            classes drawn when M ≤ ``product_ratio`` · (K + 1), else by per-row sparse products
+            (see :meth:`scores`); both give the same values and gradients.
 
     Shape:
         - hidden: (N, D), of the layer's dtype; targets: (N,) of any integer dtype
@@ -79,6 +87,8 @@ class NCEOutput(nn.Module):
         torch.Size([])
     """
 
+    product_ratio: float = 3.0
+
     def __init__(
         self,
         num_classes: int,
@@ -98,8 +108,6 @@ class NCEOutput(nn.Module):
         check_int("num_samples", num_samples, minimum=1)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        if sparse and loss == "full":
-            raise ValueError("sparse=True needs loss='nce' or 'ranking': 'full' reads every row")
         if remove_accidental_hits and loss == "nce":
             raise ValueError(
                 "remove_accidental_hits applies to loss='ranking'; binary NCE needs the noise "
@@ -116,8 +124,9 @@ class NCEOutput(nn.Module):
         self.loss, self.shared_noise = loss, shared_noise
         self.remove_accidental_hits = remove_accidental_hits
         self.noise = noise
-        self.embedding = nn.Embedding(num_classes, dim, sparse=sparse)
-        self.bias = nn.Embedding(num_classes, 1, sparse=sparse)
+        self.embedding = nn.Embedding(num_classes, dim)
+        self.bias = nn.Embedding(num_classes, 1)
+        self.sparse = sparse
         nn.init.normal_(self.embedding.weight, std=dim**-0.5)
         with torch.no_grad():  # start at the noise: normalized, every NCE logit at -log K
             log_q = noise.log_prob(torch.arange(num_classes)).clamp(min=-50.0)
@@ -134,11 +143,37 @@ class NCEOutput(nn.Module):
 
     def scores(self, hidden: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         r"""Unnormalized scores :math:`s(w, h)`: classes (K,) give (N, K), classes (N, K) give
-        (N, K) (each row its own classes)."""
-        u, b = self.embedding(classes), self.bias(classes).squeeze(-1)
+        (N, K) (each row its own classes).
+
+        Per-row classes are scored by whichever is cheaper for their number M of distinct
+        classes: the N·K dot products of each context with its own rows (sparse products that
+        read the rows in place, O(N·K·D)), or one dense product of the hidden states with the M
+        distinct rows, (N, D) × (D, M), from which the N·K scores are picked (O(N·M·D) at
+        matrix-product speed). The product is taken when M ≤ ``product_ratio`` · K (the
+        crossover measured in BENCHMARKS.md); both give the same values and gradients. Either
+        way each distinct class's row is looked up once, so a sparse gradient holds M rows.
+        """
         if classes.dim() == 1:
+            u, b = self.embedding(classes), self.bias(classes).squeeze(-1)
             return hidden @ u.T + b
-        return torch.einsum("nd,nkd->nk", hidden, u) + b
+        distinct, inverse = torch.unique(classes, return_inverse=True)
+        u, b = self.embedding(distinct), self.bias(distinct).squeeze(-1)
+        if distinct.numel() <= self.product_ratio * classes.shape[1]:
+            return (hidden @ u.T + b).gather(1, inverse)
+        return row_dot(hidden, u, inverse) + b.take(inverse)
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the output embeddings and biases get sparse gradients (only the rows read)."""
+        return self.embedding.sparse
+
+    @sparse.setter
+    def sparse(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"sparse must be a bool, got {type(value).__name__}")
+        if value and self.loss == "full":
+            raise ValueError("sparse=True needs loss='nce' or 'ranking': 'full' reads every row")
+        self.embedding.sparse = self.bias.sparse = value
 
     def nce_log_partition(self, hidden: torch.Tensor) -> torch.Tensor:
         r"""The :math:`\log Z(h)` that ``loss="nce"`` subtracts from the scores (set by ``log_z``:
@@ -178,8 +213,13 @@ class NCEOutput(nn.Module):
         if self.loss == "ranking":
             return self._ranking(hidden, targets, noise_ids)
         log_z = self.nce_log_partition(hidden)
-        target_scores = self.scores(hidden, targets.unsqueeze(1)).squeeze(1) - log_z
-        noise_scores = self.scores(hidden, noise_ids) - log_z.unsqueeze(1)
+        if self.shared_noise:
+            target_scores = self.scores(hidden, targets.unsqueeze(1)).squeeze(1) - log_z
+            noise_scores = self.scores(hidden, noise_ids) - log_z.unsqueeze(1)
+        else:  # one lookup of the distinct classes among the targets and their noise
+            classes = torch.cat([targets.unsqueeze(1), noise_ids], 1)
+            both = self.scores(hidden, classes) - log_z.unsqueeze(1)
+            target_scores, noise_scores = both[:, 0], both[:, 1:]
         log_q_noise = self.noise.log_prob(noise_ids).to(hidden.dtype)
         return binary_nce(
             target_scores,

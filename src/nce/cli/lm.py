@@ -62,6 +62,13 @@ def add_arguments(parser) -> None:
     tr.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
     tr.add_argument("--tied", action="store_true")
     tr.add_argument("--lr", type=float, default=2e-3)
+    tr.add_argument(
+        "--optimizer",
+        choices=["lazy_adam", "adam"],
+        default="lazy_adam",
+        help="lazy_adam: Adam on the embedding rows each step reads, O(rows read) (default); "
+        "adam: dense Adam over every row of the vocabulary at every step",
+    )
     tr.add_argument("--min-count", type=int, default=2, help="rarer words become <unk>")
     tr.add_argument("--seed", type=int_at_most(SEED_MAX), default=0)
     tr.add_argument("--max-lines", type=int, default=None, help="use only the first lines")
@@ -156,6 +163,7 @@ def _train(args) -> int:
         },
         valid_stream=valid_stream,
         progress=not args.no_progress,
+        optimizer=args.optimizer,
     )
     for record in history:
         print(
