@@ -38,7 +38,13 @@ __all__ = ["LazyAdam", "clip_grad_norm_"]
 
 class LazyAdam(torch.optim.Optimizer):
     r"""Adam that updates only the rows a sparse gradient holds, and every parameter with a dense
-    one: pass all of a model's parameters, sparse embeddings and dense weights alike.
+    one: pass all of a model's parameters, sparse embeddings and dense weights alike. For each
+    row :math:`r` of the rows :math:`R` read this step (every entry for a dense gradient):
+
+    .. math:: m_r \leftarrow \beta_1 m_r + (1-\beta_1) g_r,\quad
+              v_r \leftarrow \beta_2 v_r + (1-\beta_2) g_r^2,\quad
+              \theta_r \leftarrow \theta_r - \frac{\eta}{1-\beta_1^t}
+              \frac{m_r}{\sqrt{v_r / (1-\beta_2^t)} + \epsilon}.
 
     Args:
         params: the parameters (or parameter groups) to optimize.
@@ -49,6 +55,10 @@ class LazyAdam(torch.optim.Optimizer):
     Shape:
         - a sparse gradient of a (V, D) parameter holds R rows (repeated rows are summed); the step
           costs O(R·D) for it, dense gradients O(numel) as in :class:`torch.optim.Adam`.
+
+    References:
+        Kingma & Ba (2015), arXiv:1412.6980 (Adam); Jozefowicz et al. (2016), arXiv:1602.02410
+        (sparse updates for large-vocabulary language models).
 
     The state (``step``, ``exp_avg``, ``exp_avg_sq`` per parameter) has the layout of
     :class:`torch.optim.Adam`'s.
@@ -136,10 +146,24 @@ class LazyAdam(torch.optim.Optimizer):
 def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
     r"""Scale the gradients so that their joint Euclidean norm is at most ``max_norm``, as
     :func:`torch.nn.utils.clip_grad_norm_` does, sparse gradients included (each is coalesced
-    first, so a row read twice counts once, with its summed gradient).
+    first, so a row read twice counts once, with its summed gradient):
+
+    .. math:: g \leftarrow g \cdot \min\Big(1, \frac{c}{\lVert (g_1, \dots, g_P) \rVert_2
+              + 10^{-6}}\Big).
+
+    Args:
+        parameters: the parameters whose ``.grad`` is clipped in place.
+        max_norm: c, the largest joint norm kept.
+
+    Shape:
+        - each gradient: the shape of its parameter, dense or sparse (rows of a (V, D) table)
+        - output: () (0-dim)
 
     Returns:
         The joint norm before clipping, a 0-dim tensor.
+
+    References:
+        Pascanu, Mikolov & Bengio (2013), arXiv:1211.5063 (gradient clipping by norm).
     """
     parameters = [p for p in parameters if p.grad is not None]
     if not any(p.grad.is_sparse for p in parameters):
