@@ -16,14 +16,6 @@ from nce.models import ConditionalMLPEnergy, GaussianEnergy
 from conftest import randn
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def log_phi(u):
     """An unnormalized, non-Gaussian log density of rows u (..., 2)."""
     return -0.5 * u.square().sum(-1) + torch.cos(2 * u[..., 0]) * u[..., 1]

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from nce._validation import check_positive
 from nce.density._batch import NonFiniteLogDensity
-from nce.density._training import FitPlan
+from nce.density._training import FitPlan, new_adamw, new_lbfgs
 from nce.density.partition import PartitionEstimate, estimate_log_partition
 from nce.functional.conditional_nce import conditional_nce
 from nce.models import EnergyModel
@@ -213,12 +213,7 @@ def _noise_for(plan: ConditionalFitPlan, rows: Tensor | None) -> Tensor:
 
 def _adam_epochs(plan: ConditionalFitPlan) -> Iterator[float]:
     model, x = plan.model, plan.data.x
-    own = [p for name, p in model.named_parameters() if "." not in name]
-    nested = [p for name, p in model.named_parameters() if "." in name]
-    groups = [{"params": own, "weight_decay": 0.0}]
-    if nested:
-        groups.append({"params": nested, "weight_decay": plan.weight_decay})
-    optimizer = torch.optim.AdamW(groups, lr=plan.lr)
+    optimizer = new_adamw(plan)
     n = x.shape[0]
     batches = max(1, math.ceil(n / plan.batch_size))
     while True:
@@ -242,14 +237,7 @@ def _lbfgs_epochs(plan: ConditionalFitPlan) -> Iterator[float]:
         model.train()
         if optimizer is None or plan.around is None:
             y = _noise_for(plan, None)
-            optimizer = torch.optim.LBFGS(
-                model.parameters(),
-                max_iter=plan.lbfgs_steps,
-                history_size=20,
-                tolerance_grad=1e-10,
-                tolerance_change=1e-12,
-                line_search_fn="strong_wolfe",
-            )
+            optimizer = new_lbfgs(plan)
 
         def closure(y=y, optimizer=optimizer):
             optimizer.zero_grad(set_to_none=True)
