@@ -241,3 +241,17 @@ def test_cli_conditional_fit(tmp_path, capsys):
     with pytest.raises(InputError, match="--noise-scale must be a finite number > 0, got 0"):
         run_cli(*args, "--noise-scale", "0", "-o", str(tmp_path / "x.pt"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "m.pt"]
+
+
+class NaNEnergy(nce.models.EnergyModel):
+    def forward(self, x):
+        return x.sum(1) * math.nan
+
+
+def test_a_model_not_finite_at_its_start_is_bad_input():
+    with pytest.raises(ValueError, match="starting point, while choosing noise_scale"):
+        NCEDensity(NaNEnergy(2), "conditional", progress=False).fit(torch.randn(30, 2))
+    with pytest.raises(ValueError, match="starting point, before any training step"):
+        NCEDensity(
+            NaNEnergy(2), "conditional", noise_scale=0.1, validation_fraction=0, progress=False
+        ).fit(torch.randn(30, 2))

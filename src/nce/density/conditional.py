@@ -175,7 +175,13 @@ def auto_noise_scale(
 
     def loss(log_eps: float) -> float:
         with torch.no_grad():
-            return float(_loss(model, x, x[:, None, :] + math.exp(log_eps) * e))
+            try:
+                return float(_loss(model, x, x[:, None, :] + math.exp(log_eps) * e))
+            except NonFiniteLogDensity as error:
+                raise ValueError(
+                    f"{error} at the model's starting point, while choosing noise_scale: check "
+                    "the model and X, or give noise_scale"
+                ) from error
 
     low, high = math.log(_AUTO_RANGE[0]), math.log(_AUTO_RANGE[1])
     if loss(low) <= target:

@@ -134,7 +134,8 @@ class NCEDensity:
         noise_: The frozen :class:`~nce.noise.Noise` (for ``noise="conditional"``, the Gaussian
             fitted to the data that normalized the fit: ``log_ratio`` is against it).
         noise_scale_: The scale of a conditional fit's noise (standardized units).
-        log_partition_: The learned :math:`\log Z` (a float; None for a conditional model,
+        log_partition_: The learned :math:`\log Z` (importance-sampled after a fit with
+            ``noise="conditional"``; a float; None for a conditional model,
             whose :math:`\log Z(c)` is ``model_.log_partition(context)``).
         n_features_in_: :math:`D`.
         n_iter_: Epochs run.
