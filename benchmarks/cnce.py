@@ -60,7 +60,7 @@ SEEDS = (0, 1, 2)
 IS_SAMPLES = 100_000
 METHODS = {"NCE": "gaussian", "CNCE": "conditional"}
 SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)  # noise_scale as multiples of the automatic choice
-MSE_SEEDS = 10
+MSE_SEEDS = 5
 
 
 class Setup:
