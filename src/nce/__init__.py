@@ -31,6 +31,7 @@ from nce._divergence import DivergenceError
 from nce.density import NCEDensity, NotFittedError, PartitionEstimate
 from nce.functional import (
     binary_nce,
+    conditional_nce,
     debiased_info_nce,
     info_nce,
     nt_xent,
@@ -51,6 +52,7 @@ __all__ = [
     "PartitionEstimate",
     "binary_nce",
     "chunked",
+    "conditional_nce",
     "contrastive",
     "debiased_info_nce",
     "density",

@@ -5,7 +5,8 @@ fits :class:`nce.NCEDensity` to the numeric columns of a CSV (or .npy) file, or,
 a built-in 2-D data set (two moons); ``--waymarks K`` fits it by telescoping ratio estimation
 across K bridges between the data and the noise. It prints the learned log Z next to an independent
 importance-sampling estimate (noise as proposal), writes the model atomically, and for 2-D data
-writes a PNG of the learned density beside the data.
+writes a PNG of the learned density beside the data. ``--noise conditional`` (with
+``--noise-scale``) fits by conditional NCE and normalizes the model by importance sampling.
 
 ``nce density score model.pt DATA.csv -o scores.csv`` copies the table and adds two columns:
 ``log_density`` (the normalized log density) and ``ood_score`` (the negative learned log ratio
@@ -25,7 +26,13 @@ import numpy as np
 import torch
 
 from nce._validation import first_line
-from nce.cli._args import SEED_MAX, float_at_most, int_at_most, refuse_below
+from nce.cli._args import (
+    SEED_MAX,
+    float_at_most,
+    int_at_most,
+    refuse_below,
+    refuse_non_positive,
+)
 from nce.cli._output import atomic_save_figure, atomic_write_bytes, check_outputs
 from nce.cli._plot import pyplot
 from nce.cli._table import InputError, read_table
@@ -63,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--noise", choices=NOISES, default="gaussian", help="noise distribution")
     fit.add_argument(
         "--noise-ratio", type=float_at_most(1e4), default=10.0, help="noise samples per datum"
+    )
+    fit.add_argument(
+        "--noise-scale",
+        type=float_at_most(1e6),
+        help="with --noise conditional: the noise's standard deviation in each column, in units "
+        "of the column's standard deviation (default: chosen from the data)",
     )
     fit.add_argument(
         "--optimizer",
@@ -121,6 +134,12 @@ def _fit(args) -> int:
     refuse_below(("--epochs", args.epochs, 1), ("--is-samples", args.is_samples, 2))
     if args.waymarks is not None:
         refuse_below(("--waymarks", args.waymarks, 1))
+    if args.noise_scale is not None:
+        if args.noise != "conditional":
+            raise InputError(
+                f"--noise-scale is only used with --noise conditional, not --noise {args.noise}"
+            )
+        refuse_non_positive(("--noise-scale", args.noise_scale))
     if args.data is None:
         X, columns, source = builtin_moons(), ["x0", "x1"], BUILTIN
     else:
@@ -145,6 +164,7 @@ def _fit(args) -> int:
             args.model,
             args.noise,
             args.noise_ratio,
+            noise_scale=args.noise_scale,
             optimizer=args.optimizer,
             lr=args.lr,
             batch_size=args.batch_size,
@@ -194,7 +214,15 @@ def _summary(estimator: NCEDensity, check, X) -> dict:
 def _print_summary(summary: dict, estimator: NCEDensity) -> None:
     se = summary["importance_stderr"]
     ratio = abs(summary["difference"]) / se if se > 0 else math.inf
-    print(f"  learned log Z = {summary['learned_log_z']:.4f} (after {summary['epochs']} epochs)")
+    if estimator.noise == "conditional":
+        print(
+            f"  log Z = {summary['learned_log_z']:.4f}, importance-sampled after the conditional "
+            f"fit (noise scale {estimator.noise_scale_:.4g}, {summary['epochs']} epochs)"
+        )
+    else:
+        print(
+            f"  learned log Z = {summary['learned_log_z']:.4f} (after {summary['epochs']} epochs)"
+        )
     print(
         f"  importance-sampling check: log Z = {summary['importance_log_z']:.4f} "
         f"± {se:.4f} (noise as proposal, ESS {summary['importance_ess']:.0f}); "

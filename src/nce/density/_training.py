@@ -14,7 +14,7 @@ from nce.density._batch import _Batch, _nce_loss
 from nce.models import EnergyModel
 from nce.noise import Noise
 
-__all__ = ["FitPlan", "adam_epochs", "draw_noise", "lbfgs_epochs"]
+__all__ = ["FitPlan", "adam_epochs", "draw_noise", "lbfgs_epochs", "new_adamw", "new_lbfgs"]
 
 
 @dataclass
@@ -63,12 +63,7 @@ def adam_epochs(plan: FitPlan) -> Iterator[float]:
     The parameters of the model's submodules (a network) take ``weight_decay``, decoupled as in
     AdamW; its own parameters (a Gaussian base, ``log_z``) take none."""
     model, data = plan.model, plan.data
-    own = [p for name, p in model.named_parameters() if "." not in name]
-    nested = [p for name, p in model.named_parameters() if "." in name]
-    groups = [{"params": own, "weight_decay": 0.0}]
-    if nested:
-        groups.append({"params": nested, "weight_decay": plan.weight_decay})
-    optimizer = torch.optim.AdamW(groups, lr=plan.lr)
+    optimizer = new_adamw(plan)
     n = data.x.shape[0]
     batches = max(1, math.ceil(n / plan.batch_size))
     while True:
@@ -105,24 +100,13 @@ def lbfgs_epochs(plan: FitPlan) -> Iterator[float]:
     (a fresh optimizer whenever the noise is redrawn); yields the objective after each epoch and
     records its largest gradient entry in ``plan.gradient_max``."""
     model, data = plan.model, plan.data
-
-    def new_optimizer():
-        return torch.optim.LBFGS(
-            model.parameters(),
-            max_iter=plan.lbfgs_steps,
-            history_size=20,
-            tolerance_grad=1e-10,
-            tolerance_change=1e-12,
-            line_search_fn="strong_wolfe",
-        )
-
-    optimizer = new_optimizer()
+    optimizer = new_lbfgs(plan)
     while True:
         model.train()
         epoch_noise = plan.fixed_noise
         if epoch_noise is None:
             epoch_noise = draw_noise(plan.noise, plan.noise_ratio, data, plan.generator)
-            optimizer = new_optimizer()
+            optimizer = new_lbfgs(plan)
 
         def closure(epoch_noise=epoch_noise, optimizer=optimizer):
             optimizer.zero_grad(set_to_none=True)
@@ -139,3 +123,27 @@ def lbfgs_epochs(plan: FitPlan) -> Iterator[float]:
         plan.gradient_max = float(torch.stack(gradients).max()) if gradients else 0.0
         model.zero_grad(set_to_none=True)
         yield float(loss.detach())
+
+
+def new_adamw(plan: FitPlan) -> torch.optim.AdamW:
+    """AdamW over the plan's model at ``plan.lr``: ``plan.weight_decay`` on the parameters of its
+    submodules (a network), none on its own (a Gaussian base, ``log_z``)."""
+    model = plan.model
+    own = [p for name, p in model.named_parameters() if "." not in name]
+    nested = [p for name, p in model.named_parameters() if "." in name]
+    groups = [{"params": own, "weight_decay": 0.0}]
+    if nested:
+        groups.append({"params": nested, "weight_decay": plan.weight_decay})
+    return torch.optim.AdamW(groups, lr=plan.lr)
+
+
+def new_lbfgs(plan: FitPlan) -> torch.optim.LBFGS:
+    """L-BFGS over the plan's model, ``plan.lbfgs_steps`` iterations per step, strong Wolfe."""
+    return torch.optim.LBFGS(
+        plan.model.parameters(),
+        max_iter=plan.lbfgs_steps,
+        history_size=20,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )

@@ -28,6 +28,14 @@ from nce.density._checks import _check_frozen, check_varying_columns
 from nce.density._memory import check_fits, out_of_memory_as
 from nce.density._standardize import StandardizedNoise, column_scaling
 from nce.density._training import FitPlan, adam_epochs, draw_noise, lbfgs_epochs
+from nce.density.conditional import (
+    ConditionalFitPlan,
+    check_conditional_options,
+    conditional_epochs,
+    conditional_held_out_loss,
+    conditional_plan,
+    normalize_by_sampling,
+)
 from nce.density.errors import ConvergenceWarning
 from nce.density.partition import PartitionEstimate, estimate_log_partition
 from nce.density.persistence import load_estimator, save_estimator
@@ -38,7 +46,7 @@ from nce.noise import Box, Gaussian, GaussianMixture, Noise, as_noise
 __all__ = ["MODELS", "NOISES", "OPTIMIZERS", "NCEDensity", "NotFittedError"]
 
 MODELS = {"mlp": MLPEnergy, "gaussian": GaussianEnergy, "ica": ICAEnergy}
-NOISES = ("gaussian", "mixture", "box")
+NOISES = ("gaussian", "mixture", "box", "conditional")
 OPTIMIZERS = ("auto", "adam", "lbfgs")
 INITS = ("auto", "data", "keep")
 
@@ -70,7 +78,10 @@ class NCEDensity:
         noise: "gaussian" (fitted to the data's mean and covariance), "mixture" (a
             ``noise_components``-component Gaussian mixture fitted by EM), "box" (uniform on a
             box around the data, widened by ``box_margin`` of its range on each side; the old
-            name "uniform" still works, with a DeprecationWarning), or a fitted
+            name "uniform" still works, with a DeprecationWarning), "conditional" (conditional
+            NCE: ``noise_ratio`` points drawn around each datum, :math:`y = x + \varepsilon`,
+            see :mod:`~nce.density.conditional`; no noise density and no :math:`\log Z` enter
+            the fit, which is normalized afterwards by importance sampling), or a fitted
             :class:`~nce.noise.Noise` or :class:`torch.distributions.Distribution` of event shape
             (D,). It must not share trainable tensors with the model.
         noise_ratio: :math:`\nu > 0`, noise samples per datum; or "auto": :math:`\max(10,
@@ -107,6 +118,10 @@ class NCEDensity:
         lbfgs_steps: L-BFGS iterations per epoch.
         noise_components: Components of the "mixture" noise.
         box_margin: Widening of the "box" noise, a fraction of each column's range.
+        noise_scale: For ``noise="conditional"`` only: the standard deviation of
+            :math:`\varepsilon` in each column, in units of that column's standard deviation; None
+            or "auto" (the default) chooses it from the data and the model's starting point (the
+            choice is ``noise_scale_``).
         init: Where the fit starts. "data": ``model.init_from_data`` on the (standardized)
             training rows, e.g. a Gaussian at the data's moments and an MLP energy at that
             Gaussian; "keep": the model's current parameters; "auto" (the default): "data",
@@ -133,8 +148,11 @@ class NCEDensity:
 
     Attributes:
         model_: The fitted :class:`~nce.models.EnergyModel`.
-        noise_: The frozen :class:`~nce.noise.Noise`.
-        log_partition_: The learned :math:`\log Z` (a float; None for a conditional model,
+        noise_: The frozen :class:`~nce.noise.Noise` (for ``noise="conditional"``, the Gaussian
+            fitted to the data that normalized the fit: ``log_ratio`` is against it).
+        noise_scale_: The scale of a conditional fit's noise (standardized units).
+        log_partition_: The learned :math:`\log Z` (importance-sampled after a fit with
+            ``noise="conditional"``; a float; None for a conditional model,
             whose :math:`\log Z(c)` is ``model_.log_partition(context)``).
         n_features_in_: :math:`D`.
         n_iter_: Epochs run.
@@ -193,6 +211,7 @@ class NCEDensity:
         lbfgs_steps: int = 20,
         noise_components: int = 5,
         box_margin: float = 0.1,
+        noise_scale: float | str | None = None,
         init: str = "auto",
         standardize: bool = True,
         weight_decay: float | str = "auto",
@@ -231,6 +250,7 @@ class NCEDensity:
             if not isinstance(model, str):
                 _check_frozen(noise, model)
         defaults.check_noise_ratio(noise_ratio)
+        check_conditional_options(noise, noise_scale, noise_ratio)
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         check_positive("lr", lr)
@@ -250,6 +270,11 @@ class NCEDensity:
         if weight_decay != "auto":
             check_in_range("weight_decay", weight_decay, 0.0, math.inf)
         check_waymark_options(waymarks, waymark_mixing)
+        if waymarks is not None and isinstance(noise, str) and noise == "conditional":
+            raise ValueError(
+                "waymarks bridge the data and a noise distribution; noise='conditional' has none "
+                "(its noise is drawn around each datum): use one of them, not both"
+            )
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
         check_random_state(random_state)
@@ -267,6 +292,7 @@ class NCEDensity:
         self.lbfgs_steps = lbfgs_steps
         self.noise_components = noise_components
         self.box_margin = box_margin
+        self.noise_scale = noise_scale
         self.init = init
         self.standardize = standardize
         self.weight_decay = weight_decay
@@ -379,13 +405,15 @@ class NCEDensity:
             "noise_ratio",
             self.noise_ratio_,
         ):
+            draw_from_noise = self.noise != "conditional"
             if n_val:
                 validation = _Batch(X[val], log_q[val], _rows(context, val))
-                validation_noise = draw_noise(noise, self.noise_ratio_, validation, generator)
+                if draw_from_noise:
+                    validation_noise = draw_noise(noise, self.noise_ratio_, validation, generator)
             fixed_noise = None
-            if not self.resample_noise_:
+            if draw_from_noise and not self.resample_noise_:
                 fixed_noise = draw_noise(noise, self.noise_ratio_, data, generator)
-        return FitPlan(
+        plan = FitPlan(
             model,
             noise,
             data,
@@ -400,6 +428,9 @@ class NCEDensity:
             weight_decay,
             standardization,
         )
+        if self.noise == "conditional":
+            return conditional_plan(plan, self.noise_scale, self.resample_noise_)
+        return plan
 
     @staticmethod
     def _row_bytes(X: Tensor, context: Tensor | None) -> int:
@@ -449,6 +480,8 @@ class NCEDensity:
         lbfgs = self.optimizer_ == "lbfgs"
         if loop is None:
             loop = lbfgs_epochs(plan) if lbfgs else adam_epochs(plan)
+            if isinstance(plan, ConditionalFitPlan):
+                loop = conditional_epochs(plan, lbfgs)
         bar = tqdm(total=self.epochs, desc="NCE fit", disable=not self.progress, leave=False)
         try:
             for epoch in range(1, self.epochs + 1):
@@ -492,6 +525,8 @@ class NCEDensity:
         return loss_curve, validation_curve, converged
 
     def _held_out_loss(self, plan: FitPlan) -> float:
+        if isinstance(plan, ConditionalFitPlan):
+            return conditional_held_out_loss(plan)
         with torch.no_grad():
             return float(
                 _nce_loss(plan.model, self.noise_ratio_, plan.validation, plan.validation_noise)
@@ -542,7 +577,10 @@ class NCEDensity:
         the fit's coordinates: ``fit`` maps the model back to the user's afterwards); warns when
         the fit did not converge."""
         model = plan.model
-        if not model.conditional and self.waymarks is None:
+        if isinstance(plan, ConditionalFitPlan):
+            normalize_by_sampling(plan)
+            self.noise_scale_ = plan.noise_scale
+        elif not model.conditional and self.waymarks is None:
             polish_noise = plan.fixed_noise
             if polish_noise is None:
                 polish_noise = draw_noise(plan.noise, self.noise_ratio_, plan.data, plan.generator)
@@ -632,7 +670,7 @@ class NCEDensity:
     def _build_noise(self, X: Tensor, model: EnergyModel) -> Noise:
         if isinstance(self.noise, str):
             X64 = X.detach().to(torch.float64)
-            if self.noise == "gaussian":
+            if self.noise in ("gaussian", "conditional"):
                 noise = Gaussian.fit(X64)
             elif self.noise == "mixture":
                 if self.noise_components > X.shape[0]:

@@ -56,6 +56,8 @@ def save_estimator(estimator: NCEDensity, path, *, metadata: dict | None = None)
         raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
     model, noise = estimator.model_, estimator.noise_
     noise_entry = {"class": type(noise).__name__, "state": None}
+    if estimator.noise == "conditional":  # noise_ is then the proposal that normalized the fit
+        noise_entry["conditional"] = True
     if (
         type(noise).__name__ in _BUILTIN_NOISES
         and type(noise) is _BUILTIN_NOISES[type(noise).__name__][0]
@@ -76,7 +78,8 @@ def save_estimator(estimator: NCEDensity, path, *, metadata: dict | None = None)
             for key in (*_FITTED, "converged_", "optimizer_", "noise_ratio_", "batch_size_")
         }
         | {"standardization_": _plain_pair(getattr(estimator, "standardization_", None))}
-        | {"waymark_alphas_": _plain_alphas(getattr(estimator, "waymark_alphas_", None))},
+        | {"waymark_alphas_": _plain_alphas(getattr(estimator, "waymark_alphas_", None))}
+        | {"noise_scale_": _plain(getattr(estimator, "noise_scale_", None), "noise_scale_")},
         "metadata": _plain(dict(metadata or getattr(estimator, "metadata_", {}) or {}), "metadata"),
     }
     save_checkpoint(payload, path, kind="density")
@@ -103,8 +106,9 @@ def load_estimator(
     params = dict(saved.entry("params", dict))
     if "max_epochs" in params and "epochs" not in params:  # files written before the rename
         params["epochs"] = params.pop("max_epochs")
+    conditional = saved.entry("noise", dict).get("conditional") is True
     try:
-        estimator = cls(model=model, noise=noise, **params)
+        estimator = cls(model=model, noise="conditional" if conditional else noise, **params)
     except (TypeError, ValueError) as err:
         raise saved.error(f"entry 'params' does not fit {cls.__name__}: {err}") from err
     estimator.model_ = model.eval()
@@ -124,6 +128,8 @@ def load_estimator(
         estimator.waymark_alphas_ = (
             None if alphas is None else torch.tensor(alphas, dtype=torch.float64)
         )
+    if fitted.get("noise_scale_") is not None:
+        estimator.noise_scale_ = float(fitted["noise_scale_"])
     estimator.metadata_ = saved.get("metadata", {})
     return estimator
 

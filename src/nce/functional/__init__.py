@@ -5,6 +5,7 @@ M shared negatives, D embedding dimension, V vocabulary.
 """
 
 from nce.functional.binary_nce import binary_nce
+from nce.functional.conditional_nce import conditional_nce
 from nce.functional.debiased_info_nce import debiased_info_nce
 from nce.functional.info_nce import info_nce
 from nce.functional.nt_xent import nt_xent
@@ -14,6 +15,7 @@ from nce.functional.supervised_info_nce import supervised_info_nce
 
 __all__ = [
     "binary_nce",
+    "conditional_nce",
     "debiased_info_nce",
     "info_nce",
     "nt_xent",
