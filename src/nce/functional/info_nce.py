@@ -31,11 +31,13 @@ from nce._validation import (
 )
 from nce.functional._common import (
     as_scale,
+    check_finite,
     check_temperature,
     compute_dtype,
     finish,
     l2_normalize,
 )
+from nce.functional._dense_softmax import DensePairedCE, dense_ok
 from nce.functional._gather import Layout, gather_rows, global_layout
 from nce.functional._tiled_softmax import ColumnRule, PairedSoftmaxCE, default_rows
 
@@ -171,8 +173,12 @@ def info_nce(
         )
         tau = check_temperature(temperature)
     else:
-        tau = _check_arguments(*arguments, *extras)
+        tau = _check_arguments(*arguments, *extras, finite=False)
     n = query.shape[0]
+    in_batch_only = negatives is None and log_q is None and not remove_accidental_hits
+    dense = where is None and in_batch_only and normalize and dense_ok(n, chunk_size, tau, query)
+    if where is None and not dense:
+        check_finite(query=query, key=key)
 
     out_dtype = query.dtype
     dtype = compute_dtype(query)
@@ -181,7 +187,13 @@ def info_nce(
     def describe() -> str:
         return f"temperature={tau:.6g}, normalize={normalize}, {q.dtype} inputs"
 
-    if negatives is None and log_q is None and not remove_accidental_hits:
+    if dense:
+        loss = DensePairedCE.apply(q, k, as_scale(temperature, q), symmetric, reduction)
+        check_finite(loss, query=query, key=key)
+        bound = _bound(True, tau, n)
+        return finish(loss, reduction, out_dtype, bound=bound, describe=describe, rows=n)
+
+    if in_batch_only:
         scale = torch.as_tensor(as_scale(temperature, q), dtype=dtype, device=q.device)
         if where is not None:
             loss = _gathered(q, k, scale, normalize, symmetric, chunk_size, where)
@@ -243,15 +255,18 @@ def _check_arguments(
     remove_accidental_hits,
     key_ids,
     negative_ids,
+    *,
+    finite: bool = True,
 ) -> float:
     """Every argument check of :func:`info_nce`; returns the temperature as a float. With
-    ``gather`` a rank may hold no rows: the global batch is checked by the caller."""
+    ``gather`` a rank may hold no rows: the global batch is checked by the caller. Without
+    ``finite`` the values of query and key are left for the caller to check."""
     check_reduction(reduction)
     tau = check_temperature(temperature)
     if not isinstance(in_batch, bool):
         raise TypeError(f"in_batch must be True or False, got {in_batch!r}")
-    check_tensor("query", query, 2, nonempty=not gather)
-    check_tensor("key", key, 2, nonempty=not gather)
+    check_tensor("query", query, 2, nonempty=not gather, finite=finite)
+    check_tensor("key", key, 2, nonempty=not gather, finite=finite)
     if query.shape != key.shape:
         raise ValueError(f"query has shape {shape_str(query)} but key has {shape_str(key)}")
     check_compatible(query=query, key=key)
