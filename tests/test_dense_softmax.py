@@ -177,3 +177,24 @@ def test_all_equal_rows_give_log_n():
     x = torch.ones(9, 4, requires_grad=True)
     torch.testing.assert_close(nce.info_nce(x, x).detach(), torch.tensor(math.log(9)))
     torch.testing.assert_close(nce.nt_xent(x, x).detach(), torch.tensor(math.log(17)))
+
+
+def test_checks_passed_once_still_refuse_bad_calls_of_the_same_shapes():
+    q, k = randn(6, 4).detach(), randn(6, 4, seed=1).detach()
+    nce.info_nce(q, k)
+    nce.nt_xent(q, k)
+    bad = k.clone()
+    bad[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="key contains 1 NaN or Inf"):
+        nce.info_nce(q, bad)
+    with pytest.raises(ValueError, match="view2 contains 1 NaN or Inf"):
+        nce.nt_xent(q, bad)
+    for loss in (nce.info_nce, nce.nt_xent):
+        with pytest.raises(ValueError, match="temperature"):
+            loss(q, k, temperature=-1.0)
+        with pytest.raises(ValueError, match="reduction"):
+            loss(q, k, reduction="max")
+        with pytest.raises(ValueError, match="has shape"):
+            loss(q, k[:, :3])
+        with pytest.raises(TypeError, match="dtype mismatch"):
+            loss(q, k.float())

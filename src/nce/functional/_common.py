@@ -78,6 +78,25 @@ def check_finite(loss: torch.Tensor | None = None, **inputs: torch.Tensor) -> No
         check_tensor(name, x, nonempty=False)
 
 
+class PassedChecks:
+    """The argument signatures (shapes, dtypes, devices and options) that passed a loss's checks,
+    so that a training loop calling the loss with the same shapes every step runs them once.
+    Only a signature whose checks passed is stored, and only up to ``maxsize`` of them."""
+
+    def __init__(self, maxsize: int = 64):
+        self.maxsize = maxsize
+        self._seen: dict = {}
+
+    def check(self, signature: tuple, check: Callable[[], object]) -> None:
+        """Run ``check()`` unless ``signature`` passed it before."""
+        if signature in self._seen:
+            return
+        check()
+        if len(self._seen) >= self.maxsize:
+            self._seen.clear()
+        self._seen[signature] = None
+
+
 def check_temperature(temperature) -> float:
     """A temperature is a finite number > 0, or a scalar tensor (possibly learnable) > 0.
     Returns its value as a Python float."""
@@ -128,7 +147,7 @@ def finish(
     # Across ranks the check always runs: a skip decided from each rank's own options (which
     # may differ by mistake) would leave the ranks that do check waiting in the all-reduce.
     if not collective and bound is not None and bound * (n if reduction == "sum" else 1) < limit:
-        return out.to(out_dtype)
+        return out if out.dtype == out_dtype else out.to(out_dtype)
     result = out.to(out_dtype)
     status = 0 if _all_finite(result) else 2 if _all_finite(out) else 1
     if collective:

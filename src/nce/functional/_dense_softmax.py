@@ -39,7 +39,7 @@ def dense_ok(side: int, chunk_size: int | None, temperature: float, like: torch.
     return (
         side <= DENSE_MAX_ROWS
         and (chunk_size is None or chunk_size >= side)
-        and like.device.type == "cpu"
+        and like.is_cpu
         and like.dtype in (torch.float32, torch.float64)
         and LOG2E / temperature <= UNSHIFTED_MAX
     )

@@ -30,6 +30,7 @@ from nce._validation import (
     shape_str,
 )
 from nce.functional._common import (
+    PassedChecks,
     as_scale,
     check_finite,
     check_temperature,
@@ -154,6 +155,19 @@ def info_nce(
     """
     arguments = (query, key, negatives, temperature, symmetric, reduction, chunk_size, gather)
     extras = (in_batch, log_q, remove_accidental_hits, key_ids, negative_ids)
+    if (
+        negatives is None
+        and gather is False
+        and normalize is True
+        and in_batch is False
+        and log_q is None
+        and remove_accidental_hits is False
+        and key_ids is None
+        and negative_ids is None
+    ):
+        loss = _small_batch(query, key, temperature, symmetric, reduction, chunk_size)
+        if loss is not None:
+            return loss
     joined = negatives is not None and in_batch is True
     where = None
     if gather:
@@ -173,12 +187,8 @@ def info_nce(
         )
         tau = check_temperature(temperature)
     else:
-        tau = _check_arguments(*arguments, *extras, finite=False)
+        tau = _check_arguments(*arguments, *extras)
     n = query.shape[0]
-    in_batch_only = negatives is None and log_q is None and not remove_accidental_hits
-    dense = where is None and in_batch_only and normalize and dense_ok(n, chunk_size, tau, query)
-    if where is None and not dense:
-        check_finite(query=query, key=key)
 
     out_dtype = query.dtype
     dtype = compute_dtype(query)
@@ -187,13 +197,7 @@ def info_nce(
     def describe() -> str:
         return f"temperature={tau:.6g}, normalize={normalize}, {q.dtype} inputs"
 
-    if dense:
-        loss = DensePairedCE.apply(q, k, as_scale(temperature, q), symmetric, reduction)
-        check_finite(loss, query=query, key=key)
-        bound = _bound(True, tau, n)
-        return finish(loss, reduction, out_dtype, bound=bound, describe=describe, rows=n)
-
-    if in_batch_only:
+    if negatives is None and log_q is None and not remove_accidental_hits:
         scale = torch.as_tensor(as_scale(temperature, q), dtype=dtype, device=q.device)
         if where is not None:
             loss = _gathered(q, k, scale, normalize, symmetric, chunk_size, where)
@@ -233,6 +237,41 @@ def info_nce(
     loss = torch.logsumexp(logits, 1) - positive
     bound = _bound(normalize and log_q is None, tau, logits.shape[1])
     return finish(loss, reduction, out_dtype, bound=bound, describe=describe)
+
+
+_PASSED = PassedChecks()
+
+
+def _small_batch(query, key, temperature, symmetric, reduction, chunk_size):
+    """In-batch InfoNCE of unit rows as one dense block (see :mod:`._dense_softmax`), or None
+    where that path does not apply. The argument checks run once per signature; the values'
+    finiteness is read from the loss."""
+    if type(query) is not torch.Tensor or type(key) is not torch.Tensor:
+        return None
+    if chunk_size is not None and type(chunk_size) is not int:
+        return None
+    check_reduction(reduction)
+    tau = check_temperature(temperature)
+    signature = (query.shape, key.shape, query.dtype, key.dtype, query.device, key.device,
+                 chunk_size)  # fmt: skip
+    _PASSED.check(
+        signature,
+        lambda: _check_arguments(
+            query, key, None, temperature, symmetric, reduction, chunk_size, False, False,
+            None, False, None, None, finite=False,
+        ),  # fmt: skip
+    )
+    n = query.shape[0]
+    if not dense_ok(n, chunk_size, tau, query):
+        return None
+    loss = DensePairedCE.apply(query, key, as_scale(temperature, query), symmetric, reduction)
+    check_finite(loss, query=query, key=key)
+
+    def describe() -> str:
+        return f"temperature={tau:.6g}, normalize=True, {query.dtype} inputs"
+
+    bound = _bound(True, tau, n)
+    return finish(loss, reduction, query.dtype, bound=bound, describe=describe, rows=n)
 
 
 def _bound(unit_rows: bool, temperature: float, columns: int) -> float | None:

@@ -19,6 +19,7 @@ import torch
 
 from nce._validation import check_compatible, check_int, check_reduction, check_tensor, shape_str
 from nce.functional._common import (
+    PassedChecks,
     as_scale,
     check_finite,
     check_temperature,
@@ -84,6 +85,10 @@ def nt_xent(
         >>> round(float(nce.nt_xent(v, v, temperature=1e6)), 4)  # uniform: log(2N - 1)
         1.9459
     """
+    if gather is False:
+        loss = _small_batch(view1, view2, temperature, reduction, chunk_size)
+        if loss is not None:
+            return loss
     where = None
     if gather:
         where = global_layout(
@@ -96,23 +101,14 @@ def nt_xent(
         )
         tau = check_temperature(temperature)
     else:
-        tau = _check_arguments(view1, view2, temperature, reduction, chunk_size, False, False)
+        tau = _check_arguments(view1, view2, temperature, reduction, chunk_size, False)
     out_dtype = view1.dtype
     dtype = compute_dtype(view1)
+    views = torch.cat([view1, view2]).to(dtype)
 
     def describe() -> str:
-        return f"temperature={tau:.6g}, {dtype} inputs"
+        return f"temperature={tau:.6g}, {views.dtype} inputs"
 
-    n2 = 2 * view1.shape[0]
-    if where is None and dense_ok(n2, chunk_size, tau, view1):
-        v1, v2 = view1.to(dtype), view2.to(dtype)
-        loss = DenseSelfCE.apply(v1, v2, as_scale(temperature, v1), reduction)
-        check_finite(loss, view1=view1, view2=view2)
-        bound = 2.0 / tau + math.log(n2)
-        return finish(loss, reduction, out_dtype, bound=bound, describe=describe, rows=n2)
-    if where is None:
-        check_finite(view1=view1, view2=view2)
-    views = torch.cat([view1, view2]).to(dtype)
     scale = torch.as_tensor(as_scale(temperature, views), dtype=dtype, device=views.device)
     rows = None  # the layout of the (2N, D) views across ranks
     if where is not None:
@@ -123,6 +119,38 @@ def nt_xent(
 
     bound = 2.0 / tau + math.log(views.shape[0] if rows is None else rows.total)
     return finish(loss, reduction, out_dtype, bound=bound, describe=describe, where=rows)
+
+
+_PASSED = PassedChecks()
+
+
+def _small_batch(view1, view2, temperature, reduction, chunk_size):
+    """NT-Xent as one dense block (see :mod:`._dense_softmax`), or None where that path does
+    not apply. The argument checks run once per signature; the values' finiteness is read from
+    the loss."""
+    if type(view1) is not torch.Tensor or type(view2) is not torch.Tensor:
+        return None
+    if chunk_size is not None and type(chunk_size) is not int:
+        return None
+    check_reduction(reduction)
+    tau = check_temperature(temperature)
+    signature = (view1.shape, view2.shape, view1.dtype, view2.dtype, view1.device, view2.device,
+                 chunk_size)  # fmt: skip
+    _PASSED.check(
+        signature,
+        lambda: _check_arguments(view1, view2, temperature, reduction, chunk_size, False, False),
+    )
+    n2 = 2 * view1.shape[0]
+    if not dense_ok(n2, chunk_size, tau, view1):
+        return None
+    loss = DenseSelfCE.apply(view1, view2, as_scale(temperature, view1), reduction)
+    check_finite(loss, view1=view1, view2=view2)
+
+    def describe() -> str:
+        return f"temperature={tau:.6g}, {view1.dtype} inputs"
+
+    bound = 2.0 / tau + math.log(n2)
+    return finish(loss, reduction, view1.dtype, bound=bound, describe=describe, rows=n2)
 
 
 def _check_arguments(
