@@ -120,6 +120,8 @@ def main() -> None:
             counts = {name: dispatched(run) for name, run in timed.items()}
         t = medians(candidates, repeats_for(n))
         rows.append({"n": n, "repeats": repeats_for(n), "t": t, "ops": counts})
+        if not args.quick:
+            _write(rows, [m for m in sizes if m > n], started)
         print(
             f"N={n:6d}  "
             + "  ".join(
@@ -130,28 +132,37 @@ def main() -> None:
             + ("  ops " + str(counts) if counts else ""),
             flush=True,
         )
+    print(_table(rows))
+
+
+def _write(rows, missing, started) -> None:
+    """Write the section for the sizes measured so far (the largest take the longest)."""
     wall, cpu = time.time() - started[0], time.process_time() - started[1]
-    table = _table(rows)
-    print(table)
-    print(f"wall {wall:.0f} s, CPU {cpu:.0f} s")
-    if not args.quick:
-        _report.write_section(
-            "bench_small_batch",
-            "### Loss speed at every batch size: forward + backward on one CPU thread "
-            f"(D = 128, float32, τ = {TEMPERATURE})\n\n"
-            f"Command: `python benchmarks/bench_small_batch.py` — commit `{_report.commit()}` — "
-            f"{_report.machine()}; glibc malloc thresholds raised (see `bench_losses.py`). "
-            "`torch.set_num_threads(1)` on a machine shared with other jobs (the 2 cores ran "
-            f"other work throughout: this run took {wall:.0f} s of wall time for {cpu:.0f} s of "
-            "CPU time), so every candidate was timed round-robin in the same process and each "
-            "cell is the median of its repeats; a ratio divides two medians of the same run. "
-            "The floor is `bench_losses.py`'s: the three matrix products of an exact gradient "
-            "(N pairs for InfoNCE, 2N views for NT-Xent). The straightforward versions are "
-            "F.normalize, q @ k.T / τ and cross_entropy; they are run up to "
-            f"N = {PLAIN_MAX} (beyond, their N×N logits and gradients take gigabytes on a "
-            "machine shared by eight). ops: ATen operations dispatched per forward + backward, "
-            "counted with a TorchDispatchMode.\n\n" + table,
+    note = ""
+    if missing:
+        note = (
+            "\n\nNot measured in this run (it was stopped first: one repeat of the floor and "
+            "the losses at these sizes takes minutes of CPU time): N = "
+            + ", ".join(str(m) for m in missing)
+            + "."
         )
+    _report.write_section(
+        "bench_small_batch",
+        "### Loss speed at every batch size: forward + backward on one CPU thread "
+        f"(D = 128, float32, τ = {TEMPERATURE})\n\n"
+        f"Command: `python benchmarks/bench_small_batch.py` — commit `{_report.commit()}` — "
+        f"{_report.machine()}; glibc malloc thresholds raised (see `bench_losses.py`). "
+        "`torch.set_num_threads(1)` on a machine shared with other jobs (its 2 cores ran other "
+        f"work throughout: the rows below took {wall:.0f} s of wall time for {cpu:.0f} s of "
+        "CPU time), so every candidate was timed round-robin in the same process and each "
+        "cell is the median of its repeats; a ratio divides two medians of the same run. "
+        "The floor is `bench_losses.py`'s: the three matrix products of an exact gradient "
+        "(N pairs for InfoNCE, 2N views for NT-Xent). The straightforward versions are "
+        "F.normalize, q @ k.T / τ and cross_entropy; they are run up to "
+        f"N = {PLAIN_MAX} (beyond, their N×N logits and gradients take gigabytes on a "
+        "machine shared by eight). ops: ATen operations dispatched per forward + backward, "
+        "counted with a TorchDispatchMode.\n\n" + _table(rows) + note,
+    )
 
 
 def _floor(name: str) -> str:

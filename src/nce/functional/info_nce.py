@@ -68,7 +68,8 @@ def info_nce(
     over the columns :math:`C_i` that query i scores (its positive key i among them):
 
     * ``negatives=None``: the N keys of the batch; key i is query i's positive, the other
-      N−1 keys its negatives. The similarity matrix is never stored whole (see ``chunk_size``).
+      N−1 keys its negatives. The similarity matrix is stored whole only when ``chunk_size``
+      allows it.
     * ``negatives`` of shape (M, D), ``in_batch=False``: the positive and the M shared
       negatives ("unpaired"), which replace the in-batch keys.
     * ``negatives`` of shape (N, K, D), ``in_batch=False``: the positive and query i's own K
@@ -90,7 +91,8 @@ def info_nce(
         reduction: "mean" | "sum" | "none" (shape (N,)).
         chunk_size: the similarity matrix is computed in tiles of at most ``chunk_size`` rows,
             never whole: memory O(N·D + chunk_size·N). None (the default) lets the library
-            choose the tile size. Any value gives the same result; only memory and speed change.
+            choose the tile size (small batches, up to 1024 rows of unit length on the CPU,
+            are one dense block). Any value gives the same result; only memory and speed change.
             (In-batch paths; explicit negatives without ``in_batch`` are scored whole.)
         gather: in-batch negatives from every rank of the torch.distributed process group
             (ranks may hold different N); gradients flow back to the rank owning each key. "mean"
