@@ -23,11 +23,17 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_losses import STEADY_MALLOC, TEMPERATURE, forward_backward, three_matmuls  # noqa: E402
+from bench_losses import (  # noqa: E402
+    STEADY_MALLOC,
+    TEMPERATURE,
+    forward_backward,
+    plain_info_nce,
+    plain_nt_xent,
+    three_matmuls,
+)
 
 import nce  # noqa: E402
 
@@ -37,19 +43,6 @@ D = 128
 SIZES = [1 << p for p in range(5, 17)]  # 32 … 65,536
 PLAIN_MAX = 8192  # the straightforward versions hold several N×N (2N×2N) matrices at once
 COUNT_MAX = 1024
-
-
-def plain_info_nce(q, k):
-    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
-    logits = q @ k.T / TEMPERATURE
-    return F.cross_entropy(logits, torch.arange(q.shape[0]))
-
-
-def plain_nt_xent(v1, v2):
-    z = F.normalize(torch.cat([v1, v2]), dim=1)
-    logits = (z @ z.T / TEMPERATURE).fill_diagonal_(float("-inf"))
-    n = v1.shape[0]
-    return F.cross_entropy(logits, torch.arange(2 * n).roll(n))
 
 
 class _CountOps(TorchDispatchMode):

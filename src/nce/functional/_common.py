@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from nce._validation import _all_finite, check_positive, check_tensor
+from nce._validation import _all_finite, check_positive, check_reduction, check_tensor
 from nce.functional._gather import Layout, reduce_across_ranks
 
 
@@ -79,22 +79,32 @@ def check_finite(loss: torch.Tensor | None = None, **inputs: torch.Tensor) -> No
 
 
 class PassedChecks:
-    """The argument signatures (shapes, dtypes, devices and options) that passed a loss's checks,
-    so that a training loop calling the loss with the same shapes every step runs them once.
-    Only a signature whose checks passed is stored, and only up to ``maxsize`` of them."""
+    """The argument signatures (shapes, dtypes, devices, ``chunk_size``) of two-input losses
+    that passed their checks, so that a training loop calling a loss with the same shapes every
+    step runs the checks once. Only signatures whose checks passed are stored (up to
+    ``maxsize``); the temperature and the reduction are checked on every call."""
 
     def __init__(self, maxsize: int = 64):
         self.maxsize = maxsize
         self._seen: dict = {}
 
-    def check(self, signature: tuple, check: Callable[[], object]) -> None:
-        """Run ``check()`` unless ``signature`` passed it before."""
-        if signature in self._seen:
-            return
-        check()
-        if len(self._seen) >= self.maxsize:
-            self._seen.clear()
-        self._seen[signature] = None
+    def pair(self, a, b, temperature, reduction, chunk_size, check: Callable[[], object]):
+        """The temperature as a float after ``check()`` passed for this signature (now or
+        before); None for inputs other than plain tensors or a ``chunk_size`` other than None
+        or an int, which the caller leaves to its general path."""
+        if type(a) is not torch.Tensor or type(b) is not torch.Tensor:
+            return None
+        if chunk_size is not None and type(chunk_size) is not int:
+            return None
+        check_reduction(reduction)
+        tau = check_temperature(temperature)
+        signature = (a.shape, b.shape, a.dtype, b.dtype, a.device, b.device, chunk_size)
+        if signature not in self._seen:
+            check()
+            if len(self._seen) >= self.maxsize:
+                self._seen.clear()
+            self._seen[signature] = None
+        return tau
 
 
 def check_temperature(temperature) -> float:

@@ -248,21 +248,15 @@ def _small_batch(query, key, temperature, symmetric, reduction, chunk_size):
     """In-batch InfoNCE of unit rows as one dense block (see :mod:`._dense_softmax`), or None
     where that path does not apply. The argument checks run once per signature; the values'
     finiteness is read from the loss."""
-    if type(query) is not torch.Tensor or type(key) is not torch.Tensor:
-        return None
-    if chunk_size is not None and type(chunk_size) is not int:
-        return None
-    check_reduction(reduction)
-    tau = check_temperature(temperature)
-    signature = (query.shape, key.shape, query.dtype, key.dtype, query.device, key.device,
-                 chunk_size)  # fmt: skip
-    _PASSED.check(
-        signature,
+    tau = _PASSED.pair(
+        query, key, temperature, reduction, chunk_size,
         lambda: _check_arguments(
             query, key, None, temperature, symmetric, reduction, chunk_size, False, False,
             None, False, None, None, finite=False,
-        ),  # fmt: skip
-    )
+        ),
+    )  # fmt: skip
+    if tau is None:
+        return None
     n = query.shape[0]
     if not dense_ok(n, chunk_size, tau, query):
         return None

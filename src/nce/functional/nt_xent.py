@@ -129,18 +129,12 @@ def _small_batch(view1, view2, temperature, reduction, chunk_size):
     """NT-Xent as one dense block (see :mod:`._dense_softmax`), or None where that path does
     not apply. The argument checks run once per signature; the values' finiteness is read from
     the loss."""
-    if type(view1) is not torch.Tensor or type(view2) is not torch.Tensor:
-        return None
-    if chunk_size is not None and type(chunk_size) is not int:
-        return None
-    check_reduction(reduction)
-    tau = check_temperature(temperature)
-    signature = (view1.shape, view2.shape, view1.dtype, view2.dtype, view1.device, view2.device,
-                 chunk_size)  # fmt: skip
-    _PASSED.check(
-        signature,
+    tau = _PASSED.pair(
+        view1, view2, temperature, reduction, chunk_size,
         lambda: _check_arguments(view1, view2, temperature, reduction, chunk_size, False, False),
-    )
+    )  # fmt: skip
+    if tau is None:
+        return None
     n2 = 2 * view1.shape[0]
     if not dense_ok(n2, chunk_size, tau, view1):
         return None
