@@ -76,7 +76,7 @@ def medians(candidates: dict, repeats: int) -> dict:
 
 
 def repeats_for(n: int) -> int:
-    return 201 if n <= 256 else 51 if n <= 1024 else 11 if n <= 4096 else 3 if n <= 16384 else 1
+    return 201 if n <= 256 else 51 if n <= 1024 else 11 if n <= 4096 else 3 if n <= 8192 else 1
 
 
 def main() -> None:
@@ -114,7 +114,7 @@ def main() -> None:
         t = medians(candidates, repeats_for(n))
         rows.append({"n": n, "repeats": repeats_for(n), "t": t, "ops": counts})
         if not args.quick:
-            _write(rows, [m for m in sizes if m > n], started)
+            _write(rows, [m for m in SIZES if m > n], started, args.sizes)
         print(
             f"N={n:6d}  "
             + "  ".join(
@@ -128,14 +128,14 @@ def main() -> None:
     print(_table(rows))
 
 
-def _write(rows, missing, started) -> None:
+def _write(rows, missing, started, sizes) -> None:
     """Write the section for the sizes measured so far (the largest take the longest)."""
     wall, cpu = time.time() - started[0], time.process_time() - started[1]
     note = ""
     if missing:
         note = (
-            "\n\nNot measured in this run (it was stopped first: one repeat of the floor and "
-            "the losses at these sizes takes minutes of CPU time): N = "
+            "\n\nNot measured in this run (one repeat of the floor and the losses at these "
+            "sizes takes minutes of CPU time, more than this shared machine could give): N = "
             + ", ".join(str(m) for m in missing)
             + "."
         )
@@ -143,7 +143,9 @@ def _write(rows, missing, started) -> None:
         "bench_small_batch",
         "### Loss speed at every batch size: forward + backward on one CPU thread "
         f"(D = 128, float32, τ = {TEMPERATURE})\n\n"
-        f"Command: `python benchmarks/bench_small_batch.py` — commit `{_report.commit()}` — "
+        "Command: `python benchmarks/bench_small_batch.py"
+        + ("" if sizes == SIZES else " --sizes " + " ".join(map(str, sizes)))
+        + f"` — commit `{_report.commit()}` — "
         f"{_report.machine()}; glibc malloc thresholds raised (see `bench_losses.py`). "
         "`torch.set_num_threads(1)` on a machine shared with other jobs (its 2 cores ran other "
         f"work throughout: the rows below took {wall:.0f} s of wall time for {cpu:.0f} s of "
