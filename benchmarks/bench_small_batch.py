@@ -3,9 +3,9 @@
 Next to each loss: the straightforward PyTorch version (F.normalize, q @ k.T / τ, cross_entropy)
 and the three-matrix-product floor of `bench_losses.py` (S = A Bᵀ, S B and Sᵀ A into
 preallocated outputs; N pairs for InfoNCE, 2N views for NT-Xent), all timed round-robin in the
-same process (interleaved repeats, medians), so that a ratio compares calls that saw the same
-machine load. Also: the ATen operations each forward+backward dispatches (counted with a
-``TorchDispatchMode``), at the small sizes.
+same process (interleaved repeats, medians of each call's thread CPU time), so that a ratio
+compares calls that saw the same machine load. Also: the ATen operations each forward+backward
+dispatches (counted with a ``TorchDispatchMode``), at the small sizes.
 
     python benchmarks/bench_small_batch.py            # prints and updates BENCHMARKS.md
     python benchmarks/bench_small_batch.py --quick    # N = 32 … 1024 only, prints only
@@ -63,20 +63,22 @@ def dispatched(run) -> int:
 
 
 def medians(candidates: dict, repeats: int) -> dict:
-    """Median seconds per candidate over round-robin repeats (one warm-up call each)."""
+    """Median CPU seconds of this thread per call, each candidate in turn over the repeats (one
+    warm-up call each). CPU time leaves out the time the thread waits for a core on a shared
+    machine, which would otherwise land on whichever call a context switch interrupts."""
     for run in candidates.values():
         run()
     samples = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, run in candidates.items():
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             run()
-            samples[name].append(time.perf_counter() - t0)
+            samples[name].append(time.thread_time() - t0)
     return {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
 
 
 def repeats_for(n: int) -> int:
-    return 201 if n <= 256 else 51 if n <= 1024 else 11 if n <= 4096 else 3 if n <= 8192 else 1
+    return 101 if n <= 256 else 21 if n <= 1024 else 5 if n <= 2048 else 3 if n <= 4096 else 1
 
 
 def main() -> None:
@@ -149,8 +151,9 @@ def _write(rows, missing, started, sizes) -> None:
         f"{_report.machine()}; glibc malloc thresholds raised (see `bench_losses.py`). "
         "`torch.set_num_threads(1)` on a machine shared with other jobs (its 2 cores ran other "
         f"work throughout: the rows below took {wall:.0f} s of wall time for {cpu:.0f} s of "
-        "CPU time), so every candidate was timed round-robin in the same process and each "
-        "cell is the median of its repeats; a ratio divides two medians of the same run. "
+        "CPU time). Each cell is the median over its repeats of the CPU time of one call (the "
+        "thread's own CPU clock: waiting for a core is left out), the candidates timed in turn "
+        "within each repeat; a ratio divides two medians of the same run. "
         "The floor is `bench_losses.py`'s: the three matrix products of an exact gradient "
         "(N pairs for InfoNCE, 2N views for NT-Xent). The straightforward versions are "
         "F.normalize, q @ k.T / τ and cross_entropy; they are run up to "
