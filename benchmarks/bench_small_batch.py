@@ -41,7 +41,7 @@ import _report  # noqa: E402
 
 D = 128
 SIZES = [1 << p for p in range(5, 17)]  # 32 … 65,536
-PLAIN_MAX = 8192  # the straightforward versions hold several N×N (2N×2N) matrices at once
+PLAIN_MAX = 4096  # the straightforward versions hold several N×N (2N×2N) matrices at once
 COUNT_MAX = 1024
 
 

@@ -91,8 +91,7 @@ def info_nce(
         reduction: "mean" | "sum" | "none" (shape (N,)).
         chunk_size: the similarity matrix is computed in tiles of at most ``chunk_size`` rows,
             never whole: memory O(N·D + chunk_size·N). None (the default) lets the library
-            choose the tile size (small batches, up to 1024 rows of unit length on the CPU,
-            are one dense block). Any value gives the same result; only memory and speed change.
+            choose the tile size. Any value gives the same result; only memory and speed change.
             (In-batch paths; explicit negatives without ``in_batch`` are scored whole.)
         gather: in-batch negatives from every rank of the torch.distributed process group
             (ranks may hold different N); gradients flow back to the rank owning each key. "mean"

@@ -60,8 +60,7 @@ def nt_xent(
             those of ``view2``).
         chunk_size: the similarity matrix is computed in tiles of at most ``chunk_size`` rows,
             never whole: memory O(N·D + chunk_size·N). None (the default) lets the library
-            choose the tile size (small batches, up to 1024 views of unit length on the CPU,
-            are one dense block). Any value gives the same result; only memory and speed change.
+            choose the tile size. Any value gives the same result; only memory and speed change.
             (Tiles of the (2N, 2N) matrix are square; N counts the 2N views.)
         gather: views from every rank of the torch.distributed process group are negatives (ranks
             may hold different N); as for :func:`nce.info_nce`, "mean" and "sum" are scaled by
