@@ -4,13 +4,14 @@ and the overflow check of the result."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from nce._validation import _all_finite, check_positive
+from nce._validation import _all_finite, check_positive, check_reduction, check_tensor
 from nce.functional._gather import Layout, reduce_across_ranks
 
 
@@ -60,6 +61,52 @@ def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1, eps=normalize_eps(x.dtype))
 
 
+def check_finite(loss: torch.Tensor | None = None, **inputs: torch.Tensor) -> None:
+    r"""Raise ``ValueError`` naming the first of ``inputs`` that holds a NaN or ±Inf.
+
+    Given ``loss``, an in-batch loss of these inputs, the check reads the loss instead, when it
+    can: a NaN or ±Inf in row i of any input (normalized or not) makes the target logit
+    :math:`S_{ii}` non-finite, hence :math:`\ell_i` and every reduction of it, so a finite loss
+    proves the inputs finite with one read of the result; only a non-finite loss checks each
+    input.
+    """
+    if loss is not None:
+        finite = math.isfinite(loss.item()) if loss.dim() == 0 else _all_finite(loss)
+        if finite:
+            return
+    for name, x in inputs.items():
+        check_tensor(name, x, nonempty=False)
+
+
+class PassedChecks:
+    """The argument signatures (shapes, dtypes, devices, ``chunk_size``) of two-input losses
+    that passed their checks, so that a training loop calling a loss with the same shapes every
+    step runs the checks once. Only signatures whose checks passed are stored (up to
+    ``maxsize``); the temperature and the reduction are checked on every call."""
+
+    def __init__(self, maxsize: int = 64):
+        self.maxsize = maxsize
+        self._seen: dict = {}
+
+    def pair(self, a, b, temperature, reduction, chunk_size, check: Callable[[], object]):
+        """The temperature as a float after ``check()`` passed for this signature (now or
+        before); None for inputs other than plain tensors or a ``chunk_size`` other than None
+        or an int, which the caller leaves to its general path."""
+        if type(a) is not torch.Tensor or type(b) is not torch.Tensor:
+            return None
+        if chunk_size is not None and type(chunk_size) is not int:
+            return None
+        check_reduction(reduction)
+        tau = check_temperature(temperature)
+        signature = (a.shape, b.shape, a.dtype, b.dtype, a.device, b.device, chunk_size)
+        if signature not in self._seen:
+            check()
+            if len(self._seen) >= self.maxsize:
+                self._seen.clear()
+            self._seen[signature] = None
+        return tau
+
+
 def check_temperature(temperature) -> float:
     """A temperature is a finite number > 0, or a scalar tensor (possibly learnable) > 0.
     Returns its value as a Python float."""
@@ -86,6 +133,7 @@ def finish(
     bound: float | None,
     describe: Callable[[], str],
     where: Layout | None = None,
+    rows: int | None = None,
 ) -> torch.Tensor:
     r"""Reduce per-example losses (across ranks when ``where`` is given) and return the result in
     ``out_dtype``, refusing a result that overflows instead of returning inf or NaN.
@@ -93,11 +141,14 @@ def finish(
     ``bound`` is an upper bound on every :math:`|\ell_i|` known without reading the values (e.g.
     :math:`2/\tau + \log N` for unit embeddings), or None. When the bound proves that the reduced
     result fits both the compute dtype and ``out_dtype``, nothing is read; otherwise the result is
-    checked and a ``ValueError`` names the arguments (``describe()``) and what to change. With
+    checked and a ``ValueError`` names the arguments (``describe()``) and what to change. Given
+    ``rows``, ``loss`` is already reduced over that many examples (single process only). With
     ``where`` spanning several ranks the check always runs and is collective (one all-reduce of a
     flag): every rank raises alike, whatever options each rank passed.
     """
-    if where is None:
+    if rows is not None:
+        out, n = loss, rows
+    elif where is None:
         out, n = reduce(loss, reduction), loss.shape[0]
     else:
         out, n = reduce_across_ranks(loss, reduction, where), where.total
@@ -106,7 +157,7 @@ def finish(
     # Across ranks the check always runs: a skip decided from each rank's own options (which
     # may differ by mistake) would leave the ranks that do check waiting in the all-reduce.
     if not collective and bound is not None and bound * (n if reduction == "sum" else 1) < limit:
-        return out.to(out_dtype)
+        return out if out.dtype == out_dtype else out.to(out_dtype)
     result = out.to(out_dtype)
     status = 0 if _all_finite(result) else 2 if _all_finite(out) else 1
     if collective:

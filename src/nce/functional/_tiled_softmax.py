@@ -274,7 +274,7 @@ class _UnitRows:
             return
         norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
         self.clamped = norm < normalize_eps(x.dtype)
-        self.inv_norm = 1.0 / norm.clamp_min_(normalize_eps(x.dtype))
+        self.inv_norm = norm.clamp_min_(normalize_eps(x.dtype)).reciprocal_()
         self.unit = x * self.inv_norm
 
     def backward(self, grad_unit: torch.Tensor) -> torch.Tensor:

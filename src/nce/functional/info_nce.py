@@ -30,12 +30,15 @@ from nce._validation import (
     shape_str,
 )
 from nce.functional._common import (
+    PassedChecks,
     as_scale,
+    check_finite,
     check_temperature,
     compute_dtype,
     finish,
     l2_normalize,
 )
+from nce.functional._dense_softmax import DensePairedCE, dense_ok
 from nce.functional._gather import Layout, gather_rows, global_layout
 from nce.functional._tiled_softmax import ColumnRule, PairedSoftmaxCE, default_rows
 
@@ -65,7 +68,8 @@ def info_nce(
     over the columns :math:`C_i` that query i scores (its positive key i among them):
 
     * ``negatives=None``: the N keys of the batch; key i is query i's positive, the other
-      N−1 keys its negatives. The similarity matrix is never stored whole (see ``chunk_size``).
+      N−1 keys its negatives. The similarity matrix is stored whole only when ``chunk_size``
+      allows it.
     * ``negatives`` of shape (M, D), ``in_batch=False``: the positive and the M shared
       negatives ("unpaired"), which replace the in-batch keys.
     * ``negatives`` of shape (N, K, D), ``in_batch=False``: the positive and query i's own K
@@ -152,6 +156,19 @@ def info_nce(
     """
     arguments = (query, key, negatives, temperature, symmetric, reduction, chunk_size, gather)
     extras = (in_batch, log_q, remove_accidental_hits, key_ids, negative_ids)
+    if (
+        negatives is None
+        and gather is False
+        and normalize is True
+        and in_batch is False
+        and log_q is None
+        and remove_accidental_hits is False
+        and key_ids is None
+        and negative_ids is None
+    ):
+        loss = _small_batch(query, key, temperature, symmetric, reduction, chunk_size)
+        if loss is not None:
+            return loss
     joined = negatives is not None and in_batch is True
     where = None
     if gather:
@@ -223,6 +240,35 @@ def info_nce(
     return finish(loss, reduction, out_dtype, bound=bound, describe=describe)
 
 
+_PASSED = PassedChecks()
+
+
+def _small_batch(query, key, temperature, symmetric, reduction, chunk_size):
+    """In-batch InfoNCE of unit rows as one dense block (see :mod:`._dense_softmax`), or None
+    where that path does not apply. The argument checks run once per signature; the values'
+    finiteness is read from the loss."""
+    tau = _PASSED.pair(
+        query, key, temperature, reduction, chunk_size,
+        lambda: _check_arguments(
+            query, key, None, temperature, symmetric, reduction, chunk_size, False, False,
+            None, False, None, None, finite=False,
+        ),
+    )  # fmt: skip
+    if tau is None:
+        return None
+    n = query.shape[0]
+    if not dense_ok(n, chunk_size, tau, query):
+        return None
+    loss = DensePairedCE.apply(query, key, as_scale(temperature, query), symmetric, reduction)
+    check_finite(loss, query=query, key=key)
+
+    def describe() -> str:
+        return f"temperature={tau:.6g}, normalize=True, {query.dtype} inputs"
+
+    bound = _bound(True, tau, n)
+    return finish(loss, reduction, query.dtype, bound=bound, describe=describe, rows=n)
+
+
 def _bound(unit_rows: bool, temperature: float, columns: int) -> float | None:
     r"""With unit rows every logit lies in :math:`[-1/\tau, 1/\tau]`, so each example's loss
     lies in :math:`[0, 2/\tau + \log M]` for M columns; otherwise no bound is known."""
@@ -243,15 +289,18 @@ def _check_arguments(
     remove_accidental_hits,
     key_ids,
     negative_ids,
+    *,
+    finite: bool = True,
 ) -> float:
     """Every argument check of :func:`info_nce`; returns the temperature as a float. With
-    ``gather`` a rank may hold no rows: the global batch is checked by the caller."""
+    ``gather`` a rank may hold no rows: the global batch is checked by the caller. Without
+    ``finite`` the values of query and key are left for the caller to check."""
     check_reduction(reduction)
     tau = check_temperature(temperature)
     if not isinstance(in_batch, bool):
         raise TypeError(f"in_batch must be True or False, got {in_batch!r}")
-    check_tensor("query", query, 2, nonempty=not gather)
-    check_tensor("key", key, 2, nonempty=not gather)
+    check_tensor("query", query, 2, nonempty=not gather, finite=finite)
+    check_tensor("key", key, 2, nonempty=not gather, finite=finite)
     if query.shape != key.shape:
         raise ValueError(f"query has shape {shape_str(query)} but key has {shape_str(key)}")
     check_compatible(query=query, key=key)

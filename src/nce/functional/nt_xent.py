@@ -18,7 +18,15 @@ import math
 import torch
 
 from nce._validation import check_compatible, check_int, check_reduction, check_tensor, shape_str
-from nce.functional._common import as_scale, check_temperature, compute_dtype, finish
+from nce.functional._common import (
+    PassedChecks,
+    as_scale,
+    check_finite,
+    check_temperature,
+    compute_dtype,
+    finish,
+)
+from nce.functional._dense_softmax import DenseSelfCE, dense_ok
 from nce.functional._gather import Layout, gather_rows, global_layout
 from nce.functional._tiled_softmax import (
     SELF_TILE,
@@ -77,6 +85,10 @@ def nt_xent(
         >>> round(float(nce.nt_xent(v, v, temperature=1e6)), 4)  # uniform: log(2N - 1)
         1.9459
     """
+    if gather is False:
+        loss = _small_batch(view1, view2, temperature, reduction, chunk_size)
+        if loss is not None:
+            return loss
     where = None
     if gather:
         where = global_layout(
@@ -93,6 +105,10 @@ def nt_xent(
     out_dtype = view1.dtype
     dtype = compute_dtype(view1)
     views = torch.cat([view1, view2]).to(dtype)
+
+    def describe() -> str:
+        return f"temperature={tau:.6g}, {views.dtype} inputs"
+
     scale = torch.as_tensor(as_scale(temperature, views), dtype=dtype, device=views.device)
     rows = None  # the layout of the (2N, D) views across ranks
     if where is not None:
@@ -101,20 +117,46 @@ def nt_xent(
     else:
         loss = SelfSoftmaxCE.apply(views, scale, chunk_size or SELF_TILE)
 
-    def describe() -> str:
-        return f"temperature={tau:.6g}, {views.dtype} inputs"
-
     bound = 2.0 / tau + math.log(views.shape[0] if rows is None else rows.total)
     return finish(loss, reduction, out_dtype, bound=bound, describe=describe, where=rows)
 
 
-def _check_arguments(view1, view2, temperature, reduction, chunk_size, gather) -> float:
+_PASSED = PassedChecks()
+
+
+def _small_batch(view1, view2, temperature, reduction, chunk_size):
+    """NT-Xent as one dense block (see :mod:`._dense_softmax`), or None where that path does
+    not apply. The argument checks run once per signature; the values' finiteness is read from
+    the loss."""
+    tau = _PASSED.pair(
+        view1, view2, temperature, reduction, chunk_size,
+        lambda: _check_arguments(view1, view2, temperature, reduction, chunk_size, False, False),
+    )  # fmt: skip
+    if tau is None:
+        return None
+    n2 = 2 * view1.shape[0]
+    if not dense_ok(n2, chunk_size, tau, view1):
+        return None
+    loss = DenseSelfCE.apply(view1, view2, as_scale(temperature, view1), reduction)
+    check_finite(loss, view1=view1, view2=view2)
+
+    def describe() -> str:
+        return f"temperature={tau:.6g}, {view1.dtype} inputs"
+
+    bound = 2.0 / tau + math.log(n2)
+    return finish(loss, reduction, view1.dtype, bound=bound, describe=describe, rows=n2)
+
+
+def _check_arguments(
+    view1, view2, temperature, reduction, chunk_size, gather, finite=True
+) -> float:
     """Every argument check of :func:`nt_xent`; returns the temperature as a float. With
-    ``gather`` a rank may hold no rows: the global batch is checked by the caller."""
+    ``gather`` a rank may hold no rows: the global batch is checked by the caller. Without
+    ``finite`` the values of the views are left for the caller to check."""
     check_reduction(reduction)
     tau = check_temperature(temperature)
-    check_tensor("view1", view1, 2, nonempty=not gather)
-    check_tensor("view2", view2, 2, nonempty=not gather)
+    check_tensor("view1", view1, 2, nonempty=not gather, finite=finite)
+    check_tensor("view2", view2, 2, nonempty=not gather, finite=finite)
     if view1.shape != view2.shape:
         raise ValueError(f"view1 has shape {shape_str(view1)} but view2 has {shape_str(view2)}")
     if view1.shape[1] == 0:
