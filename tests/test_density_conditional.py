@@ -255,3 +255,20 @@ def test_a_model_not_finite_at_its_start_is_bad_input():
         NCEDensity(
             NaNEnergy(2), "conditional", noise_scale=0.1, validation_fraction=0, progress=False
         ).fit(torch.randn(30, 2))
+
+
+def test_waymarks_need_a_noise_distribution():
+    with pytest.raises(ValueError, match="waymarks bridge the data and a noise distribution"):
+        NCEDensity(noise="conditional", waymarks=2)
+
+
+def test_noise_ratio_auto_draws_a_whole_number_around_each_datum():
+    X = torch.randn(400, 2, generator=torch.Generator().manual_seed(0))
+    est = NCEDensity(
+        "gaussian", "conditional", noise_ratio="auto", noise_scale=0.3, epochs=2, progress=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X)
+    assert est.noise_ratio_ == pytest.approx(20_000 / 360)
+    assert np.isfinite(est.log_partition_)
