@@ -474,3 +474,13 @@ def test_fitting_leaves_the_global_generator_alone():
     NCEDensity("mlp", epochs=1, progress=False, random_state=0).fit(correlated(100))
     NCEDensity("mlp", epochs=1, progress=False).fit(correlated(100))
     assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_a_model_not_finite_on_the_held_out_rows_at_its_start_is_bad_input():
+    model = GaussianEnergy(2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(float("nan"))
+    estimator = NCEDensity(model, init="keep", standardize=False, progress=False)
+    with pytest.raises(ValueError, match="held-out rows at the model's starting point"):
+        estimator.fit(torch.randn(200, 2))

@@ -475,7 +475,14 @@ class NCEDensity:
         validation_curve: list[float] = []
         best, best_state, wait = math.inf, None, 0
         if plan.validation is not None:
-            best, best_state = held_out(plan), copy.deepcopy(model.state_dict())
+            try:
+                best = held_out(plan)
+            except NonFiniteLogDensity as error:
+                raise ValueError(
+                    f"{error} of the held-out rows at the model's starting point, before any "
+                    "step: check the model's parameters and X"
+                ) from error
+            best_state = copy.deepcopy(model.state_dict())
         converged, at_optimum, previous = False, False, math.inf
         lbfgs = self.optimizer_ == "lbfgs"
         if loop is None:
