@@ -137,10 +137,11 @@ def new_adamw(plan: FitPlan) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=plan.lr)
 
 
-def new_lbfgs(plan: FitPlan) -> torch.optim.LBFGS:
-    """L-BFGS over the plan's model, ``plan.lbfgs_steps`` iterations per step, strong Wolfe."""
+def new_lbfgs(plan: FitPlan, parameters=None) -> torch.optim.LBFGS:
+    """L-BFGS over ``parameters`` (the plan's model's by default), ``plan.lbfgs_steps``
+    iterations per step, strong Wolfe."""
     return torch.optim.LBFGS(
-        plan.model.parameters(),
+        plan.model.parameters() if parameters is None else parameters,
         max_iter=plan.lbfgs_steps,
         history_size=20,
         tolerance_grad=1e-10,

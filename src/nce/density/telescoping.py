@@ -54,7 +54,7 @@ from nce._random import as_seed, seeded
 from nce._validation import check_int
 from nce.density._batch import NonFiniteLogDensity
 from nce.density._standardize import StandardizedNoise
-from nce.density._training import FitPlan, draw_noise
+from nce.density._training import FitPlan, draw_noise, new_lbfgs
 from nce.functional.binary_nce import binary_nce
 from nce.models import EnergyModel, GaussianEnergy, MLPEnergy
 from nce.noise import Gaussian, Noise
@@ -307,14 +307,7 @@ def _lbfgs_epochs(plan: FitPlan, chain: WaymarkChain, train: list[Tensor], ratio
     epoch: yields the objective after each epoch and records its largest gradient entry in
     ``plan.gradient_max`` (as :func:`~nce.density._training.lbfgs_epochs`)."""
     parameters = list(chain.models.parameters())
-    optimizer = torch.optim.LBFGS(
-        parameters,
-        max_iter=plan.lbfgs_steps,
-        history_size=20,
-        tolerance_grad=1e-10,
-        tolerance_change=1e-12,
-        line_search_fn="strong_wolfe",
-    )
+    optimizer = new_lbfgs(plan, parameters)
 
     def closure():
         optimizer.zero_grad(set_to_none=True)
