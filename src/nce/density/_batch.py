@@ -35,18 +35,24 @@ class NonFiniteLogDensity(FloatingPointError):
     """The model's log density became NaN or infinite at points where it must be finite."""
 
 
-def _nce_loss(model: EnergyModel, noise_ratio: float, data: _Batch, noise: _Batch) -> Tensor:
-    """:func:`~nce.binary_nce` of a data batch against a noise batch; raises
-    :class:`NonFiniteLogDensity` when the model's log densities are not all finite."""
-    log_model_data = model.log_prob(data.x, data.context)
-    log_model_noise = model.log_prob(noise.x, noise.context)
-    for what, values in (("data", log_model_data), ("noise", log_model_noise)):
+def check_finite_log_densities(log_data: Tensor, log_noise: Tensor) -> None:
+    """Raises :class:`NonFiniteLogDensity`, counting the points, when the model's log densities
+    at the data or at the noise are not all finite."""
+    for what, values in (("data", log_data), ("noise", log_noise)):
         bad = int((~torch.isfinite(values.detach())).sum())
         if bad:
             raise NonFiniteLogDensity(
                 f"the model's log density is NaN or infinite at {bad} of {values.numel()} "
                 f"{what} points"
             )
+
+
+def _nce_loss(model: EnergyModel, noise_ratio: float, data: _Batch, noise: _Batch) -> Tensor:
+    """:func:`~nce.binary_nce` of a data batch against a noise batch; raises
+    :class:`NonFiniteLogDensity` when the model's log densities are not all finite."""
+    log_model_data = model.log_prob(data.x, data.context)
+    log_model_noise = model.log_prob(noise.x, noise.context)
+    check_finite_log_densities(log_model_data, log_model_noise)
     return binary_nce(
         log_model_data, data.log_q, log_model_noise, noise.log_q, noise_ratio=noise_ratio
     )

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from nce._validation import check_positive
-from nce.density._batch import NonFiniteLogDensity
+from nce.density._batch import NonFiniteLogDensity, check_finite_log_densities
 from nce.density._training import FitPlan, new_adamw, new_lbfgs
 from nce.density.partition import PartitionEstimate, estimate_log_partition
 from nce.functional.conditional_nce import conditional_nce
@@ -152,13 +152,7 @@ def _loss(model: EnergyModel, x: Tensor, y: Tensor) -> Tensor:
     not all finite."""
     log_data = model(x)
     log_noise = model(y.reshape(-1, y.shape[-1])).reshape(y.shape[:2])
-    for what, values in (("data", log_data), ("noise", log_noise)):
-        bad = int((~torch.isfinite(values.detach())).sum())
-        if bad:
-            raise NonFiniteLogDensity(
-                f"the model's log density is NaN or infinite at {bad} of {values.numel()} "
-                f"{what} points"
-            )
+    check_finite_log_densities(log_data, log_noise)
     return conditional_nce(log_data, log_noise)
 
 
