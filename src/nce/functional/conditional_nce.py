@@ -74,11 +74,14 @@ def conditional_nce(
 
     Example:
         >>> import torch, nce
-        >>> x = torch.randn(100, 2)
-        >>> y = x[:, None, :] + 0.1 * torch.randn(100, 5, 2)  # symmetric noise around each x
-        >>> log_phi = lambda u: -0.5 * u.square().sum(-1)    # unnormalized standard normal
-        >>> loss = nce.conditional_nce(log_phi(x), log_phi(y))
-        >>> bool(loss < 0.7)  # log 2 = 0.693 when the model cannot tell x from y
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(1000, 2, generator=g)
+        >>> y = x[:, None, :] + 0.5 * torch.randn(1000, 5, 2, generator=g)  # noise around each x
+        >>> log_phi = lambda u: -0.5 * u.square().sum(-1)  # unnormalized standard normal
+        >>> flat = lambda u: u.new_zeros(u.shape[:-1])       # a model that cannot tell x from y
+        >>> round(nce.conditional_nce(flat(x), flat(y)).item(), 3)  # log 2
+        0.693
+        >>> bool(nce.conditional_nce(log_phi(x), log_phi(y)) < 0.66)  # the true model does better
         True
     """
     check_reduction(reduction)
