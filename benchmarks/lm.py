@@ -8,14 +8,20 @@ BENCHMARKS.md and a plot of validation perplexity against wall-clock time.
     python benchmarks/lm.py                         # the study: every loss, 6 epochs
     python benchmarks/lm.py --max-lines 3000 --epochs 2 --no-write   # a quick look
     python benchmarks/lm.py --epochs 12 --runs full "nce k=25" --section lm_long   # longer training
+    python benchmarks/lm.py --epochs 12 --runs gap --section lm_gap --jobs 2   # closing k = 25's gap
+
+A run's entry holds the model's settings (``LMConfig``) and, under "train", the training options
+of ``nce.lm.train`` it changes (learning-rate schedule, a larger k late in training).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -34,55 +40,108 @@ RUNS = {
     "nce k=100": {"loss": "nce", "num_samples": 100},
     "nce k=25, shared noise": {"loss": "nce", "num_samples": 25, "shared_noise": True},
     "ranking k=100, shared noise": {"loss": "ranking", "num_samples": 100, "shared_noise": True},
+    "nce k=25, cosine lr": {"loss": "nce", "num_samples": 25, "train": {"lr_schedule": "cosine"}},
+    "nce k=25, plateau lr": {
+        "loss": "nce",
+        "num_samples": 25,
+        "train": {"lr_schedule": "plateau"},
+    },
+    "nce k=25, noise power 1": {"loss": "nce", "num_samples": 25, "noise_power": 1.0},
+    "nce k=25, noise power 0.5": {"loss": "nce", "num_samples": 25, "noise_power": 0.5},
+    "nce k=25, k=100 in the last third": {
+        "loss": "nce",
+        "num_samples": 25,
+        "train": {"late_num_samples": 100, "late_epochs": "third"},
+    },
+    "nce k=25, learned log Z": {"loss": "nce", "num_samples": 25, "log_z": "learned"},
+    "nce k=25, log Z(c) of the context": {"loss": "nce", "num_samples": 25, "log_z": "context"},
 }
+STUDY = list(RUNS)[:7]  # the losses compared at 6 epochs
+GAP = [
+    "full",
+    "nce k=25",
+    "nce k=25, cosine lr",
+    "nce k=25, plateau lr",
+    "nce k=25, noise power 1",
+    "nce k=25, k=100 in the last third",
+    "nce k=25, learned log Z",
+]
+
+
+def run(name: str, epochs: int, lr: float, max_lines: int | None, threads: int) -> tuple:
+    """Train one run from a fresh model (seed 0); its results and its per-epoch history."""
+    torch.set_num_threads(threads)
+    streams, vocab = _streams(max_lines)
+    settings = dict(RUNS[name])
+    options = dict(settings.pop("train", {}))
+    if options.get("late_epochs") == "third":
+        options["late_epochs"] = max(1, epochs // 3)
+    config = LMConfig(len(vocab), 256, 256, **settings)
+    torch.manual_seed(0)
+    model = LanguageModel(config, torch.tensor(vocab.counts))
+    t0 = time.perf_counter()
+    history = train(
+        model, streams[0], epochs=epochs, lr=lr, valid_stream=streams[1], progress=False, **options
+    )
+    test_ppl = perplexity(model, streams[2])
+    seconds = sum(r["seconds"] for r in history) / len(history)
+    result = {
+        "test_perplexity": test_ppl,
+        "seconds_per_epoch": seconds,
+        "tokens_per_second": streams[0].numel() / seconds,
+        "log_z": log_partition_stats(model, streams[2]),
+        "wall": time.perf_counter() - t0,
+    }
+    return name, result, history
+
+
+def _streams(max_lines: int | None):
+    lines = [tokenize(v) for v in kjv_verses()[:max_lines]]
+    train_lines, valid_lines, test_lines = split_lines(lines, random_state=0)
+    vocab = Vocabulary.build(train_lines, min_count=2)
+    return [vocab.encode(s) for s in (train_lines, valid_lines, test_lines)], vocab
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--max-lines", type=int, default=None)
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=STUDY,
+        choices=[*RUNS, "gap"],
+        help="run names, or 'gap': the full softmax and the settings tried for k = 25",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once, one thread each (with > 1)"
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument(
         "--section", default="lm", help="BENCHMARKS.md section (and plot name) to write"
     )
     args = parser.parse_args()
-    if args.runs != list(RUNS) and args.section == "lm" and not args.no_write:
+    requested = GAP if args.runs == ["gap"] else args.runs
+    if requested != STUDY and args.section == "lm" and not args.no_write:
         parser.error("--runs with a subset of the losses needs --section NAME (or --no-write)")
-
-    lines = [tokenize(v) for v in kjv_verses()[: args.max_lines]]
-    train_lines, valid_lines, test_lines = split_lines(lines, random_state=0)
-    vocab = Vocabulary.build(train_lines, min_count=2)
-    streams = [vocab.encode(s) for s in (train_lines, valid_lines, test_lines)]
+    streams, vocab = _streams(args.max_lines)
     print(f"V = {len(vocab)}, train tokens = {streams[0].numel()}", flush=True)
 
-    results, curves = {}, {}
-    for name in args.runs:
-        config = LMConfig(len(vocab), 256, 256, **RUNS[name])
-        torch.manual_seed(0)
-        model = LanguageModel(config, torch.tensor(vocab.counts))
-        t0 = time.perf_counter()
-        history = train(
-            model,
-            streams[0],
-            epochs=args.epochs,
-            lr=args.lr,
-            valid_stream=streams[1],
-            progress=False,
-        )
-        curves[name] = history
-        test_ppl = perplexity(model, streams[2])
-        log_z = log_partition_stats(model, streams[2])
-        seconds = sum(r["seconds"] for r in history) / len(history)
-        results[name] = {
-            "test_perplexity": test_ppl,
-            "seconds_per_epoch": seconds,
-            "tokens_per_second": streams[0].numel() / seconds,
-            "log_z": log_z,
-            "wall": time.perf_counter() - t0,
-        }
-        print(name, results[name], flush=True)
+    threads = torch.get_num_threads() if args.jobs == 1 else 1
+    jobs = [(name, args.epochs, args.lr, args.max_lines, threads) for name in requested]
+    finished = {}
+    if args.jobs == 1:
+        outcomes = (run(*job) for job in jobs)
+    else:
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=context)
+        outcomes = (f.result() for f in as_completed([pool.submit(run, *job) for job in jobs]))
+    for name, result, history in outcomes:
+        finished[name] = (result, history)
+        print(name, result, flush=True)
+    results = {name: finished[name][0] for name in requested}
+    curves = {name: finished[name][1] for name in requested}
 
     full = results.get("full", {}).get("test_perplexity")
     lines_md = [
@@ -118,8 +177,10 @@ def main() -> None:
     command = f"python benchmarks/lm.py --epochs {args.epochs}"
     if args.max_lines:
         command += f" --max-lines {args.max_lines}"
-    if args.runs != list(RUNS):
+    if args.runs != STUDY:
         command += " --runs " + " ".join(f'"{r}"' if " " in r else r for r in args.runs)
+    if args.jobs != 1:
+        command += f" --jobs {args.jobs}"
     if args.lr != 2e-3:
         command += f" --lr {args.lr}"
     if args.section != "lm":
@@ -127,7 +188,9 @@ def main() -> None:
     _report.write_section(
         args.section,
         f"### Word-level LM on the King James Bible: output losses compared, {args.epochs} "
-        f"epochs\n\nCommand: `{command}` — commit `{_report.commit()}` — {_report.machine()}. "
+        f"epochs\n\nCommand: `{command}` — commit `{_report.commit()}` — {_report.machine()}"
+        + (f", {args.jobs} runs at once, one thread each" if args.jobs > 1 else "")
+        + ". "
         f"LSTM 256, Adam lr {args.lr}, V = {len(vocab)}, exact test perplexity.\n\n{table}\n\n"
         f"![validation perplexity against time](benchmarks/results/{png.name})",
     )

@@ -37,6 +37,7 @@ from nce._divergence import DivergenceError
 from nce._random import as_generator, as_seed, check_random_state, seeded
 from nce._validation import check_in_range, check_int
 from nce.optim import LazyAdam, clip_grad_norm_
+from nce.noise.unigram import Unigram
 from nce.output import NCEOutput
 
 EVAL_BATCH = 16  # parallel streams when measuring perplexity and log Z
@@ -49,6 +50,9 @@ class LMConfig:
     ``shared_noise=False`` draws k noise words per target word, as Mnih & Teh (2012) do; ``True``
     draws k for the whole batch, which is cheaper but, measured on the KJV (BENCHMARKS.md), makes
     binary NCE learn far more slowly: use it with ``loss="ranking"`` and a large k.
+    ``noise_power`` α sets the noise distribution :math:`q(w) \propto c_w^{\alpha}` from the
+    training counts :math:`c_w` (1: the unigram distribution of Mnih & Teh; 0.75, the default,
+    flattens it as Mikolov et al. 2013 do).
     """
 
     vocab_size: int
@@ -61,6 +65,7 @@ class LMConfig:
     num_samples: int = 25
     shared_noise: bool = False
     log_z: str | float = 0.0
+    noise_power: float = 0.75
 
     def __post_init__(self):
         for name in ("vocab_size", "dim", "hidden", "num_samples"):
@@ -73,6 +78,7 @@ class LMConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         check_in_range("dropout", self.dropout, 0.0, 1.0)
+        check_in_range("noise_power", self.noise_power, 0.0, math.inf)
         finite = isinstance(self.log_z, (int, float)) and math.isfinite(self.log_z)
         if isinstance(self.log_z, bool) or not (finite or self.log_z in ("learned", "context")):
             raise ValueError(
@@ -155,7 +161,7 @@ class LanguageModel(nn.Module):
         self.output = NCEOutput(
             config.vocab_size,
             config.hidden,
-            counts.clamp(min=1).double(),
+            Unigram(counts.clamp(min=1).double(), power=config.noise_power),
             config.num_samples,
             loss=config.loss,
             shared_noise=config.shared_noise,
@@ -283,8 +289,19 @@ def generate(model, prompt_ids, n: int, temperature: float = 1.0, generator=None
     return out
 
 
-TRAINING_OPTIONS = ("lr", "batch_size", "bptt", "random_state", "optimizer")
+TRAINING_OPTIONS = (
+    "lr",
+    "batch_size",
+    "bptt",
+    "random_state",
+    "optimizer",
+    "lr_schedule",
+    "late_num_samples",
+    "late_epochs",
+)
 OPTIMIZERS = ("lazy_adam", "adam")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+PLATEAU_FACTOR = 4.0  # "plateau" divides the learning rate by this when validation stalls
 
 
 @renamed_keywords(seed="random_state")
@@ -303,6 +320,9 @@ def train(
     valid_stream: torch.Tensor | None = None,
     progress: bool = True,
     optimizer: str = "lazy_adam",
+    lr_schedule: str = "constant",
+    late_num_samples: int | None = None,
+    late_epochs: int = 0,
 ) -> list[dict]:
     r"""Train with Adam; checkpoint (atomically) after every epoch; ``resume`` continues exactly.
 
@@ -335,6 +355,13 @@ def train(
             the rows it read, O(rows read) instead of O(V) per step; "adam": dense
             :class:`torch.optim.Adam` over every row at every step. The two differ only in rows a
             step does not read, which dense Adam keeps moving by their momentum.
+        lr_schedule: "constant"; "cosine": step s of S in all (every epoch's) runs at
+            :math:`\eta_s = \eta\,\tfrac12(1 + \cos(\pi s / S))` (Loshchilov & Hutter 2017,
+            arXiv:1608.03983); "plateau": the rate is divided by 4 after every epoch whose
+            validation perplexity is not below the best before it (needs ``valid_stream``).
+        late_num_samples: K' noise words per target word in the last ``late_epochs`` epochs
+            (a larger K' late in training; binary and ranking NCE only). None keeps K throughout.
+        late_epochs: how many of the last epochs use ``late_num_samples``.
 
     Returns:
         One record per epoch run: loss, seconds, tokens per second and, given ``valid_stream``,
@@ -349,6 +376,7 @@ def train(
     check_random_state(random_state)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    _check_schedules(model, epochs, valid_stream, lr_schedule, late_num_samples, late_epochs)
     data = batchify(train_stream, batch_size)
     lazy = optimizer == "lazy_adam"
     options = {
@@ -357,6 +385,9 @@ def train(
         "bptt": bptt,
         "random_state": random_state if isinstance(random_state, int) else None,
         "optimizer": optimizer,
+        "lr_schedule": lr_schedule,
+        "late_num_samples": late_num_samples,
+        "late_epochs": late_epochs,
     }
     optimizer = (LazyAdam if lazy else torch.optim.Adam)(model.parameters(), lr=lr)
     dropout_seed = as_seed(random_state)
@@ -374,7 +405,12 @@ def train(
             start = saved.entry("epoch", int)
             history = list(saved.entry("history", list))
         for epoch in range(start, epochs):
-            record = _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress)
+            late = late_num_samples is not None and epoch >= epochs - late_epochs
+            schedule = (lr, epochs) if lr_schedule == "cosine" else None
+            with _num_samples(model, late_num_samples if late else None):
+                record = _epoch(
+                    model, data, optimizer, sampler, epoch, epochs, bptt, progress, schedule
+                )
             problem = record.get("diverged")
             if problem is None and not all(torch.isfinite(p).all() for p in model.parameters()):
                 problem = "the weights are no longer finite"
@@ -384,6 +420,11 @@ def train(
                     problem = f"the validation perplexity became {record['valid_perplexity']}"
             if problem is not None:
                 raise _divergence(problem, epoch + 1, lr, checkpoint)
+            if lr_schedule == "plateau":
+                best = min((r["valid_perplexity"] for r in history), default=math.inf)
+                if record["valid_perplexity"] >= best:
+                    for group in optimizer.param_groups:
+                        group["lr"] /= PLATEAU_FACTOR
             history.append(record)
             if checkpoint is not None:
                 payload = {
@@ -402,13 +443,19 @@ def train(
     return history
 
 
-def _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress) -> dict:
-    """One pass over ``data`` (B, L); a non-finite loss stops it, saying so in ``"diverged"``."""
+def _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress, cosine=None) -> dict:
+    """One pass over ``data`` (B, L); a non-finite loss stops it, saying so in ``"diverged"``.
+    ``cosine``: (peak rate, epochs in all) of a cosine schedule set before every step."""
     model.train()
     state, total, steps, t0 = None, 0.0, 0, time.perf_counter()
     windows = range(0, data.shape[1] - 1, bptt)
     bar = tqdm(windows, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
-    for t in bar:
+    for i, t in enumerate(bar):
+        if cosine is not None:
+            peak, total_epochs = cosine
+            done = (epoch + i / len(windows)) / total_epochs
+            for group in optimizer.param_groups:
+                group["lr"] = peak * 0.5 * (1.0 + math.cos(math.pi * done))
         targets = data[:, t + 1 : t + 1 + bptt]
         inputs = data[:, t : t + targets.shape[1]]
         loss, state = model.loss(inputs, targets, _detach(state), generator=sampler)
@@ -431,10 +478,47 @@ def _epoch(model, data, optimizer, sampler, epoch, epochs, bptt, progress) -> di
     seconds = time.perf_counter() - t0
     return {
         "epoch": epoch + 1,
+        "lr": optimizer.param_groups[0]["lr"],
+        "num_samples": model.output.num_samples,
         "loss": total / steps,
         "seconds": seconds,
         "tokens_per_second": data.numel() / seconds,
     }
+
+
+def _check_schedules(model, epochs, valid_stream, lr_schedule, late_num_samples, late_epochs):
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if lr_schedule == "plateau" and valid_stream is None:
+        raise ValueError("lr_schedule='plateau' needs valid_stream (it watches its perplexity)")
+    check_int("late_epochs", late_epochs, minimum=0)
+    if late_epochs > epochs:
+        raise ValueError(f"late_epochs ({late_epochs}) must be at most epochs ({epochs})")
+    if late_num_samples is None:
+        if late_epochs:
+            raise ValueError(f"late_epochs={late_epochs} needs late_num_samples")
+        return
+    check_int("late_num_samples", late_num_samples, minimum=1)
+    if model.config.loss == "full":
+        raise ValueError("late_num_samples applies to loss='nce' or 'ranking', not 'full'")
+    if late_num_samples >= model.config.vocab_size:
+        raise ValueError(
+            f"late_num_samples ({late_num_samples}) must be below the vocabulary size "
+            f"V = {model.config.vocab_size}"
+        )
+    if not late_epochs:
+        raise ValueError("late_num_samples needs late_epochs >= 1 (the epochs that use it)")
+
+
+@contextlib.contextmanager
+def _num_samples(model: LanguageModel, k: int | None):
+    """The output layer draws ``k`` noise words per target while inside (None: unchanged)."""
+    before = model.output.num_samples
+    model.output.num_samples = before if k is None else k
+    try:
+        yield
+    finally:
+        model.output.num_samples = before
 
 
 @contextlib.contextmanager

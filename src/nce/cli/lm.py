@@ -8,6 +8,7 @@ nce lm generate lm.pt --prompt "in the beginning" -n 30
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -54,6 +55,25 @@ def add_arguments(parser) -> None:
         help="one set of k noise words for the whole batch instead of k per word (faster; "
         "suits --loss ranking with a large k, slows NCE's learning)",
     )
+    tr.add_argument(
+        "--noise-power",
+        type=float,
+        default=0.75,
+        help="noise distribution q(w) ∝ count(w)^power (1: the unigram distribution)",
+    )
+    tr.add_argument(
+        "--log-z",
+        default="0",
+        help="log Z the NCE loss subtracts: a number (0: self-normalized, the default), "
+        "'learned' (one scalar) or 'context' (a linear function of the hidden state)",
+    )
+    tr.add_argument(
+        "--late-k",
+        type=int_at_most(10**6),
+        default=None,
+        help="noise words per target word in the last --late-epochs epochs (a larger k late)",
+    )
+    tr.add_argument("--late-epochs", type=int_at_most(10**5), default=0)
     tr.add_argument("--epochs", type=int_at_most(10**5), default=1)
     tr.add_argument("--batch-size", type=int_at_most(10**5), default=32)
     tr.add_argument("--bptt", type=int_at_most(10**5), default=35)
@@ -68,6 +88,13 @@ def add_arguments(parser) -> None:
         default="lazy_adam",
         help="lazy_adam: Adam on the embedding rows each step reads, O(rows read) (default); "
         "adam: dense Adam over every row of the vocabulary at every step",
+    )
+    tr.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine", "plateau"],
+        default="constant",
+        help="cosine: decay to 0 over all steps; plateau: divide by 4 when the validation "
+        "perplexity does not improve",
     )
     tr.add_argument("--min-count", type=int, default=2, help="rarer words become <unk>")
     tr.add_argument("--seed", type=int_at_most(SEED_MAX), default=0)
@@ -102,6 +129,18 @@ def _load(path: str):
     return saved, vocab, model
 
 
+def _log_z(text: str) -> str | float:
+    if text in ("learned", "context"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InputError(f"--log-z must be a finite number, 'learned' or 'context', got {text!r}")
+    return value
+
+
 def _train(args) -> int:
     if args.k < 1:
         raise InputError(f"--k must be >= 1, got {args.k}")
@@ -118,6 +157,16 @@ def _train(args) -> int:
     if args.max_lines is not None and args.max_lines < 1:
         raise InputError(f"--max-lines must be >= 1, got {args.max_lines}")
     refuse_non_positive(("--lr", args.lr))
+    log_z = _log_z(args.log_z)
+    if not (math.isfinite(args.noise_power) and args.noise_power >= 0):
+        raise InputError(f"--noise-power must be a finite number >= 0, got {args.noise_power}")
+    if args.late_k is None and args.late_epochs:
+        raise InputError(f"--late-epochs {args.late_epochs} needs --late-k")
+    if args.late_k is not None and not 1 <= args.late_epochs <= args.epochs:
+        raise InputError(
+            f"--late-k needs --late-epochs between 1 and --epochs ({args.epochs}), "
+            f"got {args.late_epochs}"
+        )
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     text = read_corpus(args.corpus, args.max_lines)
@@ -126,6 +175,13 @@ def _train(args) -> int:
     vocab = Vocabulary.build(train_lines, min_count=args.min_count)
     if args.loss != "full" and args.k >= len(vocab):
         raise InputError(f"--k {args.k} must be below the vocabulary size {len(vocab)}")
+    if args.late_k is not None:
+        if args.loss == "full":
+            raise InputError("--late-k applies to --loss nce or ranking, not full")
+        if not 1 <= args.late_k < len(vocab):
+            raise InputError(
+                f"--late-k {args.late_k} must be >= 1 and below the vocabulary size {len(vocab)}"
+            )
     config = LMConfig(
         len(vocab),
         args.dim,
@@ -135,6 +191,8 @@ def _train(args) -> int:
         loss=args.loss,
         num_samples=args.k,
         shared_noise=args.shared_noise,
+        log_z=log_z,
+        noise_power=args.noise_power,
     )
     valid_stream = vocab.encode(valid_lines)
     for name, stream in (("validation", valid_stream), ("test", vocab.encode(test_lines))):
@@ -164,6 +222,9 @@ def _train(args) -> int:
         valid_stream=valid_stream,
         progress=not args.no_progress,
         optimizer=args.optimizer,
+        lr_schedule=args.lr_schedule,
+        late_num_samples=args.late_k,
+        late_epochs=args.late_epochs,
     )
     for record in history:
         print(
