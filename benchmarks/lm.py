@@ -8,7 +8,7 @@ BENCHMARKS.md and a plot of validation perplexity against wall-clock time.
     python benchmarks/lm.py                         # the study: every loss, 6 epochs
     python benchmarks/lm.py --max-lines 3000 --epochs 2 --no-write   # a quick look
     python benchmarks/lm.py --epochs 12 --runs full "nce k=25" --section lm_long   # longer training
-    python benchmarks/lm.py --epochs 12 --runs gap --section lm_gap --jobs 2   # closing k = 25's gap
+    python benchmarks/lm.py --epochs 12 --runs gap --section lm_gap --jobs 2  # k = 25
 
 A run's entry holds the model's settings (``LMConfig``) and, under "train", the training options
 of ``nce.lm.train`` it changes (learning-rate schedule, a larger k late in training).
