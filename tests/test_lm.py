@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+import nce.lm
 from nce.cli import lm as lm_cli
 from nce.cli._table import InputError
 from nce.lm import (
@@ -206,3 +207,182 @@ def test_cli_train_eval_generate_and_bad_input(tmp_path, capsys):
         lm_cli.run(_parse(["generate", str(out), "--temperature", "0"]))
     with pytest.raises(ValueError, match="config.shared_noise is False in the checkpoint, True"):
         lm_cli.run(_parse(["train", "--corpus", str(text), "--resume", "--shared-noise", *common]))
+
+
+def test_cosine_schedule_sets_each_steps_rate_and_resumes_exactly(corpus, tmp_path, monkeypatch):
+    vocab, stream, _ = corpus
+    windows = math.ceil((batchify(stream, 8).shape[1] - 1) / 20)
+    history = train(
+        _model(vocab),
+        stream,
+        epochs=2,
+        batch_size=8,
+        bptt=20,
+        lr=0.01,
+        lr_schedule="cosine",
+        progress=False,
+    )
+    for record in history:  # the rate of the epoch's last step
+        done = (record["epoch"] - 1 + (windows - 1) / windows) / 2
+        assert record["lr"] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * done)))
+    assert history[1]["lr"] < 0.01 * 1e-2
+    straight = _model(vocab)
+    options = dict(batch_size=8, bptt=20, lr=0.01, lr_schedule="cosine", progress=False)
+    train(straight, stream, epochs=2, **options)
+    path = tmp_path / "lm.pt"
+    epoch = nce.lm._epoch
+
+    def interrupted(model, data, optimizer, sampler, index, *rest):
+        if index == 1:
+            raise KeyboardInterrupt  # the process is stopped during the second epoch
+        return epoch(model, data, optimizer, sampler, index, *rest)
+
+    monkeypatch.setattr(nce.lm, "_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(vocab), stream, epochs=2, checkpoint=path, **options)
+    monkeypatch.undo()
+    resumed = _model(vocab, seed=5)
+    train(resumed, stream, epochs=2, checkpoint=path, resume=True, **options)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="cosine_epochs is 2 in the checkpoint, 3 now"):
+        train(_model(vocab), stream, epochs=3, checkpoint=path, resume=True, **options)
+    with pytest.raises(ValueError, match="lr_schedule is 'cosine' in the checkpoint, 'constant'"):
+        train(
+            _model(vocab),
+            stream,
+            epochs=2,
+            checkpoint=path,
+            resume=True,
+            **{**options, "lr_schedule": "constant"},
+        )
+
+
+def test_plateau_divides_the_rate_after_an_epoch_that_does_not_improve(corpus):
+    vocab, stream, valid = corpus
+    history = train(
+        _model(vocab),
+        stream,
+        epochs=5,
+        batch_size=8,
+        bptt=20,
+        lr=0.2,
+        valid_stream=valid,
+        lr_schedule="plateau",
+        progress=False,
+    )
+    ppl = [r["valid_perplexity"] for r in history]
+    divided = 0
+    for i in range(1, len(history)):
+        stalled = ppl[i - 1] >= min(ppl[: i - 1], default=math.inf)
+        expected = history[i - 1]["lr"] / (4.0 if stalled else 1.0)
+        assert history[i]["lr"] == pytest.approx(expected)
+        divided += stalled
+    assert divided >= 1  # lr = 0.2 overshoots on this corpus: the rule must have acted
+
+
+def test_late_num_samples_draws_more_noise_in_the_last_epochs(corpus):
+    vocab, stream, _ = corpus
+    model = _model(vocab)  # k = 10
+    history = train(
+        model,
+        stream,
+        epochs=3,
+        batch_size=8,
+        bptt=20,
+        late_num_samples=40,
+        late_epochs=1,
+        progress=False,
+    )
+    assert [r["num_samples"] for r in history] == [10, 10, 40]
+    assert model.output.num_samples == 10 and model.config.num_samples == 10
+
+
+def test_noise_power_sets_the_noise_distribution(corpus):
+    vocab, _, _ = corpus
+    counts = torch.tensor(vocab.counts).clamp(min=1).double()
+    for power in (0.0, 0.75, 1.0):
+        torch.manual_seed(0)
+        model = LanguageModel(
+            LMConfig(len(vocab), 8, 8, num_samples=5, noise_power=power), torch.tensor(vocab.counts)
+        )
+        expected = (counts**power / (counts**power).sum()).log()
+        torch.testing.assert_close(model.output.noise.log_prob(torch.arange(len(vocab))), expected)
+    with pytest.raises(ValueError, match="noise_power"):
+        LMConfig(20, noise_power=-1.0)
+
+
+def test_bad_schedules_are_refused_naming_the_argument(corpus):
+    vocab, stream, valid = corpus
+    bad = [
+        ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+        ({"lr_schedule": "plateau"}, "lr_schedule='plateau' needs valid_stream"),
+        ({"late_epochs": 1}, "late_epochs=1 needs late_num_samples"),
+        ({"late_num_samples": 20}, "late_num_samples needs late_epochs >= 1"),
+        ({"late_num_samples": 20, "late_epochs": 3}, r"late_epochs \(3\) must be at most epochs"),
+        ({"late_num_samples": 10**6, "late_epochs": 1}, "must be below the vocabulary size"),
+        ({"late_num_samples": 0, "late_epochs": 1}, "late_num_samples must be >= 1"),
+    ]
+    for options, message in bad:
+        with pytest.raises(ValueError, match=message):
+            train(_model(vocab), stream, epochs=2, progress=False, **options)
+    with pytest.raises(ValueError, match="not 'full'"):
+        train(
+            _model(vocab, "full"),
+            stream,
+            epochs=1,
+            late_num_samples=5,
+            late_epochs=1,
+            progress=False,
+        )
+
+
+def test_cli_schedules_and_noise_options(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(" ".join(tokenize(v)) for v in kjv_verses()[:300]))
+    out = tmp_path / "lm.pt"
+    common = [
+        "train",
+        "--corpus",
+        str(text),
+        "--dim",
+        "8",
+        "--hidden",
+        "8",
+        "--k",
+        "5",
+        "--no-progress",
+        "-o",
+        str(out),
+    ]
+    argv = [
+        *common,
+        "--epochs",
+        "2",
+        "--lr-schedule",
+        "plateau",
+        "--noise-power",
+        "1",
+        "--log-z",
+        "learned",
+        "--late-k",
+        "20",
+        "--late-epochs",
+        "1",
+    ]
+    assert lm_cli.run(_parse(argv)) == 0
+    saved = read_checkpoint(out)
+    assert saved["config"].noise_power == 1.0 and saved["config"].log_z == "learned"
+    assert saved["options"]["lr_schedule"] == "plateau"
+    assert [r["num_samples"] for r in saved["history"]] == [5, 20]
+    bad = [
+        (["--log-z", "big"], "--log-z must be a finite number, 'learned' or 'context'"),
+        (["--log-z", "inf"], "--log-z must be a finite number"),
+        (["--noise-power", "-1"], "--noise-power must be a finite number >= 0"),
+        (["--late-epochs", "1"], "--late-epochs 1 needs --late-k"),
+        (["--late-k", "20"], "--late-k needs --late-epochs between 1 and --epochs"),
+        (["--late-k", "100000", "--late-epochs", "1"], "--late-k 100000 must be >= 1 and below"),
+    ]
+    for extra, message in bad:
+        with pytest.raises(InputError, match=message):
+            lm_cli.run(_parse([*common, *extra]))

@@ -45,7 +45,7 @@ EVAL_BATCH = 16  # parallel streams when measuring perplexity and log Z
 
 @dataclass(frozen=True)
 class LMConfig:
-    """Hyperparameters of :class:`LanguageModel` (saved in checkpoints).
+    r"""Hyperparameters of :class:`LanguageModel` (saved in checkpoints).
 
     ``shared_noise=False`` draws k noise words per target word, as Mnih & Teh (2012) do; ``True``
     draws k for the whole batch, which is cheaper but, measured on the KJV (BENCHMARKS.md), makes
@@ -296,6 +296,7 @@ TRAINING_OPTIONS = (
     "random_state",
     "optimizer",
     "lr_schedule",
+    "cosine_epochs",
     "late_num_samples",
     "late_epochs",
 )
@@ -357,8 +358,9 @@ def train(
             step does not read, which dense Adam keeps moving by their momentum.
         lr_schedule: "constant"; "cosine": step s of S in all (every epoch's) runs at
             :math:`\eta_s = \eta\,\tfrac12(1 + \cos(\pi s / S))` (Loshchilov & Hutter 2017,
-            arXiv:1608.03983); "plateau": the rate is divided by 4 after every epoch whose
-            validation perplexity is not below the best before it (needs ``valid_stream``).
+            arXiv:1608.03983), so a cosine run resumes only with the same ``epochs``;
+            "plateau": the rate is divided by 4 after every epoch whose validation perplexity
+            is not below the best before it (needs ``valid_stream``).
         late_num_samples: K' noise words per target word in the last ``late_epochs`` epochs
             (a larger K' late in training; binary and ranking NCE only). None keeps K throughout.
         late_epochs: how many of the last epochs use ``late_num_samples``.
@@ -386,6 +388,7 @@ def train(
         "random_state": random_state if isinstance(random_state, int) else None,
         "optimizer": optimizer,
         "lr_schedule": lr_schedule,
+        "cosine_epochs": epochs if lr_schedule == "cosine" else None,  # its rate depends on them
         "late_num_samples": late_num_samples,
         "late_epochs": late_epochs,
     }
