@@ -5,10 +5,15 @@ and the three-matrix-product floor of `bench_losses.py` (S = A Bᵀ, S B and S�
 preallocated outputs; N pairs for InfoNCE, 2N views for NT-Xent), all timed round-robin in the
 same process (interleaved repeats, medians of each call's thread CPU time), so that a ratio
 compares calls that saw the same machine load. Also: the ATen operations each forward+backward
-dispatches (counted with a ``TorchDispatchMode``), at the small sizes.
+dispatches (counted with a ``TorchDispatchMode``), at the small sizes; and, up to N = 1024, two
+more references in a second table: the bare autograd call ``(q @ k.T).sum().backward()`` (the
+same three products through eager autograd and nothing else: the least any eager loss costs)
+and the straightforward versions compiled with ``torch.compile`` (Inductor, one compilation per
+shape, its time reported).
 
     python benchmarks/bench_small_batch.py            # prints and updates BENCHMARKS.md
     python benchmarks/bench_small_batch.py --quick    # N = 32 … 1024 only, prints only
+    python benchmarks/bench_small_batch.py --no-compile   # without the torch.compile columns
 
 One thread (``torch.set_num_threads(1)``), so that the candidates share the same core budget on
 a loaded machine; glibc's malloc thresholds are raised as in `bench_losses.py`.
@@ -43,6 +48,7 @@ D = 128
 SIZES = [1 << p for p in range(5, 17)]  # 32 … 65,536
 PLAIN_MAX = 4096  # the straightforward versions hold several N×N (2N×2N) matrices at once
 COUNT_MAX = 1024
+EXTRA_MAX = 1024  # the bare-autograd and torch.compile references
 
 
 class _CountOps(TorchDispatchMode):
@@ -85,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     parser.add_argument("--quick", action="store_true", help="N = 32 … 1024, no file written")
+    parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     args = parser.parse_args()
     if STEADY_MALLOC.keys() - os.environ.keys():
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STEADY_MALLOC})
@@ -109,12 +116,25 @@ def main() -> None:
         if n <= PLAIN_MAX:
             candidates["info_nce plain"] = forward_backward(plain_info_nce, q, k)
             candidates["nt_xent plain"] = forward_backward(plain_nt_xent, q, k)
+        compile_seconds = {}
+        if n <= EXTRA_MAX:
+            candidates["info_nce bare"] = forward_backward(_bare_pairs, q, k)
+            candidates["nt_xent bare"] = forward_backward(_bare_views, q, k)
+            if not args.no_compile:
+                for name, fn in (("info_nce", plain_info_nce), ("nt_xent", plain_nt_xent)):
+                    run = forward_backward(torch.compile(fn, dynamic=False), q, k)
+                    t0 = time.perf_counter()
+                    run()  # compiles forward and backward for this shape
+                    compile_seconds[name] = time.perf_counter() - t0
+                    candidates[f"{name} compiled"] = run
         counts = {}
         if n <= COUNT_MAX:
-            timed = {name: run for name, run in candidates.items() if "floor" not in name}
+            timed = {name: run for name, run in candidates.items() if name in TABLE_OPS}
             counts = {name: dispatched(run) for name, run in timed.items()}
         t = medians(candidates, repeats_for(n))
-        rows.append({"n": n, "repeats": repeats_for(n), "t": t, "ops": counts})
+        rows.append(
+            {"n": n, "repeats": repeats_for(n), "t": t, "ops": counts, "compile": compile_seconds}
+        )
         if not args.quick:
             _write(rows, [m for m in SIZES if m > n], started, args.sizes)
         print(
@@ -128,6 +148,49 @@ def main() -> None:
             flush=True,
         )
     print(_table(rows))
+    print(_extra_table(rows))
+
+
+TABLE_OPS = ("info_nce", "nt_xent", "info_nce plain", "nt_xent plain")
+
+
+def _bare_pairs(q, k):
+    """The floor's three products through eager autograd: S = Q Kᵀ forward, S K and Sᵀ Q back."""
+    return (q @ k.T).sum()
+
+
+def _bare_views(v1, v2):
+    """The same for the 2N views Z = [V₁; V₂]: Z Zᵀ forward, two products back."""
+    z = torch.cat([v1, v2])
+    return (z @ z.T).sum()
+
+
+def _extra_table(rows) -> str:
+    lines = [
+        "| N | `info_nce` | bare autograd (N pairs) | plain InfoNCE compiled | `nt_xent` "
+        "| bare autograd (2N views) | plain NT-Xent compiled |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        t = r["t"]
+        if "info_nce bare" not in t:
+            continue
+
+        def cell(name, t=t, r=r):
+            if name not in t:
+                return "not run"
+            text = f"{t[name] * 1e3:.3g} ms (**{t[name] / t[_floor(name)]:.2f}×**)"
+            loss = name.split()[0]
+            if name.endswith("compiled"):
+                text += f", compiled in {r['compile'][loss]:.1f} s"
+            return text
+
+        lines.append(
+            f"| {r['n']} | {cell('info_nce')} | {cell('info_nce bare')} "
+            f"| {cell('info_nce compiled')} | {cell('nt_xent')} | {cell('nt_xent bare')} "
+            f"| {cell('nt_xent compiled')} |"
+        )
+    return "\n".join(lines)
 
 
 def _write(rows, missing, started, sizes) -> None:
@@ -159,7 +222,15 @@ def _write(rows, missing, started, sizes) -> None:
         "F.normalize, q @ k.T / τ and cross_entropy; they are run up to "
         f"N = {PLAIN_MAX} (beyond, their N×N logits and gradients take gigabytes on a "
         "machine shared by eight). ops: ATen operations dispatched per forward + backward, "
-        "counted with a TorchDispatchMode.\n\n" + _table(rows) + note,
+        "counted with a TorchDispatchMode.\n\n" + _table(rows) + "\n\nThe same runs, up to "
+        f"N = {EXTRA_MAX}, against two more references (× the same floor): the bare autograd "
+        "call `(q @ k.T).sum().backward()` (for NT-Xent `(z @ z.T).sum()` of the 2N views), the "
+        "floor's products through eager autograd with no loss around them, which is the least an "
+        "eager PyTorch loss costs; and the straightforward versions compiled by `torch.compile` "
+        "(Inductor's CPU backend, `dynamic=False`, compiled once per batch size; the compile "
+        "time of its first call, forward and backward, is given).\n\n"
+        + _extra_table(rows)
+        + note,
     )
 
 

@@ -74,7 +74,7 @@ class DensePairedCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, query, key, scale, symmetric: bool, reduction: str):
         q, k = _UnitRows(query, True), _UnitRows(key, True)
-        e = torch.mm(q.unit, k.unit.T).mul_(scale * LOG2E)
+        e = torch.mm(q.unit * (scale * LOG2E), k.unit.T)  # scaled on the (N, D) side
         target2 = e.diagonal().clone() if reduction == "none" else torch.trace(e)
         e.exp2_()
         row_sum = e.sum(1)
@@ -140,7 +140,7 @@ class DenseSelfCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, view1, view2, scale, reduction: str):
         z = _UnitRows(torch.cat([view1, view2]), True)
-        e = torch.mm(z.unit, z.unit.T).mul_(scale * LOG2E)
+        e = torch.mm(z.unit * (scale * LOG2E), z.unit.T)  # scaled on the (2N, D) side
         twins = _twins(e)
         target2 = twins.flatten() if reduction == "none" else twins.sum()
         e.exp2_().diagonal().zero_()
