@@ -484,3 +484,29 @@ def test_a_model_not_finite_on_the_held_out_rows_at_its_start_is_bad_input():
     estimator = NCEDensity(model, init="keep", standardize=False, progress=False)
     with pytest.raises(ValueError, match="held-out rows at the model's starting point"):
         estimator.fit(torch.randn(200, 2))
+
+
+def _gaussian_fit():
+    X = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return NCEDensity("gaussian", optimizer="lbfgs", progress=False, random_state=0).fit(X)
+
+
+def test_partition_function_warns_when_the_learned_log_z_fails_its_check():
+    import warnings
+
+    from nce.density import NormalizationWarning
+
+    est = _gaussian_fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a converged fit passes its own check silently
+        check = est.partition_function(n_samples=20_000, random_state=0)
+    assert abs(float(check.difference)) < 0.1
+    with torch.no_grad():
+        est.model_.log_z += 0.5  # as a fit that stopped far from NCE's optimum would leave it
+    with pytest.warns(NormalizationWarning, match=r"differs .* by 0\.5\d\d nats, more than 0\.1"):
+        est.partition_function(n_samples=20_000, random_state=0)
+    with torch.no_grad():
+        est.model_.log_z -= 0.5
+        est.model_.log_diag.fill_(4.0)  # 50 times narrower than the noise: heavy weights
+    with pytest.warns(NormalizationWarning, match="effective size of .* the check is unreliable"):
+        est.partition_function(n_samples=20_000, random_state=0)

@@ -35,7 +35,7 @@ References:
     | natural image statistics (Gutmann & Hyvärinen, JMLR 13:307, 2012)
 """
 
-from nce.density.errors import ConvergenceWarning, FitMemoryError
+from nce.density.errors import ConvergenceWarning, FitMemoryError, NormalizationWarning
 from nce.density.estimator import MODELS as MODELS
 from nce.density.estimator import NOISES as NOISES
 from nce.density.estimator import OPTIMIZERS as OPTIMIZERS
@@ -44,6 +44,7 @@ from nce.density.partition import PartitionEstimate
 
 __all__ = [
     "ConvergenceWarning",
+    "NormalizationWarning",
     "FitMemoryError",
     "NCEDensity",
     "NotFittedError",

@@ -4,7 +4,7 @@ its value, so that a command line can name its own flag instead. (A fit that div
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning", "FitMemoryError"]
+__all__ = ["ConvergenceWarning", "FitMemoryError", "NormalizationWarning"]
 
 
 class FitMemoryError(MemoryError):
@@ -48,3 +48,9 @@ def _size(n_bytes: float) -> str:
 class ConvergenceWarning(UserWarning):
     """A fit stopped at its budget (``epochs``) before meeting its convergence criterion, as
     scikit-learn's ``ConvergenceWarning``: the message names the option to change."""
+
+
+class NormalizationWarning(UserWarning):
+    """A fit fails its own normalization check: the learned log Z is far from the
+    importance-sampled one, or the importance sample is too unbalanced to check it (a small
+    effective sample size). The message gives both numbers and what to change."""

@@ -37,7 +37,11 @@ from nce.density.conditional import (
     normalize_by_sampling,
 )
 from nce.density.errors import ConvergenceWarning
-from nce.density.partition import PartitionEstimate, estimate_log_partition
+from nce.density.partition import (
+    PartitionEstimate,
+    estimate_log_partition,
+    warn_if_unnormalized,
+)
 from nce.density.persistence import load_estimator, save_estimator
 from nce.density.telescoping import check_waymark_options, fit_waymarks
 from nce.models import EnergyModel, GaussianEnergy, ICAEnergy, MLPEnergy
@@ -764,7 +768,9 @@ class NCEDensity:
             \operatorname{se}(\log\hat Z) \approx \frac{\operatorname{sd}(w)}{\sqrt S\,\bar w}.
 
         The estimate is unbiased in :math:`Z` only when :math:`q > 0` wherever
-        :math:`f_\theta > -\infty`; a small effective sample size warns of heavy weights.
+        :math:`f_\theta > -\infty`. A :class:`~nce.density.NormalizationWarning` says when the
+        learned :math:`\log Z` is more than 0.1 nats and 3 standard errors from the estimate, or
+        when the effective sample size is below 100 (heavy weights: the check is unreliable).
         ``method="exact"`` returns the closed form of models that have one
         (``true_log_partition``).
 
@@ -795,7 +801,11 @@ class NCEDensity:
             )
         elif context is not None:
             raise ValueError("context was given but the model is unconditional")
-        return estimate_log_partition(model, self.noise_, method, n_samples, random_state, context)
+        estimate = estimate_log_partition(
+            model, self.noise_, method, n_samples, random_state, context
+        )
+        warn_if_unnormalized(estimate)
+        return estimate
 
     # ------------------------------------------------------------------ persistence
 

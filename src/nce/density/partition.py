@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -13,10 +14,14 @@ from torch import Tensor
 from nce._random import as_generator
 from nce.density._batch import _CHUNK
 from nce.density._memory import check_fits, out_of_memory_as
+from nce.density.errors import NormalizationWarning
 from nce.models import EnergyModel
 from nce.noise import Noise
 
-__all__ = ["PartitionEstimate", "estimate_log_partition"]
+__all__ = ["PartitionEstimate", "estimate_log_partition", "warn_if_unnormalized"]
+
+LOG_Z_TOLERANCE = 0.1  # nats: a learned log Z this close to the sampled one passes the check
+MIN_ESS = 100  # fewer effective importance samples (or under a quarter of S) cannot check log Z
 
 
 @dataclass(frozen=True)
@@ -103,3 +108,44 @@ def estimate_log_partition(
         stderr = w.std(-1) / (math.sqrt(n_samples) * w.mean(-1))
         ess = w.sum(-1).square() / w.square().sum(-1)
     return PartitionEstimate(log_z, stderr, learned, n_samples, ess, "importance")
+
+
+def warn_if_unnormalized(estimate: PartitionEstimate) -> None:
+    r"""Warn (:class:`~nce.density.NormalizationWarning`) when an importance-sampled estimate
+    contradicts the learned :math:`\log Z`, or cannot check it.
+
+    The learned value fails when :math:`|\log Z_{\text{learned}} - \log\hat Z| >
+    \max(0.1, 3\,\operatorname{se})` for some context: every normalized log density the model
+    returns is then off by about that difference. An effective sample size below 100 (and
+    below a quarter of the draws) makes
+    :math:`\log\hat Z` itself unreliable (the noise rarely reaches the model's mass), which is
+    said instead.
+    """
+    if estimate.method != "importance":
+        return
+    ess = float(estimate.ess.min())
+    if ess < min(MIN_ESS, estimate.n_samples / 4):
+        warnings.warn(
+            f"the importance sample that checks log Z has an effective size of {ess:.0f} of "
+            f"S = {estimate.n_samples} draws: the noise rarely reaches where the model puts its "
+            "mass, so the check is unreliable; raise n_samples or fit with a noise closer to "
+            "the data",
+            NormalizationWarning,
+            stacklevel=3,
+        )
+        return
+    gap = estimate.difference.abs()
+    limit = torch.clamp(3.0 * estimate.stderr, min=LOG_Z_TOLERANCE)
+    if bool((gap > limit).any()):
+        worst = int(gap.argmax()) if gap.dim() else None
+        at = "" if worst is None else f" (context {worst}, the largest of {gap.numel()})"
+        d = float(gap.max())
+        se = float(estimate.stderr if worst is None else estimate.stderr[worst])
+        warnings.warn(
+            f"the learned log Z differs from the importance-sampled one by {d:.3f} nats{at}, "
+            f"more than {LOG_Z_TOLERANCE} and 3 standard errors ({se:.3f}): the model's "
+            "normalized log densities are off by about that much; fit longer or with more "
+            "noise samples (noise_ratio), a noise closer to the data, or waymarks",
+            NormalizationWarning,
+            stacklevel=3,
+        )
