@@ -34,8 +34,10 @@ def commit() -> str:
 
 
 def machine() -> str:
+    threads = torch.get_num_threads()
     return (
-        f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"{platform.machine()}, {threads} thread{'' if threads == 1 else 's'}, "
+        f"torch {torch.__version__}, "
         f"Python {platform.python_version()}"
     )
 
