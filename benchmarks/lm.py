@@ -40,6 +40,7 @@ RUNS = {
     "nce k=100": {"loss": "nce", "num_samples": 100},
     "nce k=25, shared noise": {"loss": "nce", "num_samples": 25, "shared_noise": True},
     "ranking k=100, shared noise": {"loss": "ranking", "num_samples": 100, "shared_noise": True},
+    "full, cosine lr": {"loss": "full", "train": {"lr_schedule": "cosine"}},
     "nce k=25, cosine lr": {"loss": "nce", "num_samples": 25, "train": {"lr_schedule": "cosine"}},
     "nce k=25, plateau lr": {
         "loss": "nce",
@@ -59,6 +60,7 @@ RUNS = {
 STUDY = list(RUNS)[:7]  # the losses compared at 6 epochs
 GAP = [
     "full",
+    "full, cosine lr",
     "nce k=25",
     "nce k=25, cosine lr",
     "nce k=25, plateau lr",
@@ -119,6 +121,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument(
+        "--json", help="also write every run's results and curves here (with --no-write too)"
+    )
+    parser.add_argument(
+        "--reuse",
+        nargs="+",
+        default=[],
+        help="JSON files written by --json (same --epochs): their runs are taken, not retrained",
+    )
+    parser.add_argument(
         "--section", default="lm", help="BENCHMARKS.md section (and plot name) to write"
     )
     args = parser.parse_args()
@@ -128,9 +139,22 @@ def main() -> None:
     streams, vocab = _streams(args.max_lines)
     print(f"V = {len(vocab)}, train tokens = {streams[0].numel()}", flush=True)
 
+    finished, commits = {}, {}
+    for path in args.reuse:
+        saved = json.loads(Path(path).read_text())
+        if saved.get("max_lines", args.max_lines) != args.max_lines:
+            parser.error(f"--reuse {path}: its runs were trained with another --max-lines")
+        for name in set(requested) & set(saved["results"]):
+            if len(saved["curves"][name]) != args.epochs:
+                parser.error(f"--reuse {path}: {name!r} ran {len(saved['curves'][name])} epochs")
+            finished[name] = (saved["results"][name], saved["curves"][name])
+            commits[name] = saved.get("commits", {}).get(name, saved["commit"])
     threads = torch.get_num_threads() if args.jobs == 1 else 1
-    jobs = [(name, args.epochs, args.lr, args.max_lines, threads) for name in requested]
-    finished = {}
+    jobs = [
+        (name, args.epochs, args.lr, args.max_lines, threads)
+        for name in requested
+        if name not in finished
+    ]
     if args.jobs == 1:
         outcomes = (run(*job) for job in jobs)
     else:
@@ -139,20 +163,36 @@ def main() -> None:
         outcomes = (f.result() for f in as_completed([pool.submit(run, *job) for job in jobs]))
     for name, result, history in outcomes:
         finished[name] = (result, history)
+        commits[name] = _report.commit()
         print(name, result, flush=True)
     results = {name: finished[name][0] for name in requested}
     curves = {name: finished[name][1] for name in requested}
+    record = {
+        "results": results,
+        "curves": curves,
+        "commit": _report.commit(),
+        "commits": {name: commits[name] for name in requested},
+        "epochs": args.epochs,
+        "max_lines": args.max_lines,
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=1))
 
     full = results.get("full", {}).get("test_perplexity")
     lines_md = [
-        "| loss | test perplexity | × full | s / epoch | tokens / s | log Z(c) mean ± std |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| loss | test perplexity | × full | × full, same schedule | s / epoch | tokens / s "
+        "| log Z(c) mean ± std |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         ratio = f"{r['test_perplexity'] / full:.3f}" if full else "—"
+        schedule = RUNS[name].get("train", {}).get("lr_schedule")
+        twin = results.get(f"full, {schedule} lr") if schedule else None
+        same = f"{r['test_perplexity'] / twin['test_perplexity']:.3f}" if twin else "—"
         lines_md.append(
-            f"| {name} | {r['test_perplexity']:.1f} | {ratio} | {r['seconds_per_epoch']:.0f} "
-            f"| {r['tokens_per_second']:.0f} | {r['log_z'][0]:.3f} ± {r['log_z'][1]:.3f} |"
+            f"| {name} | {r['test_perplexity']:.2f} | {ratio} | {same} "
+            f"| {r['seconds_per_epoch']:.0f} | {r['tokens_per_second']:.0f} "
+            f"| {r['log_z'][0]:.3f} ± {r['log_z'][1]:.3f} |"
         )
     table = "\n".join(lines_md)
     print(table)
@@ -172,7 +212,6 @@ def main() -> None:
     png = Path(__file__).resolve().parent / "results" / f"{args.section}_valid_perplexity.png"
     png.parent.mkdir(exist_ok=True)
     fig.savefig(png, dpi=120, bbox_inches="tight")
-    record = {"results": results, "curves": curves, "commit": _report.commit()}
     png.with_name(f"{args.section}.json").write_text(json.dumps(record, indent=1))
     command = f"python benchmarks/lm.py --epochs {args.epochs}"
     if args.max_lines:
@@ -188,11 +227,23 @@ def main() -> None:
     _report.write_section(
         args.section,
         f"### Word-level LM on the King James Bible: output losses compared, {args.epochs} "
-        f"epochs\n\nCommand: `{command}` — commit `{_report.commit()}` — {_report.machine()}"
+        f"epochs\n\nCommand: `{command}` — {_commits(commits)} — {_report.machine()}"
         + (f", {args.jobs} runs at once, one thread each" if args.jobs > 1 else "")
         + ". "
         f"LSTM 256, Adam lr {args.lr}, V = {len(vocab)}, exact test perplexity.\n\n{table}\n\n"
         f"![validation perplexity against time](benchmarks/results/{png.name})",
+    )
+
+
+def _commits(commits: dict) -> str:
+    """'commit X', or which runs were measured at which commit when they differ."""
+    by_commit = {}
+    for name, commit in commits.items():
+        by_commit.setdefault(commit, []).append(name)
+    if len(by_commit) == 1:
+        return f"commit `{next(iter(by_commit))}`"
+    return "runs measured at " + "; ".join(
+        f"commit `{c}`: " + ", ".join(f'"{n}"' for n in names) for c, names in by_commit.items()
     )
 
 
