@@ -50,7 +50,7 @@ class LMConfig:
     ``shared_noise=False`` draws k noise words per target word, as Mnih & Teh (2012) do; ``True``
     draws k for the whole batch, which is cheaper but, measured on the KJV (BENCHMARKS.md), makes
     binary NCE learn far more slowly: use it with ``loss="ranking"`` and a large k.
-    ``noise_power`` α sets the noise distribution :math:`q(w) \\propto c_w^{\alpha}` from the
+    ``noise_power`` α sets the noise distribution :math:`q(w) \propto c_w^{\alpha}` from the
     training counts :math:`c_w` (1: the unigram distribution of Mnih & Teh; 0.75, the default,
     flattens it as Mikolov et al. 2013 do).
     """
