@@ -121,6 +121,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument(
+        "--x", choices=["time", "epochs"], default="time", help="the plot's horizontal axis"
+    )
+    parser.add_argument(
         "--json", help="also write every run's results and curves here (with --no-write too)"
     )
     parser.add_argument(
@@ -206,8 +209,10 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, history in curves.items():
         clock = torch.tensor([r["seconds"] for r in history]).cumsum(0)
-        ax.plot(clock, [r["valid_perplexity"] for r in history], marker="o", label=name)
-    ax.set(xlabel="training time (s)", ylabel="validation perplexity", yscale="log")
+        x = clock if args.x == "time" else [r["epoch"] for r in history]
+        ax.plot(x, [r["valid_perplexity"] for r in history], marker="o", label=name)
+    xlabel = "training time (s)" if args.x == "time" else "epoch"
+    ax.set(xlabel=xlabel, ylabel="validation perplexity", yscale="log")
     ax.legend()
     png = Path(__file__).resolve().parent / "results" / f"{args.section}_valid_perplexity.png"
     png.parent.mkdir(exist_ok=True)
@@ -224,6 +229,8 @@ def main() -> None:
         command += f" --lr {args.lr}"
     if args.section != "lm":
         command += f" --section {args.section}"
+    if args.x != "time":
+        command += f" --x {args.x}"
     _report.write_section(
         args.section,
         f"### Word-level LM on the King James Bible: output losses compared, {args.epochs} "
@@ -231,7 +238,8 @@ def main() -> None:
         + (f", {args.jobs} runs at once, one thread each" if args.jobs > 1 else "")
         + ". "
         f"LSTM 256, Adam lr {args.lr}, V = {len(vocab)}, exact test perplexity.\n\n{table}\n\n"
-        f"![validation perplexity against time](benchmarks/results/{png.name})",
+        f"![validation perplexity against {'time' if args.x == 'time' else 'epochs'}]"
+        f"(benchmarks/results/{png.name})",
     )
 
 
