@@ -148,12 +148,10 @@ def rows_child(mode: str, v: str, repeats: int) -> dict:
     noise = layer.noise.sample((N, LM_TRAIN["num_samples"]), generator=g)
     rows = torch.unique(torch.cat([targets[:, None], noise], 1))
     tables = [torch.randn(counts.numel(), width, generator=g) for width in (D, D, D, 1, 1, 1)]
-    parts = [t.index_select(0, rows) for t in tables]
 
-    def step():
-        for table, part in zip(tables, parts, strict=True):
-            part.copy_(table.index_select(0, rows))
-            table.index_copy_(0, rows, part)
+    def step():  # as LazyAdam.step does for each table, without the update between
+        for table in tables:
+            table.index_copy_(0, rows, table.index_select(0, rows))
 
     return timed(step, repeats) | {"distinct": rows.numel()}
 
