@@ -212,9 +212,10 @@ def _write(rows, missing, started, sizes) -> None:
         + ("" if sizes == SIZES else " --sizes " + " ".join(map(str, sizes)))
         + f"` — commit `{_report.commit()}` — "
         f"{_report.machine()}; glibc malloc thresholds raised (see `bench_losses.py`). "
-        "`torch.set_num_threads(1)` on a machine shared with other jobs (its 2 cores ran other "
-        f"work throughout: the rows below took {wall:.0f} s of wall time for {cpu:.0f} s of "
-        "CPU time). Each cell is the median over its repeats of the CPU time of one call (the "
+        "`torch.set_num_threads(1)` on a machine that may run other jobs (the rows below "
+        f"took {wall:.0f} s of wall time for {cpu:.0f} s of CPU time: the closer the two, the "
+        "quieter the machine). Each cell is the median over its repeats of the CPU time of "
+        "one call (the "
         "thread's own CPU clock: waiting for a core is left out), the candidates timed in turn "
         "within each repeat; a ratio divides two medians of the same run. "
         "The floor is `bench_losses.py`'s: the three matrix products of an exact gradient "

@@ -214,6 +214,11 @@ def layer_table(sizes, repeats) -> tuple[str, str]:
     )
 
 
+def vocab_label(v: str) -> str:
+    """A table's row name for the vocabulary ``v`` ("kjv" or a size)."""
+    return "KJV, 8,388" if v == "kjv" else f"{int(v):,}"
+
+
 def step_table(sizes, repeats) -> tuple[str, str]:
     lines = [
         "| V | full + Adam | nce + Adam (× faster) | `nce lm train` default (× faster) |",
@@ -231,7 +236,7 @@ def step_table(sizes, repeats) -> tuple[str, str]:
                 f"{seconds(r)}: **{full['seconds'] / r['seconds']:.0f}×** "
                 f"({full['cpu_seconds'] / r['cpu_seconds']:.0f}× CPU)"
             )
-        name = "KJV, 8,388" if v == "kjv" else f"{int(v):,}"
+        name = vocab_label(v)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
@@ -260,7 +265,7 @@ def rows_table(sizes, repeats) -> tuple[str, str]:
         step = run_child("step", "nce lm train", v, repeats)
         moved = run_child("rows", "lazy", v, repeats)
         print(v, json.dumps({"step": step, "rows": moved}), flush=True)
-        name = "KJV, 8,388" if v == "kjv" else f"{int(v):,}"
+        name = vocab_label(v)
         lines.append(
             f"| {name} | {seconds(step)} | {moved['distinct']:,}, {seconds(moved)} "
             f"| {step['seconds'] / moved['seconds']:.2f}× "
