@@ -55,6 +55,11 @@ RUNS = {
         "train": {"late_num_samples": 100, "late_epochs": "third"},
     },
     "nce k=25, learned log Z": {"loss": "nce", "num_samples": 25, "log_z": "learned"},
+    "nce k=25, self-normalization 0.1": {
+        "loss": "nce",
+        "num_samples": 25,
+        "self_normalization": 0.1,
+    },
     "nce k=25, log Z(c) of the context": {"loss": "nce", "num_samples": 25, "log_z": "context"},
 }
 STUDY = list(RUNS)[:7]  # the losses compared at 6 epochs
@@ -67,6 +72,7 @@ GAP = [
     "nce k=25, noise power 1",
     "nce k=25, k=100 in the last third",
     "nce k=25, learned log Z",
+    "nce k=25, self-normalization 0.1",
 ]
 
 
@@ -229,6 +235,8 @@ def main() -> None:
         command += f" --lr {args.lr}"
     if args.section != "lm":
         command += f" --section {args.section}"
+    if args.reuse:
+        command += " --reuse " + " ".join(args.reuse)
     if args.x != "time":
         command += f" --x {args.x}"
     _report.write_section(

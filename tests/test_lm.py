@@ -312,6 +312,51 @@ def test_noise_power_sets_the_noise_distribution(corpus):
         LMConfig(20, noise_power=-1.0)
 
 
+@pytest.mark.parametrize("loss, log_z", [("nce", 0.0), ("nce", "learned"), ("full", 0.0)])
+def test_self_normalization_term_adds_alpha_times_the_mean_squared_log_z(corpus, loss, log_z):
+    vocab, stream, _ = corpus
+    inputs, targets = stream[:-1][:240].reshape(4, 60), stream[1:][:240].reshape(4, 60)
+    losses = {}
+    for alpha in (0.0, 0.3):
+        torch.manual_seed(0)
+        config = LMConfig(
+            len(vocab), 8, 8, dropout=0.0, loss=loss, num_samples=5, log_z=log_z,
+            self_normalization=alpha,
+        )  # fmt: skip
+        model = LanguageModel(config, torch.tensor(vocab.counts))
+        if log_z == "learned":
+            with torch.no_grad():
+                model.output.log_z.fill_(0.7)
+        generator = torch.Generator().manual_seed(1)
+        losses[alpha] = model.loss(inputs, targets, generator=generator)[0]
+    # float64 reference: every 240 // 32 = 7th context, the first 32 of them
+    h = model.hidden_states(inputs)[0].reshape(-1, 8)[::7][:32].double()
+    logits = h @ model.output.embedding.weight.double().T + model.output.bias.weight.double().T
+    log_z_exact = torch.logsumexp(logits, 1) - (0.7 if log_z == "learned" else 0.0)
+    expected = 0.3 * log_z_exact.square().mean()
+    torch.testing.assert_close((losses[0.3] - losses[0.0]).double(), expected, rtol=1e-4, atol=1e-6)
+    model.eval()  # the term is a training loss only
+    generator = torch.Generator().manual_seed(1)
+    torch.testing.assert_close(model.loss(inputs, targets, generator=generator)[0], losses[0.0])
+    with pytest.raises(ValueError, match="self_normalization"):
+        LMConfig(20, self_normalization=-0.1)
+
+
+def test_self_normalization_term_trains_with_sparse_rows_and_lazy_adam(corpus):
+    vocab, stream, _ = corpus
+    moved = {}
+    for alpha in (0.0, 1.0):
+        torch.manual_seed(0)
+        config = LMConfig(len(vocab), 8, 8, num_samples=5, self_normalization=alpha)
+        model = LanguageModel(config, torch.tensor(vocab.counts))
+        before = model.output.embedding.weight.detach().clone()
+        history = train(model, stream[:41], epochs=1, batch_size=4, bptt=10, progress=False)
+        assert math.isfinite(history[0]["loss"])
+        moved[alpha] = (model.output.embedding.weight.detach() != before).any(1)
+    # one step: lazy Adam moves only the rows read, and the term's gradient reads every row
+    assert not bool(moved[0.0].all()) and bool(moved[1.0].all())
+
+
 def test_bad_schedules_are_refused_naming_the_argument(corpus):
     vocab, stream, valid = corpus
     bad = [
@@ -369,16 +414,20 @@ def test_cli_schedules_and_noise_options(tmp_path):
         "20",
         "--late-epochs",
         "1",
+        "--self-normalization",
+        "0.1",
     ]
     assert lm_cli.run(_parse(argv)) == 0
     saved = read_checkpoint(out)
     assert saved["config"].noise_power == 1.0 and saved["config"].log_z == "learned"
+    assert saved["config"].self_normalization == 0.1
     assert saved["options"]["lr_schedule"] == "plateau"
     assert [r["num_samples"] for r in saved["history"]] == [5, 20]
     bad = [
         (["--log-z", "big"], "--log-z must be a finite number, 'learned' or 'context'"),
         (["--log-z", "inf"], "--log-z must be a finite number"),
         (["--noise-power", "-1"], "--noise-power must be a finite number >= 0"),
+        (["--self-normalization", "nan"], "--self-normalization must be a finite number >= 0"),
         (["--late-epochs", "1"], "--late-epochs 1 needs --late-k"),
         (["--late-k", "20"], "--late-k needs --late-epochs between 1 and --epochs"),
         (["--late-k", "100000", "--late-epochs", "1"], "--late-k 100000 must be >= 1 and below"),

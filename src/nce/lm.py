@@ -41,6 +41,7 @@ from nce.optim import LazyAdam, clip_grad_norm_
 from nce.output import NCEOutput
 
 EVAL_BATCH = 16  # parallel streams when measuring perplexity and log Z
+SELF_NORMALIZATION_ROWS = 32  # contexts per step whose exact log Z the self-normalization term takes
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ class LMConfig:
     binary NCE learn far more slowly: use it with ``loss="ranking"`` and a large k.
     ``noise_power`` α sets the noise distribution :math:`q(w) \propto c_w^{\alpha}` from the
     training counts :math:`c_w` (1: the unigram distribution of Mnih & Teh; 0.75, the default,
-    flattens it as Mikolov et al. 2013 do).
+    flattens it as Mikolov et al. 2013 do). ``self_normalization`` α adds the self-normalization
+    term of Devlin et al. (2014), :math:`\alpha\,\overline{\log^2 Z(h)}`, to the training loss (see
+    :meth:`LanguageModel.loss`); 0, the default, leaves it out.
     """
 
     vocab_size: int
@@ -66,6 +69,7 @@ class LMConfig:
     shared_noise: bool = False
     log_z: str | float = 0.0
     noise_power: float = 0.75
+    self_normalization: float = 0.0
 
     def __post_init__(self):
         for name in ("vocab_size", "dim", "hidden", "num_samples"):
@@ -79,6 +83,7 @@ class LMConfig:
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         check_in_range("dropout", self.dropout, 0.0, 1.0)
         check_in_range("noise_power", self.noise_power, 0.0, math.inf)
+        check_in_range("self_normalization", self.self_normalization, 0.0, math.inf)
         finite = isinstance(self.log_z, (int, float)) and math.isfinite(self.log_z)
         if isinstance(self.log_z, bool) or not (finite or self.log_z in ("learned", "context")):
             raise ValueError(
@@ -177,10 +182,33 @@ class LanguageModel(nn.Module):
         return self.drop(out), state
 
     def loss(self, inputs, targets, state=None, generator=None):
-        """The output layer's training loss (shape ()) on next-token targets (B, T) given the
-        inputs (B, T), and the carried state."""
+        r"""The training loss (shape ()) on next-token targets (B, T) given the inputs (B, T),
+        and the carried state: the output layer's loss, plus, with ``config.self_normalization``
+        α > 0 in training mode, the self-normalization term of Devlin et al. (2014),
+
+        .. math:: \alpha \frac{1}{|S|} \sum_{i \in S} \big(\log Z(h_i) - c(h_i)\big)^2,
+                  \qquad \log Z(h) = \log \sum_{w=1}^{V} e^{s(w, h)},
+
+        with :math:`c(h)` the log Z that binary NCE subtracts (0 for the softmax losses), over
+        the exact partition function of :math:`|S| =` ``SELF_NORMALIZATION_ROWS`` contexts
+        spread evenly over the B·T of the batch: O(|S|·V·H) per step, and a gradient that reads
+        every row of the output layer.
+
+        References:
+            Devlin et al. 2014, Fast and Robust Neural Network Joint Models for Statistical
+            Machine Translation, ACL (the term); Andreas & Klein 2015, When and why are log-linear
+            models self-normalizing?, NAACL.
+        """
         h, state = self.hidden_states(inputs, state)
-        loss = self.output(h.reshape(-1, h.shape[-1]), targets.reshape(-1), generator=generator)
+        h = h.reshape(-1, h.shape[-1])
+        loss = self.output(h, targets.reshape(-1), generator=generator)
+        alpha = self.config.self_normalization
+        if alpha > 0 and self.training:
+            rows = h[:: max(1, h.shape[0] // SELF_NORMALIZATION_ROWS)][:SELF_NORMALIZATION_ROWS]
+            log_z = self.output.log_partition(rows)
+            if self.config.loss == "nce":
+                log_z = log_z - self.output.nce_log_partition(rows)
+            loss = loss + alpha * log_z.square().mean()
         return loss, state
 
 

@@ -62,6 +62,14 @@ def add_arguments(parser) -> None:
         help="noise distribution q(w) ∝ count(w)^power (1: the unigram distribution)",
     )
     tr.add_argument(
+        "--self-normalization",
+        type=float,
+        default=0.0,
+        metavar="ALPHA",
+        help="weight of the self-normalization term ALPHA·(log Z(h))², over the exact log Z of "
+        "32 contexts per step (Devlin et al. 2014; 0: none, the default)",
+    )
+    tr.add_argument(
         "--log-z",
         default="0",
         help="log Z the NCE loss subtracts: a number (0: self-normalized, the default), "
@@ -160,6 +168,10 @@ def _train(args) -> int:
     log_z = _log_z(args.log_z)
     if not (math.isfinite(args.noise_power) and args.noise_power >= 0):
         raise InputError(f"--noise-power must be a finite number >= 0, got {args.noise_power}")
+    if not (math.isfinite(args.self_normalization) and args.self_normalization >= 0):
+        raise InputError(
+            f"--self-normalization must be a finite number >= 0, got {args.self_normalization}"
+        )
     if args.late_k is None and args.late_epochs:
         raise InputError(f"--late-epochs {args.late_epochs} needs --late-k")
     if args.late_k is not None and not 1 <= args.late_epochs <= args.epochs:
@@ -193,6 +205,7 @@ def _train(args) -> int:
         shared_noise=args.shared_noise,
         log_z=log_z,
         noise_power=args.noise_power,
+        self_normalization=args.self_normalization,
     )
     valid_stream = vocab.encode(valid_lines)
     for name, stream in (("validation", valid_stream), ("test", vocab.encode(test_lines))):
