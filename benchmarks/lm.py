@@ -41,6 +41,7 @@ RUNS = {
     "nce k=25, shared noise": {"loss": "nce", "num_samples": 25, "shared_noise": True},
     "ranking k=100, shared noise": {"loss": "ranking", "num_samples": 100, "shared_noise": True},
     "full, cosine lr": {"loss": "full", "train": {"lr_schedule": "cosine"}},
+    "full, plateau lr": {"loss": "full", "train": {"lr_schedule": "plateau"}},
     "nce k=25, cosine lr": {"loss": "nce", "num_samples": 25, "train": {"lr_schedule": "cosine"}},
     "nce k=25, plateau lr": {
         "loss": "nce",
@@ -66,6 +67,7 @@ STUDY = list(RUNS)[:7]  # the losses compared at 6 epochs
 GAP = [
     "full",
     "full, cosine lr",
+    "full, plateau lr",
     "nce k=25",
     "nce k=25, cosine lr",
     "nce k=25, plateau lr",

@@ -1,7 +1,7 @@
 """Output-layer speed and memory at scale: NCE against the full softmax on synthetic Zipfian
 vocabularies of V words (D = 256, N = 512) and on the KJV's.
 
-Three tables, each cell measured in a fresh process:
+Five tables, each cell measured in a fresh process:
 
 * ``layer``: forward + backward of the output layer alone, NCE with k = 100 noise words shared by
   the batch; time is the median of repeats, and memory the growth of the peak resident set size
@@ -13,10 +13,14 @@ Three tables, each cell measured in a fresh process:
 * ``crossover``: per-word noise on the KJV vocabulary at N = 1120 (the LM's 32 × 35 tokens per
   step), forward + backward: the per-row sparse products against one dense product with the
   distinct classes drawn, over k; it sets ``NCEOutput.product_ratio``.
+* ``rows``: the default step against its memory floor, the rows a lazy Adam step must read and
+  write back.
+* ``epoch``: one epoch of ``nce lm train --corpus kjv`` itself, by default and with k = 100,
+  dense Adam and the full softmax.
 
 Times are wall and CPU seconds of the process (the median of each).
 
-    python benchmarks/lm_speed.py                       # all three; updates BENCHMARKS.md
+    python benchmarks/lm_speed.py                       # all five; updates BENCHMARKS.md
     python benchmarks/lm_speed.py --tables step crossover
 """
 
@@ -28,6 +32,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -144,16 +149,21 @@ def rows_child(mode: str, v: str, repeats: int) -> dict:
     g = torch.Generator().manual_seed(0)
     counts, stream = counts_of(v, g)
     layer = NCEOutput(counts.numel(), D, counts, **LM_TRAIN)
-    targets = stream[torch.randint(stream.numel(), (N,), generator=g)]
-    noise = layer.noise.sample((N, LM_TRAIN["num_samples"]), generator=g)
-    rows = torch.unique(torch.cat([targets[:, None], noise], 1))
+    draws = []  # a fresh batch per call, as in training: rows not left in cache by the last
+    for _ in range(repeats + 1):
+        targets = stream[torch.randint(stream.numel(), (N,), generator=g)]
+        noise = layer.noise.sample((N, LM_TRAIN["num_samples"]), generator=g)
+        draws.append(torch.unique(torch.cat([targets[:, None], noise], 1)))
     tables = [torch.randn(counts.numel(), width, generator=g) for width in (D, D, D, 1, 1, 1)]
+    batches = iter(draws)
 
     def step():  # as LazyAdam.step does for each table, without the update between
+        rows = next(batches)
         for table in tables:
             table.index_copy_(0, rows, table.index_select(0, rows))
 
-    return timed(step, repeats) | {"distinct": rows.numel()}
+    distinct = statistics.median(r.numel() for r in draws)
+    return timed(step, repeats) | {"distinct": distinct}
 
 
 CHILDREN = {
@@ -267,7 +277,7 @@ def rows_table(sizes, repeats) -> tuple[str, str]:
         print(v, json.dumps({"step": step, "rows": moved}), flush=True)
         name = vocab_label(v)
         lines.append(
-            f"| {name} | {seconds(step)} | {moved['distinct']:,}, {seconds(moved)} "
+            f"| {name} | {seconds(step)} | {moved['distinct']:,.0f}, {seconds(moved)} "
             f"| {step['seconds'] / moved['seconds']:.2f}× "
             f"({step['cpu_seconds'] / moved['cpu_seconds']:.2f}× CPU) |"
         )
@@ -280,10 +290,58 @@ def rows_table(sizes, repeats) -> tuple[str, str]:
         f"Command: `python benchmarks/lm_speed.py --tables rows --sizes {sizes_flag}` — commit "
         f"`{_report.commit()}` — {_report.machine()}. The whole step of the output layer as "
         "`nce lm train` runs it (as in the step table), against the row copies a lazy Adam step "
-        "cannot avoid: the M distinct rows one step draws gathered from and scattered back into "
-        "the weights and both Adam moments of the output embedding (V, 256) and bias (V, 1), "
-        "with nothing else; median wall time of repeats (CPU time in parentheses), each cell a "
-        "fresh process.\n\n" + table,
+        "cannot avoid: the M distinct rows one step draws (median M over the calls, a fresh "
+        "draw per call, as in training) gathered from and scattered back into the weights and "
+        "both Adam moments of the output embedding (V, 256) and bias (V, 1), with nothing else; "
+        "median wall time of repeats (CPU time in parentheses), each cell a fresh process.\n\n"
+        + table,
+    )
+
+
+EPOCH_RUNS = {
+    "`nce lm train` default: NCE, k = 25 per word, lazy Adam": [],
+    "k = 100 per word (`--k 100`)": ["--k", "100"],
+    "dense Adam (`--optimizer adam`)": ["--optimizer", "adam"],
+    "full softmax (`--loss full`)": ["--loss", "full"],
+}
+
+
+def epoch_table() -> tuple[str, str]:
+    """One epoch of `nce lm train --corpus kjv` per setting, each the real command in a fresh
+    process with the machine's default threads; the epoch's seconds are read from its
+    checkpoint (training only: the vocabulary, the validation pass and the saving excluded)."""
+    from nce.lm import read_checkpoint
+
+    lines = ["| setting | seconds per epoch | tokens / s | × the default |", "|---|---:|---:|---:|"]
+    records = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, flags in EPOCH_RUNS.items():
+            out = Path(tmp) / "lm.pt"
+            argv = ["lm", "train", "--corpus", "kjv", "--epochs", "1", "--no-progress"]
+            subprocess.run(
+                [sys.executable, "-c", "import sys; from nce.cli.main import main; main()",
+                 *argv, *flags, "-o", str(out)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            records[name] = read_checkpoint(out)["history"][0]
+            print(name, json.dumps(records[name]), flush=True)
+    default = records[next(iter(EPOCH_RUNS))]["seconds"]
+    for name, r in records.items():
+        lines.append(
+            f"| {name} | {r['seconds']:.0f} | {r['tokens_per_second']:,.0f} "
+            f"| {r['seconds'] / default:.2f}× |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    return (
+        "lm_epoch",
+        "### `nce lm train`'s epoch on the KJV (V = 8,388, 850k training tokens)\n\n"
+        f"Command: `python benchmarks/lm_speed.py --tables epoch` — commit `{_report.commit()}` — "
+        f"{_report.machine()}. One epoch of `nce lm train --corpus kjv --epochs 1` with every "
+        "default but the flag named (LSTM 256, batch 32 × 35 tokens), each the real command in "
+        "a fresh process on the machine's default threads; the epoch's training seconds as "
+        "the checkpoint records them (vocabulary, validation pass and saving excluded).\n\n"
+        + table,
     )
 
 
@@ -322,7 +380,9 @@ def crossover_table(ks, repeats) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=3, metavar=("TABLE", "MODE", "V"))
-    parser.add_argument("--tables", nargs="+", choices=list(CHILDREN), default=list(CHILDREN))
+    parser.add_argument(
+        "--tables", nargs="+", choices=[*CHILDREN, "epoch"], default=[*CHILDREN, "epoch"]
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--ks", type=int, nargs="+", default=list(CROSSOVER_K))
     parser.add_argument("--repeats", type=int, default=5)
@@ -341,6 +401,8 @@ def main() -> None:
         sections.append(crossover_table(args.ks, args.repeats))
     if "rows" in args.tables:
         sections.append(rows_table([v for v in args.sizes if v >= 100_000], args.repeats))
+    if "epoch" in args.tables:
+        sections.append(epoch_table())
     if not args.no_write:
         for name, body in sections:
             _report.write_section(name, body)
