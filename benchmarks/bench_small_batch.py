@@ -84,7 +84,7 @@ def medians(candidates: dict, repeats: int) -> dict:
 
 
 def repeats_for(n: int) -> int:
-    return 101 if n <= 256 else 21 if n <= 1024 else 5 if n <= 2048 else 3 if n <= 4096 else 1
+    return 101 if n <= 256 else 21 if n <= 1024 else 5 if n <= 2048 else 3 if n <= 16384 else 1
 
 
 def main() -> None:

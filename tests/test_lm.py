@@ -90,6 +90,18 @@ def test_lazy_adam_trains_to_the_perplexity_of_dense_adam_and_leaves_the_model_d
     assert abs(math.log(result["lazy_adam"] / result["adam"])) < 0.05, result
 
 
+def test_default_optimizer_is_lazy_for_sampled_losses_and_dense_for_the_full_softmax(
+    corpus, tmp_path
+):
+    vocab, stream, _ = corpus
+    for loss, expected in (("nce", "lazy_adam"), ("ranking", "lazy_adam"), ("full", "adam")):
+        path = tmp_path / f"{loss}.pt"
+        model = _model(vocab, loss)
+        train(model, stream[:400], epochs=1, batch_size=4, bptt=10, checkpoint=path, progress=False)
+        assert read_checkpoint(path)["options"]["optimizer"] == expected
+        assert not model.embedding.sparse  # the sparse gradients are switched off again
+
+
 def test_resume_refuses_another_optimizer_old_checkpoints_count_as_adam(corpus, tmp_path):
     vocab, stream, _ = corpus
     path = tmp_path / "lm.pt"

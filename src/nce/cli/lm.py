@@ -93,9 +93,10 @@ def add_arguments(parser) -> None:
     tr.add_argument(
         "--optimizer",
         choices=["lazy_adam", "adam"],
-        default="lazy_adam",
-        help="lazy_adam: Adam on the embedding rows each step reads, O(rows read) (default); "
-        "adam: dense Adam over every row of the vocabulary at every step",
+        default=None,
+        help="lazy_adam: Adam on the embedding rows each step reads, O(rows read) (the default "
+        "for --loss nce and ranking); adam: dense Adam over every row of the vocabulary at every "
+        "step (the default for --loss full, whose step reads every row anyway)",
     )
     tr.add_argument(
         "--lr-schedule",
