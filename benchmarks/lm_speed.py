@@ -287,7 +287,8 @@ def rows_table(sizes, repeats) -> tuple[str, str]:
     return (
         "lm_rows",
         "### The default step against its memory floor (D = 256, N = 512, k = 25 per word)\n\n"
-        f"Command: `python benchmarks/lm_speed.py --tables rows --sizes {sizes_flag}` — commit "
+        f"Command: `python benchmarks/lm_speed.py --tables rows --sizes {sizes_flag} "
+        f"--repeats {repeats}` — commit "
         f"`{_report.commit()}` — {_report.machine()}. The whole step of the output layer as "
         "`nce lm train` runs it (as in the step table), against the row copies a lazy Adam step "
         "cannot avoid: the M distinct rows one step draws (median M over the calls, a fresh "
