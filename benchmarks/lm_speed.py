@@ -323,7 +323,7 @@ EPOCH_RUNS = {
     "`nce lm train` default: NCE, k = 25 per word, lazy Adam": [],
     "k = 100 per word (`--k 100`)": ["--k", "100"],
     "dense Adam (`--optimizer adam`)": ["--optimizer", "adam"],
-    "full softmax (`--loss full`)": ["--loss", "full"],
+    "full softmax (`--loss full`, dense Adam)": ["--loss", "full"],
 }
 
 
