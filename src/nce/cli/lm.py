@@ -20,6 +20,7 @@ from nce.cli._output import atomic_write_json, check_outputs
 from nce.cli._table import InputError
 from nce.lm import (
     EVAL_BATCH,
+    SELF_NORMALIZATION_ROWS,
     LanguageModel,
     LMConfig,
     generate,
@@ -67,7 +68,7 @@ def add_arguments(parser) -> None:
         default=0.0,
         metavar="ALPHA",
         help="weight of the self-normalization term ALPHA·(log Z(h))², over the exact log Z of "
-        "32 contexts per step (Devlin et al. 2014; 0: none, the default)",
+        f"{SELF_NORMALIZATION_ROWS} contexts per step (Devlin et al. 2014; 0: none, the default)",
     )
     tr.add_argument(
         "--log-z",
