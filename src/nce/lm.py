@@ -186,13 +186,13 @@ class LanguageModel(nn.Module):
         and the carried state: the output layer's loss, plus, with ``config.self_normalization``
         α > 0 in training mode, the self-normalization term of Devlin et al. (2014),
 
-        .. math:: \alpha \frac{1}{|S|} \sum_{i \in S} \big(\log Z(h_i) - c(h_i)\big)^2,
+        .. math:: \frac{\alpha}{m} \sum_{i \in S} \big(\log Z(h_i) - c(h_i)\big)^2,
                   \qquad \log Z(h) = \log \sum_{w=1}^{V} e^{s(w, h)},
 
         with :math:`c(h)` the log Z that binary NCE subtracts (0 for the softmax losses), over
-        the exact partition function of :math:`|S| =` ``SELF_NORMALIZATION_ROWS`` contexts
-        spread evenly over the B·T of the batch: O(|S|·V·H) per step, and a gradient that reads
-        every row of the output layer.
+        the exact partition function of the m = ``SELF_NORMALIZATION_ROWS`` contexts S spread
+        evenly over the B·T of the batch: O(m·V·H) per step, and a gradient that reads every row
+        of the output layer.
 
         References:
             Devlin et al. 2014, Fast and Robust Neural Network Joint Models for Statistical
