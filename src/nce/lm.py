@@ -385,9 +385,10 @@ def train(
             :class:`torch.optim.Adam` over every row at every step. The two differ only in rows a
             step does not read, which dense Adam keeps moving by their momentum. None (the
             default): "lazy_adam" for NCE and ranking NCE, "adam" for the full softmax, whose
-            step is O(V) anyway (on the KJV, 12 epochs: NCE k = 25 reaches the same test
-            perplexity with either, 32.62 and 32.57, the full softmax 31.12 lazily and 30.49
-            densely; BENCHMARKS.md).
+            step is O(V) anyway (on the KJV, 12 epochs at a constant rate: NCE k = 25 reaches
+            the same test perplexity with either, 32.62 and 32.57, the full softmax 31.12
+            lazily and 30.49 densely; on the cosine schedule dense Adam is 1.5 % better for NCE
+            too, 31.02 against 31.48; BENCHMARKS.md).
         lr_schedule: "constant"; "cosine": step s of S in all (every epoch's) runs at
             :math:`\eta_s = \eta\,\tfrac12(1 + \cos(\pi s / S))` (Loshchilov & Hutter 2017,
             arXiv:1608.03983), so a cosine run resumes only with the same ``epochs``;
